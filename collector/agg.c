@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Applies decoded records to sources and devices: exact totals for the
+ * since-start summary, pro-rata buckets for the rolling windows, and the busy
+ * union.  Which records carry hardware FLOPs is decided here, by the rule in
+ * doc/metrics.md: kernel records, plus gemm records flagged untimed; nested
+ * gemm records count nowhere.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agg.h"
+
+int agg_new(const struct agg_config *cfg, struct agg **out)
+{
+	struct agg *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return -ENOMEM;
+	a->cfg = *cfg;
+	if (!a->cfg.max_sources)
+		a->cfg.max_sources = 4096;
+	a->next_id = 1;
+	*out = a;
+	return 0;
+}
+
+static void source_free(struct agg_source *s)
+{
+	for (unsigned i = 0; i < s->ndev; i++)
+		free(s->dev[i]);
+	for (uint32_t i = 0; i < s->strings_cap; i++)
+		free(s->strings[i]);
+	free(s->strings);
+	free(s);
+}
+
+void agg_free(struct agg *a)
+{
+	if (!a)
+		return;
+	for (unsigned i = 0; i < a->nsrc; i++)
+		source_free(a->src[i]);
+	free(a->src);
+	free(a);
+}
+
+static void copy_text(char *dst, size_t cap, const char *s, uint32_t len)
+{
+	size_t n = len < cap - 1 ? len : cap - 1;
+	if (n)
+		memcpy(dst, s, n);
+	dst[n] = 0;
+}
+
+static int text_eq(const char *a, const char *s, uint32_t len)
+{
+	char tmp[AGG_NAME_MAX];
+	copy_text(tmp, sizeof(tmp), s, len);
+	return strcmp(a, tmp) == 0;
+}
+
+static void source_fill(struct agg_source *s, const struct mfu_rec_hello *h, const char *peer)
+{
+	copy_text(s->host, sizeof(s->host), h->host, h->host_len);
+	copy_text(s->job, sizeof(s->job), h->job, h->job_len);
+	copy_text(s->producer, sizeof(s->producer), h->producer, h->producer_len);
+	snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "");
+	s->pid = h->pid;
+	s->rank = h->rank;
+	s->local_rank = h->local_rank;
+	s->world_size = h->world_size;
+	s->hello_flags = h->flags;
+	s->hello_ns = h->time_ns;
+	s->degraded = (h->flags & MFU_HELLO_DEGRADED) != 0;
+}
+
+static int device_get(struct agg_source *s, uint64_t index, struct agg_device **out);
+
+static int device_describe(struct agg_source *s, const struct mfu_device_info *info)
+{
+	struct agg_device *d;
+	int rc = device_get(s, info->index, &d);
+
+	if (rc)
+		return rc;
+	d->info = *info;
+	copy_text(d->name, sizeof(d->name), info->name, info->name_len);
+	d->info.name = d->name;
+	d->info.name_len = (uint32_t)strlen(d->name);
+	d->have_info = 1;
+	d->peak = peak_lookup(d->name, d->info.name_len, info->sm_count);
+	return 0;
+}
+
+int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer, uint64_t now_mono_ns,
+	      struct agg_source **out)
+{
+	struct agg_source *s = NULL;
+
+	for (unsigned i = 0; i < a->nsrc; i++) {
+		struct agg_source *c = a->src[i];
+		if (c->pid == h->pid && c->hello_ns == h->time_ns && !c->connected &&
+		    text_eq(c->host, h->host, h->host_len) && text_eq(c->job, h->job, h->job_len)) {
+			s = c;
+			break;
+		}
+	}
+	if (!s) {
+		if (a->nsrc >= a->cfg.max_sources)
+			return -ENOSPC;
+		if (a->nsrc == a->cap) {
+			unsigned cap = a->cap ? a->cap * 2 : 16;
+			struct agg_source **p = realloc(a->src, cap * sizeof(*p));
+			if (!p)
+				return -ENOMEM;
+			a->src = p;
+			a->cap = cap;
+		}
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return -ENOMEM;
+		s->id = a->next_id++;
+		s->first_ns = h->time_ns;
+		s->max_ns = h->time_ns;
+		s->max_mono_ns = now_mono_ns;
+		a->src[a->nsrc++] = s;
+	}
+	source_fill(s, h, peer);
+	s->connected = 1;
+	s->gone = 0;
+	s->have_seq = 0;
+	if (h->has_device) {
+		int rc = device_describe(s, &h->device);
+		if (rc)
+			return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+static int device_get(struct agg_source *s, uint64_t index, struct agg_device **out)
+{
+	if (s->last_dev && s->last_dev->index == index) {
+		*out = s->last_dev;
+		return 0;
+	}
+	for (unsigned i = 0; i < s->ndev; i++) {
+		if (s->dev[i]->index == index) {
+			*out = s->last_dev = s->dev[i];
+			return 0;
+		}
+	}
+	if (s->ndev >= AGG_DEVICES_MAX)
+		return -MFU_WIRE_E_FIELD;
+	struct agg_device *d = malloc(sizeof(*d));
+	if (!d)
+		return -MFU_WIRE_E_NOMEM;
+	memset(d, 0, offsetof(struct agg_device, win));
+	window_init(&d->win);
+	busy_init(&d->busy);
+	d->src = s;
+	d->index = (uint32_t)index;
+	s->dev[s->ndev++] = d;
+	*out = s->last_dev = d;
+	return 0;
+}
+
+static void seen(struct agg_source *s, uint64_t t, uint64_t now_mono_ns)
+{
+	if (t > s->max_ns) {
+		s->max_ns = t;
+		s->max_mono_ns = now_mono_ns;
+	}
+	if (!s->first_ns || t < s->first_ns)
+		s->first_ns = t;
+}
+
+static void add_flops(struct agg_device *d, unsigned cls, uint64_t flops, int remat, uint64_t start,
+		      uint64_t end)
+{
+	if (!flops)
+		return;
+	d->tot.flops[cls] += flops;
+	window_add_span(&d->win, WF_FLOPS + cls, start, end, (double)flops);
+	if (remat) {
+		d->tot.remat_flops += flops;
+		window_add_span(&d->win, WF_REMAT_FLOPS, start, end, (double)flops);
+	}
+}
+
+static int apply_kernel(struct agg_source *s, const struct mfu_rec_kernel *k)
+{
+	struct agg_device *d;
+	int rc = device_get(s, k->device, &d);
+
+	if (rc)
+		return rc;
+	uint64_t dur = k->end_ns - k->start_ns;
+	add_flops(d, (unsigned)(k->flags & 0xf), k->flops, (k->flags & MFU_KF_REMAT) != 0, k->start_ns,
+		  k->end_ns);
+	d->tot.kernels++;
+	d->tot.kernel_ns += dur;
+	window_add_at(&d->win, WF_KERNELS, k->end_ns, 1);
+	window_add_span(&d->win, WF_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
+	if (k->flags & MFU_KF_GEMM) {
+		d->tot.gemm_kernel_ns += dur;
+		window_add_span(&d->win, WF_GEMM_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
+	}
+	if (k->flops) {
+		d->tot.known_kernel_ns += dur;
+		window_add_span(&d->win, WF_KNOWN_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
+	}
+	d->tot.busy_ns += busy_add(&d->busy, &d->win, k->start_ns, k->end_ns);
+	return 0;
+}
+
+static int apply_gemm(struct agg_source *s, const struct mfu_rec_gemm *g)
+{
+	struct agg_device *d;
+	int rc;
+
+	if (g->flags & MFU_KF_NESTED)
+		return 0;
+	if ((rc = device_get(s, g->device, &d)))
+		return rc;
+	d->tot.gemm_calls++;
+	d->tot.gemm_flops += g->flops;
+	window_add_at(&d->win, WF_GEMM_CALLS, g->start_ns, 1);
+	window_add_at(&d->win, WF_GEMM_FLOPS, g->start_ns, (double)g->flops);
+	if (g->flags & MFU_KF_UNTIMED)
+		add_flops(d, (unsigned)(g->flags & 0xf), g->flops, (g->flags & MFU_KF_REMAT) != 0,
+			  g->start_ns, g->end_ns);
+	return 0;
+}
+
+static int apply_step(struct agg_source *s, const struct mfu_rec_step *st)
+{
+	struct agg_device *d;
+	int rc = device_get(s, st->device, &d);
+
+	if (rc)
+		return rc;
+	d->tot.steps++;
+	d->tot.step_ns += st->end_ns - st->begin_ns;
+	window_add_at(&d->win, WF_STEPS, st->end_ns, 1);
+	window_add_at(&d->win, WF_STEP_NS, st->end_ns, (double)(st->end_ns - st->begin_ns));
+	if (st->model_flops) {
+		d->tot.model_flops += st->model_flops;
+		window_add_span(&d->win, WF_MODEL_FLOPS, st->begin_ns, st->end_ns, (double)st->model_flops);
+	}
+	if (st->model_class)
+		d->declared_class = (unsigned)st->model_class;
+	return 0;
+}
+
+static int put_string(struct agg_source *s, const struct mfu_rec_string *str)
+{
+	if (str->id >= s->strings_cap) {
+		uint32_t cap = s->strings_cap ? s->strings_cap : 256;
+		while (cap <= str->id)
+			cap *= 2;
+		char **p = realloc(s->strings, cap * sizeof(*p));
+		if (!p)
+			return -MFU_WIRE_E_NOMEM;
+		memset(p + s->strings_cap, 0, (cap - s->strings_cap) * sizeof(*p));
+		s->strings = p;
+		s->strings_cap = cap;
+	}
+	char *old = s->strings[str->id];
+	size_t old_len = old ? strlen(old) : 0;
+	if (s->string_bytes - old_len + str->len > AGG_STRING_BYTES_MAX)
+		return -MFU_WIRE_E_OVERSIZE;
+	char *t = malloc(str->len + 1u);
+	if (!t)
+		return -MFU_WIRE_E_NOMEM;
+	memcpy(t, str->text, str->len);
+	t[str->len] = 0; /* an embedded NUL only shortens the name */
+	free(old);
+	s->strings[str->id] = t;
+	s->string_bytes = s->string_bytes - old_len + str->len;
+	return 0;
+}
+
+const char *agg_source_string(const struct agg_source *s, uint64_t id, uint32_t *len)
+{
+	const char *t = id < s->strings_cap ? s->strings[id] : NULL;
+	*len = t ? (uint32_t)strlen(t) : 0;
+	return t;
+}
+
+int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t now_mono_ns)
+{
+	s->records++;
+	switch (r->type) {
+	case MFU_REC_KERNEL:
+		seen(s, r->u.kernel.end_ns, now_mono_ns);
+		return apply_kernel(s, &r->u.kernel);
+	case MFU_REC_GEMM:
+		seen(s, r->u.gemm.end_ns, now_mono_ns);
+		return apply_gemm(s, &r->u.gemm);
+	case MFU_REC_API: {
+		seen(s, r->u.api.end_ns, now_mono_ns);
+		if (s->last_dev)
+			s->last_dev->tot.api_calls++;
+		return 0;
+	}
+	case MFU_REC_STEP:
+		seen(s, r->u.step.end_ns, now_mono_ns);
+		return apply_step(s, &r->u.step);
+	case MFU_REC_STRING:
+		return put_string(s, &r->u.string);
+	case MFU_REC_DEVICE:
+		return device_describe(s, &r->u.device);
+	case MFU_REC_STATUS:
+		seen(s, r->u.status.time_ns, now_mono_ns);
+		s->degraded = (r->u.status.flags & MFU_STATUS_DEGRADED) != 0;
+		/* Cumulative counters: a lost or reordered status never lowers them. */
+		for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
+			if (r->u.status.dropped[i] > s->dropped[i])
+				s->dropped[i] = r->u.status.dropped[i];
+		return 0;
+	case MFU_REC_GOODBYE:
+		seen(s, r->u.goodbye.time_ns, now_mono_ns);
+		s->goodbye_ns = r->u.goodbye.time_ns;
+		return 0;
+	case MFU_REC_HELLO:
+		return -MFU_WIRE_E_FIELD; /* one hello per connection */
+	default:
+		s->unknown_records++;
+		return 0;
+	}
+}
+
+void agg_source_frame(struct agg_source *s, uint32_t seq, size_t bytes)
+{
+	if (s->have_seq && seq != s->next_seq)
+		s->seq_gaps += (uint32_t)(seq - s->next_seq);
+	s->have_seq = 1;
+	s->next_seq = seq + 1;
+	s->frames++;
+	s->bytes += bytes;
+}
+
+void agg_source_disconnect(struct agg_source *s)
+{
+	s->connected = 0;
+	s->gone = 1;
+}
+
+static uint64_t source_now(const struct agg *a, const struct agg_source *s, uint64_t now_mono_ns)
+{
+	if (a->cfg.offline || now_mono_ns < s->max_mono_ns)
+		return s->max_ns;
+	/* Data time advances with the collector's clock between records, so an
+	 * idle or finished source's windows drain to zero instead of freezing. */
+	return s->max_ns + (now_mono_ns - s->max_mono_ns);
+}
+
+uint64_t agg_source_window_end(const struct agg *a, const struct agg_source *s, uint64_t now_mono_ns)
+{
+	uint64_t t = source_now(a, s, now_mono_ns);
+	uint64_t settle = a->cfg.offline ? 0 : a->cfg.settle_ns;
+
+	t = t > settle ? t - settle : 0;
+	/* Offline, the last partial bucket still belongs in the window. */
+	if (a->cfg.offline)
+		t += WINDOW_BUCKET_NS - 1;
+	return t / WINDOW_BUCKET_NS * WINDOW_BUCKET_NS;
+}
+
+void agg_source_span(const struct agg *a, const struct agg_source *s, uint64_t now_mono_ns,
+		     uint64_t *first, uint64_t *end)
+{
+	*first = s->first_ns;
+	if (s->goodbye_ns)
+		*end = s->goodbye_ns;
+	else if (s->gone)
+		*end = s->max_ns;
+	else
+		*end = source_now(a, s, now_mono_ns);
+	if (*end < *first)
+		*end = *first;
+}
+
+double agg_device_peak(const struct agg *a, const struct agg_device *d, unsigned cls,
+		       const char **origin)
+{
+	if (cls == 0 || cls >= MFU_CLASS_COUNT) {
+		*origin = "unknown";
+		return 0;
+	}
+	if (a->cfg.have_override && a->cfg.override_tflops[cls] > 0) {
+		*origin = "override";
+		return a->cfg.override_tflops[cls] * 1e12;
+	}
+	if (d->peak && d->peak->tflops[cls] > 0) {
+		*origin = "table";
+		return d->peak->tflops[cls] * 1e12;
+	}
+	*origin = "unknown";
+	return 0;
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The collector's model: every source (one producer process) and, inside it,
+ * every device, with exact since-start totals and rolling windows.  Records
+ * go in through agg_source_record(); the numbers come out through figures.h.
+ * Single-threaded: the event loop owns it.
+ */
+#ifndef MFU_AGG_H
+#define MFU_AGG_H
+
+#include <stdint.h>
+
+#include "mfu/wire.h"
+#include "peak.h"
+#include "window.h"
+
+#define AGG_DEVICES_MAX 64u   /* per source */
+#define AGG_STRING_BYTES_MAX (16u << 20)
+#define AGG_NAME_MAX 256u
+
+typedef unsigned __int128 u128;
+
+struct agg_config {
+	uint64_t settle_ns;  /* live windows end this far behind the newest data */
+	int offline;         /* windows end at the newest data (mfu report) */
+	int have_override;
+	double override_tflops[MFU_CLASS_COUNT]; /* 0 = use the table for that class */
+	char override_origin[32];                /* "--peak-tflops" or "MFU_PEAK_TFLOPS" */
+	unsigned model_class;                    /* --model-dtype; 0 = declared or dominant */
+	unsigned max_sources;
+};
+
+struct agg_totals {
+	u128 flops[MFU_CLASS_COUNT]; /* hardware-executed, by class */
+	u128 model_flops, remat_flops, gemm_flops;
+	uint64_t busy_ns, kernel_ns, gemm_kernel_ns, known_kernel_ns;
+	uint64_t kernels, steps, step_ns, gemm_calls, api_calls;
+};
+
+struct agg_source;
+
+struct agg_device {
+	struct agg_source *src;
+	uint32_t index;
+	int have_info;
+	struct mfu_device_info info; /* info.name points at name */
+	char name[AGG_NAME_MAX];
+	const struct peak_entry *peak; /* table match, NULL if unknown */
+	unsigned declared_class;       /* model_class of the latest step that declared one */
+	struct agg_totals tot;
+	struct window win;
+	struct busy busy;
+};
+
+struct agg_source {
+	uint64_t id; /* collector-assigned, for log lines */
+	char host[AGG_NAME_MAX], job[AGG_NAME_MAX], producer[AGG_NAME_MAX], peer[128];
+	uint64_t pid, world_size, hello_flags, hello_ns;
+	int64_t rank, local_rank;
+	int connected, gone, degraded;
+	uint64_t first_ns, max_ns, goodbye_ns;
+	uint64_t max_mono_ns; /* collector time when max_ns was seen */
+	uint64_t dropped[MFU_DROP__COUNT];
+	uint64_t frames, bytes, records, unknown_records, seq_gaps;
+	uint32_t next_seq;
+	int have_seq;
+	unsigned ndev;
+	struct agg_device *dev[AGG_DEVICES_MAX];
+	struct agg_device *last_dev;
+	/* interned strings: id -> text (kernel names) */
+	char **strings;
+	uint32_t strings_cap;
+	size_t string_bytes;
+};
+
+struct agg {
+	struct agg_config cfg;
+	struct agg_source **src;
+	unsigned nsrc, cap;
+	uint64_t next_id;
+};
+
+int agg_new(const struct agg_config *cfg, struct agg **out);
+void agg_free(struct agg *a);
+
+/* Finds the source a hello describes (same host, pid, job and start time: a
+ * reconnect) or makes a new one.  Returns 0 or -errno (-ENOSPC past
+ * max_sources). */
+int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer,
+	      uint64_t now_mono_ns, struct agg_source **out);
+/* Applies one record of a source that has said hello.  Returns 0, or a
+ * negated mfu_wire_error for a record that breaks a rule of the stream. */
+int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t now_mono_ns);
+/* Notes a frame's sequence number; counts gaps. */
+void agg_source_frame(struct agg_source *s, uint32_t seq, size_t bytes);
+void agg_source_disconnect(struct agg_source *s);
+
+/* The data time the source's windows end at now; a multiple of the bucket. */
+uint64_t agg_source_window_end(const struct agg *a, const struct agg_source *s, uint64_t now_mono_ns);
+/* The since-start span of a source: [first, end). */
+void agg_source_span(const struct agg *a, const struct agg_source *s, uint64_t now_mono_ns,
+		     uint64_t *first, uint64_t *end);
+
+/* Peak for class cls on d, in FLOP/s; 0 if unknown.  *origin gets "table",
+ * "override" or "unknown". */
+double agg_device_peak(const struct agg *a, const struct agg_device *d, unsigned cls,
+		       const char **origin);
+
+const char *agg_source_string(const struct agg_source *s, uint64_t id, uint32_t *len);
+
+#endif

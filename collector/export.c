@@ -1,0 +1,739 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Prometheus text, JSON and terminal output.  Unknown values (NaN figures)
+ * are left out of /metrics and written as null in JSON, so nobody graphs a
+ * confident 0 for something that was not measured.  Kernel names and every
+ * other producer-supplied text go through the escaping helpers of strbuf.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "export.h"
+
+void sb_u128(struct strbuf *sb, u128 v)
+{
+	char tmp[40];
+	int i = sizeof(tmp);
+
+	tmp[--i] = 0;
+	do {
+		tmp[--i] = (char)('0' + (int)(v % 10));
+		v /= 10;
+	} while (v);
+	sb_puts(sb, tmp + i);
+}
+
+void export_peak_source(const struct agg *a, const struct agg_device *d, unsigned cls, char *buf,
+			size_t cap)
+{
+	const char *origin;
+
+	agg_device_peak(a, d, cls, &origin);
+	if (!strcmp(origin, "table"))
+		snprintf(buf, cap, "table:%s", d->peak->model);
+	else if (!strcmp(origin, "override"))
+		snprintf(buf, cap, "override:%s", a->cfg.override_origin);
+	else
+		snprintf(buf, cap, "unknown");
+}
+
+/* ---- Prometheus ---- */
+
+static void source_labels(struct strbuf *sb, const struct agg_source *s)
+{
+	sb_puts(sb, "job=\"");
+	sb_prom_label(sb, s->job, strlen(s->job));
+	sb_puts(sb, "\",host=\"");
+	sb_prom_label(sb, s->host, strlen(s->host));
+	sb_puts(sb, "\",rank=\"");
+	if (s->rank >= 0)
+		sb_printf(sb, "%lld", (long long)s->rank);
+	sb_printf(sb, "\",pid=\"%llu\"", (unsigned long long)s->pid);
+}
+
+static void device_labels(struct strbuf *sb, const struct agg_device *d)
+{
+	source_labels(sb, d->src);
+	sb_printf(sb, ",device=\"%u\"", d->index);
+}
+
+static void family(struct strbuf *sb, const char *name, const char *type, const char *help)
+{
+	sb_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void sample(struct strbuf *sb, const char *name, const struct agg_device *d,
+		   const struct agg_source *s, const char *extra, double v)
+{
+	if (isnan(v))
+		return;
+	sb_puts(sb, name);
+	sb_puts(sb, "{");
+	if (d)
+		device_labels(sb, d);
+	else
+		source_labels(sb, s);
+	if (extra && *extra) {
+		sb_puts(sb, ",");
+		sb_puts(sb, extra);
+	}
+	sb_puts(sb, "} ");
+	sb_prom_double(sb, v);
+	sb_puts(sb, "\n");
+}
+
+#define FOR_EACH_DEVICE(a, d)                                                   \
+	for (unsigned si_ = 0; si_ < (a)->nsrc; si_++)                          \
+		for (unsigned di_ = 0; di_ < (a)->src[si_]->ndev && ((d) = (a)->src[si_]->dev[di_]); di_++)
+
+enum wfig {
+	WFIG_HFU,
+	WFIG_MFU,
+	WFIG_HW_RATE,
+	WFIG_MODEL_RATE,
+	WFIG_REMAT_RATE,
+	WFIG_BUSY,
+	WFIG_GEMM_KERNEL,
+	WFIG_KERNEL_RATE,
+	WFIG_STEP_RATE,
+	WFIG_STEP_MEAN,
+	WFIG_COVERAGE,
+	WFIG__COUNT
+};
+
+static const struct {
+	const char *name, *help;
+} wfig_meta[WFIG__COUNT] = {
+	[WFIG_HFU] = {"mfu_hfu_ratio", "Hardware FLOPs utilization: sum over dtypes of executed FLOPs / (window x dense peak of that dtype)."},
+	[WFIG_MFU] = {"mfu_mfu_ratio", "Model FLOPs utilization: declared model FLOPs / (window x dense peak of the model dtype)."},
+	[WFIG_HW_RATE] = {"mfu_executed_flops_per_second", "Hardware-executed FLOPs per second over the window (recomputation included)."},
+	[WFIG_MODEL_RATE] = {"mfu_model_flops_per_second", "Declared model FLOPs per second over the window."},
+	[WFIG_REMAT_RATE] = {"mfu_remat_flops_per_second", "Executed FLOPs identified as recomputation, per second."},
+	[WFIG_BUSY] = {"mfu_gpu_busy_ratio", "Share of the window with at least one kernel running (union over streams)."},
+	[WFIG_GEMM_KERNEL] = {"mfu_gemm_kernel_ratio", "GEMM kernel seconds per second of window."},
+	[WFIG_KERNEL_RATE] = {"mfu_kernels_per_second", "Kernels completed per second."},
+	[WFIG_STEP_RATE] = {"mfu_steps_per_second", "Training steps completed per second."},
+	[WFIG_STEP_MEAN] = {"mfu_step_seconds_mean", "Mean duration of the steps completed in the window."},
+	[WFIG_COVERAGE] = {"mfu_flops_coverage_ratio", "Share of kernel time spent in kernels whose FLOPs are known."},
+};
+
+static double wfig_value(enum wfig k, const struct figures *f)
+{
+	switch (k) {
+	case WFIG_HFU: return f->hfu;
+	case WFIG_MFU: return f->mfu;
+	case WFIG_HW_RATE: return f->span_s > 0 ? f->hw_flops / f->span_s : NAN;
+	case WFIG_MODEL_RATE: return f->span_s > 0 ? f->model_flops / f->span_s : NAN;
+	case WFIG_REMAT_RATE: return f->span_s > 0 ? f->remat_flops / f->span_s : NAN;
+	case WFIG_BUSY: return f->busy_ratio;
+	case WFIG_GEMM_KERNEL: return f->span_s > 0 ? f->gemm_kernel_s / f->span_s : NAN;
+	case WFIG_KERNEL_RATE: return f->span_s > 0 ? f->kernels / f->span_s : NAN;
+	case WFIG_STEP_RATE: return f->span_s > 0 ? f->steps / f->span_s : NAN;
+	case WFIG_STEP_MEAN: return f->steps > 0 ? f->step_s / f->steps : NAN;
+	case WFIG_COVERAGE: return f->coverage;
+	default: return NAN;
+	}
+}
+
+void export_job_figures(const struct agg *a, uint64_t window_ns, uint64_t now_mono_ns,
+			struct figures *out)
+{
+	const struct agg_device *d;
+	struct figures f;
+
+	figures_zero(out);
+	FOR_EACH_DEVICE(a, d) {
+		figures_device(a, d, window_ns, now_mono_ns, &f);
+		figures_add(out, &f);
+	}
+	figures_finish(out);
+}
+
+static void export_windows_families(const struct agg *a, uint64_t now, struct strbuf *sb)
+{
+	const struct agg_device *d;
+	unsigned ndev = 0;
+
+	FOR_EACH_DEVICE(a, d)
+		ndev++;
+	if (!ndev)
+		return;
+	/* figures for every device and window, computed once */
+	struct figures(*fig)[EXPORT_WINDOWS] = calloc(ndev, sizeof(*fig));
+	unsigned i = 0;
+	if (!fig) {
+		sb->oom = 1;
+		return;
+	}
+	FOR_EACH_DEVICE(a, d) {
+		for (unsigned w = 0; w < EXPORT_WINDOWS; w++)
+			figures_device(a, d, export_windows[w].ns, now, &fig[i][w]);
+		i++;
+	}
+	for (unsigned k = 0; k < WFIG__COUNT; k++) {
+		family(sb, wfig_meta[k].name, "gauge", wfig_meta[k].help);
+		i = 0;
+		FOR_EACH_DEVICE(a, d) {
+			char extra[320], peak[200];
+			unsigned cls = fig[i][EXPORT_WINDOWS - 1].mfu_class;
+			export_peak_source(a, d, cls, peak, sizeof(peak));
+			for (unsigned w = 0; w < EXPORT_WINDOWS; w++) {
+				struct strbuf lab;
+				sb_init(&lab);
+				sb_printf(&lab, "window=\"%s\"", export_windows[w].label);
+				if (k == WFIG_HFU || k == WFIG_MFU) {
+					/* which peak: so nobody sees a silent 150 % */
+					sb_printf(&lab, ",peak_dtype=\"%s\",peak_source=\"", mfu_class_name(cls));
+					sb_prom_label(&lab, peak, strlen(peak));
+					sb_puts(&lab, "\"");
+				}
+				snprintf(extra, sizeof(extra), "%s", lab.buf ? lab.buf : "");
+				sb_free(&lab);
+				sample(sb, wfig_meta[k].name, d, NULL, extra, wfig_value(k, &fig[i][w]));
+			}
+			i++;
+		}
+	}
+	family(sb, "mfu_executed_dtype_flops_per_second", "gauge",
+	       "Hardware-executed FLOPs per second by dtype class over the window.");
+	i = 0;
+	FOR_EACH_DEVICE(a, d) {
+		for (unsigned w = 0; w < EXPORT_WINDOWS; w++)
+			for (unsigned c = 0; c < MFU_CLASS_COUNT; c++) {
+				if (!fig[i][EXPORT_WINDOWS - 1].flops[c])
+					continue;
+				char extra[64];
+				snprintf(extra, sizeof(extra), "window=\"%s\",dtype=\"%s\"", export_windows[w].label,
+					 mfu_class_name(c));
+				sample(sb, "mfu_executed_dtype_flops_per_second", d, NULL, extra,
+				       fig[i][w].span_s > 0 ? fig[i][w].flops[c] / fig[i][w].span_s : NAN);
+			}
+		i++;
+	}
+	free(fig);
+}
+
+static void export_counters(const struct agg *a, struct strbuf *sb)
+{
+	const struct agg_device *d;
+	static const struct {
+		const char *name, *help;
+		size_t off;
+		double scale;
+		int timing;
+	} u64s[] = {
+		{"mfu_kernels_total", "Kernels completed.", offsetof(struct agg_totals, kernels), 1, 1},
+		{"mfu_kernel_seconds_total", "Sum of kernel durations.", offsetof(struct agg_totals, kernel_ns), 1e-9, 1},
+		{"mfu_gpu_busy_seconds_total", "Time with at least one kernel running.", offsetof(struct agg_totals, busy_ns), 1e-9, 1},
+		{"mfu_gemm_kernel_seconds_total", "Sum of durations of kernels launched by intercepted GEMMs.", offsetof(struct agg_totals, gemm_kernel_ns), 1e-9, 1},
+		{"mfu_steps_total", "Training steps completed.", offsetof(struct agg_totals, steps), 1, 0},
+		{"mfu_step_seconds_total", "Sum of step durations.", offsetof(struct agg_totals, step_ns), 1e-9, 0},
+		{"mfu_gemm_calls_total", "Intercepted GEMM calls (nested calls not counted).", offsetof(struct agg_totals, gemm_calls), 1, 0},
+	};
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} u128s[] = {
+		{"mfu_model_flops_total", "Declared model FLOPs.", offsetof(struct agg_totals, model_flops)},
+		{"mfu_remat_flops_total", "Executed FLOPs identified as recomputation.", offsetof(struct agg_totals, remat_flops)},
+		{"mfu_gemm_flops_total", "FLOPs of intercepted GEMM calls, from their arguments.", offsetof(struct agg_totals, gemm_flops)},
+	};
+
+	family(sb, "mfu_executed_flops_total", "counter", "Hardware-executed FLOPs by dtype class.");
+	FOR_EACH_DEVICE(a, d) {
+		for (unsigned c = 0; c < MFU_CLASS_COUNT; c++) {
+			if (!d->tot.flops[c])
+				continue;
+			char extra[32];
+			snprintf(extra, sizeof(extra), "dtype=\"%s\"", mfu_class_name(c));
+			sample(sb, "mfu_executed_flops_total", d, NULL, extra, (double)d->tot.flops[c]);
+		}
+	}
+	for (unsigned k = 0; k < sizeof(u128s) / sizeof(u128s[0]); k++) {
+		family(sb, u128s[k].name, "counter", u128s[k].help);
+		FOR_EACH_DEVICE(a, d) {
+			u128 v;
+			memcpy(&v, (const char *)&d->tot + u128s[k].off, sizeof(v));
+			sample(sb, u128s[k].name, d, NULL, NULL, (double)v);
+		}
+	}
+	for (unsigned k = 0; k < sizeof(u64s) / sizeof(u64s[0]); k++) {
+		family(sb, u64s[k].name, "counter", u64s[k].help);
+		FOR_EACH_DEVICE(a, d) {
+			uint64_t v;
+			memcpy(&v, (const char *)&d->tot + u64s[k].off, sizeof(v));
+			sample(sb, u64s[k].name, d, NULL, NULL,
+			       u64s[k].timing && d->src->degraded ? NAN : (double)v * u64s[k].scale);
+		}
+	}
+}
+
+static void export_info(const struct agg *a, struct strbuf *sb)
+{
+	const struct agg_device *d;
+
+	family(sb, "mfu_peak_flops_per_second", "gauge",
+	       "Dense peak FLOP/s used as the denominator, per dtype class, and where it came from.");
+	FOR_EACH_DEVICE(a, d) {
+		for (unsigned c = 1; c < MFU_CLASS_COUNT; c++) {
+			const char *origin;
+			double p = agg_device_peak(a, d, c, &origin);
+			if (p <= 0)
+				continue;
+			char src[200];
+			struct strbuf lab;
+			export_peak_source(a, d, c, src, sizeof(src));
+			sb_init(&lab);
+			sb_printf(&lab, "dtype=\"%s\",source=\"", mfu_class_name(c));
+			sb_prom_label(&lab, src, strlen(src));
+			sb_puts(&lab, "\"");
+			sample(sb, "mfu_peak_flops_per_second", d, NULL, lab.buf, p);
+			sb_free(&lab);
+		}
+	}
+	family(sb, "mfu_device_info", "gauge", "Device as the producer reported it; value is 1.");
+	FOR_EACH_DEVICE(a, d) {
+		struct strbuf lab;
+		sb_init(&lab);
+		sb_puts(&lab, "name=\"");
+		sb_prom_label(&lab, d->name, strlen(d->name));
+		sb_printf(&lab, "\",sm_count=\"%u\",cc=\"%u.%u\",peak_model=\"", d->info.sm_count,
+			  d->info.cc_major, d->info.cc_minor);
+		if (d->peak)
+			sb_prom_label(&lab, d->peak->model, strlen(d->peak->model));
+		sb_puts(&lab, "\"");
+		sample(sb, "mfu_device_info", d, NULL, lab.buf, 1);
+		sb_free(&lab);
+	}
+
+	family(sb, "mfu_source_up", "gauge", "1 while the source is connected.");
+	for (unsigned i = 0; i < a->nsrc; i++)
+		sample(sb, "mfu_source_up", NULL, a->src[i], NULL, a->src[i]->connected);
+	family(sb, "mfu_source_degraded", "gauge",
+	       "1 while the source has no kernel timing (CUPTI unavailable): kernel time is unknown, not zero.");
+	for (unsigned i = 0; i < a->nsrc; i++)
+		sample(sb, "mfu_source_degraded", NULL, a->src[i], NULL, a->src[i]->degraded);
+	family(sb, "mfu_source_synthetic", "gauge", "1 when the source's data is synthetic (a demo), not a real run.");
+	for (unsigned i = 0; i < a->nsrc; i++)
+		sample(sb, "mfu_source_synthetic", NULL, a->src[i], NULL,
+		       (a->src[i]->hello_flags & MFU_HELLO_SYNTHETIC) != 0);
+	family(sb, "mfu_dropped_records_total", "counter", "Records the producer lost, by reason.");
+	static const char *const reasons[MFU_DROP__COUNT] = {"buffer_full", "disconnected", "cupti", "encode"};
+	for (unsigned i = 0; i < a->nsrc; i++)
+		for (unsigned r = 0; r < MFU_DROP__COUNT; r++) {
+			char extra[48];
+			snprintf(extra, sizeof(extra), "reason=\"%s\"", reasons[r]);
+			sample(sb, "mfu_dropped_records_total", NULL, a->src[i], extra, (double)a->src[i]->dropped[r]);
+		}
+	family(sb, "mfu_lost_frames_total", "counter", "Frames missing from the source's sequence numbers.");
+	for (unsigned i = 0; i < a->nsrc; i++)
+		sample(sb, "mfu_lost_frames_total", NULL, a->src[i], NULL, (double)a->src[i]->seq_gaps);
+	family(sb, "mfu_frames_total", "counter", "Frames received from the source.");
+	for (unsigned i = 0; i < a->nsrc; i++)
+		sample(sb, "mfu_frames_total", NULL, a->src[i], NULL, (double)a->src[i]->frames);
+}
+
+static void export_job(const struct agg *a, uint64_t now, struct strbuf *sb)
+{
+	/* Jobs are few; a quadratic pass over sources keeps this allocation-free. */
+	static const char *const names[] = {"mfu_job_hfu_ratio", "mfu_job_mfu_ratio",
+					    "mfu_job_executed_flops_per_second", "mfu_job_devices"};
+	static const char *const helps[] = {
+		"Job HFU: sum of executed FLOPs over the sum of peaks x window, all ranks.",
+		"Job MFU: sum of declared model FLOPs over the sum of peaks x window, all ranks.",
+		"Job executed FLOPs per second, all ranks.",
+		"Devices reporting for the job."};
+	for (unsigned k = 0; k < 4; k++) {
+		family(sb, names[k], "gauge", helps[k]);
+		for (unsigned i = 0; i < a->nsrc; i++) {
+			const char *job = a->src[i]->job;
+			int first = 1;
+			for (unsigned j = 0; j < i; j++)
+				if (!strcmp(a->src[j]->job, job))
+					first = 0;
+			if (!first)
+				continue;
+			for (unsigned w = 0; w < EXPORT_WINDOWS; w++) {
+				struct figures acc, f;
+				figures_zero(&acc);
+				for (unsigned j = i; j < a->nsrc; j++) {
+					if (strcmp(a->src[j]->job, job))
+						continue;
+					for (unsigned di = 0; di < a->src[j]->ndev; di++) {
+						figures_device(a, a->src[j]->dev[di], export_windows[w].ns, now, &f);
+						figures_add(&acc, &f);
+					}
+				}
+				figures_finish(&acc);
+				double v = k == 0 ? acc.hfu
+					   : k == 1 ? acc.mfu
+					   : k == 2 ? (acc.wall_s > 0 ? acc.hw_flops / acc.wall_s : NAN)
+						    : acc.devices;
+				if (k == 3 && w > 0)
+					break;
+				if (isnan(v))
+					continue;
+				sb_printf(sb, "%s{job=\"", names[k]);
+				sb_prom_label(sb, job, strlen(job));
+				if (k == 3)
+					sb_puts(sb, "\"} ");
+				else
+					sb_printf(sb, "\",window=\"%s\"} ", export_windows[w].label);
+				sb_prom_double(sb, v);
+				sb_puts(sb, "\n");
+			}
+		}
+	}
+}
+
+void export_prometheus(const struct agg *a, uint64_t now_mono_ns, const struct export_extra *x,
+		       struct strbuf *out)
+{
+	export_windows_families(a, now_mono_ns, out);
+	export_counters(a, out);
+	export_info(a, out);
+	export_job(a, now_mono_ns, out);
+	family(out, "mfud_sources", "gauge", "Sources known to the collector.");
+	sb_printf(out, "mfud_sources %u\n", a->nsrc);
+	family(out, "mfud_stream_errors_total", "counter", "Connections dropped for malformed input.");
+	sb_printf(out, "mfud_stream_errors_total %llu\n", (unsigned long long)(x ? x->stream_errors : 0));
+	family(out, "mfud_bpf_enabled", "gauge", "1 when the eBPF scheduler tracer runs.");
+	sb_puts(out, "mfud_bpf_enabled{reason=\"");
+	const char *why = x && x->bpf_reason ? x->bpf_reason : "not built";
+	sb_prom_label(out, why, strlen(why));
+	sb_printf(out, "\"} %d\n", x ? x->bpf_on : 0);
+}
+
+/* ---- JSON ---- */
+
+static void json_num(struct strbuf *sb, const char *key, double v)
+{
+	sb_printf(sb, "\"%s\":", key);
+	sb_json_double(sb, v);
+}
+
+static void json_figures(struct strbuf *sb, const struct figures *f)
+{
+	sb_puts(sb, "{");
+	json_num(sb, "span_s", f->wall_s);
+	sb_puts(sb, ",");
+	json_num(sb, "hfu", f->hfu);
+	sb_puts(sb, ",");
+	json_num(sb, "mfu", f->mfu);
+	sb_puts(sb, ",");
+	json_num(sb, "hw_flops_per_s", f->wall_s > 0 ? f->hw_flops / f->wall_s : NAN);
+	sb_puts(sb, ",");
+	json_num(sb, "model_flops_per_s", f->wall_s > 0 ? f->model_flops / f->wall_s : NAN);
+	sb_puts(sb, ",");
+	json_num(sb, "gpu_busy", f->busy_ratio);
+	sb_puts(sb, ",");
+	json_num(sb, "kernels_per_s", f->wall_s > 0 ? f->kernels / f->wall_s : NAN);
+	sb_puts(sb, ",");
+	json_num(sb, "steps_per_s", f->wall_s > 0 ? f->steps / f->wall_s : NAN);
+	sb_puts(sb, ",");
+	json_num(sb, "coverage", f->coverage);
+	sb_printf(sb, ",\"peak_dtype\":\"%s\"}", mfu_class_name(f->mfu_class));
+}
+
+struct exact {
+	u128 gemm_flops, hw_flops, model_flops, remat_flops, by_class[MFU_CLASS_COUNT];
+	uint64_t gemm_calls, kernels, kernel_ns, busy_ns, dropped;
+	int timing_known;
+	uint64_t first, end;
+};
+
+static void exact_add_source(const struct agg *a, const struct agg_source *s, uint64_t now,
+			     struct exact *e)
+{
+	uint64_t first, end;
+
+	agg_source_span(a, s, now, &first, &end);
+	if (!e->first || first < e->first)
+		e->first = first;
+	if (end > e->end)
+		e->end = end;
+	for (unsigned r = 0; r < MFU_DROP__COUNT; r++)
+		e->dropped += s->dropped[r];
+	if (s->degraded)
+		e->timing_known = 0;
+	for (unsigned i = 0; i < s->ndev; i++) {
+		const struct agg_totals *t = &s->dev[i]->tot;
+		e->gemm_flops += t->gemm_flops;
+		e->model_flops += t->model_flops;
+		e->remat_flops += t->remat_flops;
+		for (unsigned c = 0; c < MFU_CLASS_COUNT; c++) {
+			e->hw_flops += t->flops[c];
+			e->by_class[c] += t->flops[c];
+		}
+		e->gemm_calls += t->gemm_calls;
+		e->kernels += t->kernels;
+		e->kernel_ns += t->kernel_ns;
+		e->busy_ns += t->busy_ns;
+	}
+}
+
+static void json_u128(struct strbuf *sb, const char *key, u128 v)
+{
+	sb_printf(sb, "\"%s\":", key);
+	sb_u128(sb, v);
+}
+
+static void json_exact(struct strbuf *sb, const struct exact *e)
+{
+	json_u128(sb, "gemm_calls", e->gemm_calls);
+	sb_puts(sb, ",");
+	json_u128(sb, "gemm_flops", e->gemm_flops);
+	sb_puts(sb, ",");
+	json_u128(sb, "hw_flops", e->hw_flops);
+	sb_puts(sb, ",");
+	json_u128(sb, "model_flops", e->model_flops);
+	sb_puts(sb, ",");
+	json_u128(sb, "remat_flops", e->remat_flops);
+	sb_puts(sb, ",\"hw_flops_by_dtype\":{");
+	int first = 1;
+	for (unsigned c = 0; c < MFU_CLASS_COUNT; c++) {
+		if (!e->by_class[c])
+			continue;
+		sb_printf(sb, "%s\"%s\":", first ? "" : ",", mfu_class_name(c));
+		sb_u128(sb, e->by_class[c]);
+		first = 0;
+	}
+	sb_puts(sb, "},");
+	if (e->timing_known) {
+		json_u128(sb, "kernels", e->kernels);
+		sb_printf(sb, ",\"kernel_time_s\":%.9f,\"gpu_busy_s\":%.9f", (double)e->kernel_ns / 1e9,
+			  (double)e->busy_ns / 1e9);
+	} else {
+		sb_puts(sb, "\"kernels\":null,\"kernel_time_s\":null,\"gpu_busy_s\":null");
+	}
+	sb_printf(sb, ",\"wall_s\":%.9f,", (double)(e->end - e->first) / 1e9);
+	json_u128(sb, "dropped_records", e->dropped);
+}
+
+void export_json_summary(const struct agg *a, uint64_t now, struct strbuf *sb)
+{
+	struct exact job = {.timing_known = 1};
+	struct figures total;
+
+	for (unsigned i = 0; i < a->nsrc; i++)
+		exact_add_source(a, a->src[i], now, &job);
+	export_job_figures(a, 0, now, &total);
+
+	sb_printf(sb, "{\"version\":\"%s\",", MFU_VERSION);
+	json_exact(sb, &job);
+	sb_puts(sb, ",");
+	json_num(sb, "hfu", total.hfu);
+	sb_puts(sb, ",");
+	json_num(sb, "mfu", total.mfu);
+	sb_puts(sb, ",");
+	json_num(sb, "peak_flops", total.mfu_peak_flops > 0 ? total.mfu_peak_flops : NAN);
+	sb_puts(sb, ",\"peak_dtype\":");
+	sb_json_string(sb, mfu_class_name(total.mfu_class), strlen(mfu_class_name(total.mfu_class)));
+
+	/* One description when all devices agree, else "mixed". */
+	char peak[200] = "unknown";
+	int have = 0;
+	for (unsigned i = 0; i < a->nsrc; i++)
+		for (unsigned di = 0; di < a->src[i]->ndev; di++) {
+			const struct agg_device *d = a->src[i]->dev[di];
+			char p[200];
+			export_peak_source(a, d, figures_mfu_class(a, d), p, sizeof(p));
+			if (!have)
+				snprintf(peak, sizeof(peak), "%s", p);
+			else if (strcmp(peak, p))
+				snprintf(peak, sizeof(peak), "mixed");
+			have = 1;
+		}
+	sb_puts(sb, ",\"peak_source\":");
+	sb_json_string(sb, peak, strlen(peak));
+	sb_printf(sb, ",\"sources\":%u,\"synthetic\":%s,\"windows\":{", a->nsrc,
+		  a->nsrc && (a->src[0]->hello_flags & MFU_HELLO_SYNTHETIC) ? "true" : "false");
+	for (unsigned w = 0; w < EXPORT_WINDOWS; w++) {
+		struct figures f;
+		export_job_figures(a, export_windows[w].ns, now, &f);
+		sb_printf(sb, "%s\"%s\":", w ? "," : "", export_windows[w].label);
+		json_figures(sb, &f);
+	}
+	sb_puts(sb, "},\"per_source\":[");
+	for (unsigned i = 0; i < a->nsrc; i++) {
+		const struct agg_source *s = a->src[i];
+		struct exact e = {.timing_known = 1};
+		exact_add_source(a, s, now, &e);
+		sb_puts(sb, i ? ",{" : "{");
+		sb_puts(sb, "\"host\":");
+		sb_json_string(sb, s->host, strlen(s->host));
+		sb_puts(sb, ",\"job\":");
+		sb_json_string(sb, s->job, strlen(s->job));
+		sb_puts(sb, ",\"producer\":");
+		sb_json_string(sb, s->producer, strlen(s->producer));
+		sb_printf(sb, ",\"pid\":%llu,\"rank\":%lld,\"local_rank\":%lld,\"world_size\":%llu,"
+			      "\"connected\":%s,\"degraded\":%s,\"frames\":%llu,\"lost_frames\":%llu,",
+			  (unsigned long long)s->pid, (long long)s->rank, (long long)s->local_rank,
+			  (unsigned long long)s->world_size, s->connected ? "true" : "false",
+			  s->degraded ? "true" : "false", (unsigned long long)s->frames,
+			  (unsigned long long)s->seq_gaps);
+		json_exact(sb, &e);
+		sb_puts(sb, ",\"devices\":[");
+		for (unsigned di = 0; di < s->ndev; di++) {
+			const struct agg_device *d = s->dev[di];
+			struct figures f;
+			char p[200];
+			figures_device(a, d, 0, now, &f);
+			export_peak_source(a, d, f.mfu_class, p, sizeof(p));
+			sb_printf(sb, "%s{\"index\":%u,\"name\":", di ? "," : "", d->index);
+			sb_json_string(sb, d->name, strlen(d->name));
+			sb_puts(sb, ",\"peak_source\":");
+			sb_json_string(sb, p, strlen(p));
+			sb_puts(sb, ",");
+			json_num(sb, "peak_flops", f.mfu_peak_flops > 0 ? f.mfu_peak_flops : NAN);
+			sb_puts(sb, ",\"total\":");
+			json_figures(sb, &f);
+			sb_puts(sb, "}");
+		}
+		sb_puts(sb, "]}");
+	}
+	sb_puts(sb, "]}\n");
+}
+
+/* ---- terminal ---- */
+
+static void pct(struct strbuf *sb, const char *name, double v)
+{
+	if (isnan(v))
+		sb_printf(sb, "  %s   n/a", name);
+	else
+		sb_printf(sb, "  %s %5.1f%%", name, v * 100);
+}
+
+void export_status_line(const struct agg *a, uint64_t window_ns, const char *label, uint64_t now,
+			struct strbuf *sb)
+{
+	struct figures f;
+
+	export_job_figures(a, window_ns, now, &f);
+	sb_printf(sb, "[mfu %s] %8.1f TFLOP/s", label, f.wall_s > 0 ? f.hw_flops / f.wall_s / 1e12 : 0.0);
+	pct(sb, "HFU", f.hfu);
+	pct(sb, "MFU", f.mfu);
+	pct(sb, "busy", f.busy_ratio);
+	if (isnan(f.kernels))
+		sb_puts(sb, "  kernels/s n/a");
+	else
+		sb_printf(sb, "  %.0f kernels/s", f.wall_s > 0 ? f.kernels / f.wall_s : 0.0);
+	sb_printf(sb, "  (%u source%s)", a->nsrc, a->nsrc == 1 ? "" : "s");
+}
+
+static void row(struct strbuf *sb, const char *k, double v, int decimals, const char *unit)
+{
+	if (isnan(v))
+		sb_printf(sb, "  %-22s unknown\n", k);
+	else
+		sb_printf(sb, "  %-22s %.*f%s\n", k, decimals, v, unit);
+}
+
+static void row_g(struct strbuf *sb, const char *k, double v)
+{
+	sb_printf(sb, "  %-22s %.6g\n", k, v);
+}
+
+void export_summary_table(const struct agg *a, uint64_t now, struct strbuf *sb)
+{
+	struct exact e = {.timing_known = 1};
+	struct figures f;
+
+	for (unsigned i = 0; i < a->nsrc; i++)
+		exact_add_source(a, a->src[i], now, &e);
+	export_job_figures(a, 0, now, &f);
+	sb_puts(sb, "mfu summary");
+	if (a->nsrc && (a->src[0]->hello_flags & MFU_HELLO_SYNTHETIC))
+		sb_puts(sb, " (SYNTHETIC data, not a measurement)");
+	sb_puts(sb, "\n");
+	sb_printf(sb, "  %-22s %u\n", "sources", a->nsrc);
+	row(sb, "wall", (double)(e.end - e.first) / 1e9, 3, " s");
+	row(sb, "gemm calls", (double)e.gemm_calls, 0, "");
+	row_g(sb, "gemm FLOPs", (double)e.gemm_flops);
+	row_g(sb, "hardware FLOPs", (double)e.hw_flops);
+	row_g(sb, "model FLOPs", (double)e.model_flops);
+	row_g(sb, "remat FLOPs", (double)e.remat_flops);
+	row(sb, "kernels", e.timing_known ? (double)e.kernels : NAN, 0, "");
+	row(sb, "kernel time", e.timing_known ? (double)e.kernel_ns / 1e9 : NAN, 3, " s");
+	row(sb, "GPU busy", e.timing_known ? (double)e.busy_ns / 1e9 : NAN, 3, " s");
+	row(sb, "FLOP coverage", f.coverage * 100, 1, " % of kernel time");
+	row(sb, "HFU", f.hfu * 100, 2, " %");
+	row(sb, "MFU", f.model_declared ? f.mfu * 100 : NAN, 2, " %");
+	if (!f.model_declared)
+		sb_puts(sb, "  (MFU needs declared model FLOPs: mfu.step(model_flops=...) or MFU_MODEL_FLOPS_PER_STEP)\n");
+	char peak[200] = "unknown";
+	if (a->nsrc && a->src[0]->ndev)
+		export_peak_source(a, a->src[0]->dev[0], f.mfu_class, peak, sizeof(peak));
+	sb_printf(sb, "  %-22s ", "peak");
+	if (f.mfu_peak_flops > 0)
+		sb_printf(sb, "%.1f TFLOP/s %s dense, %s%s\n", f.mfu_peak_flops / 1e12, mfu_class_name(f.mfu_class),
+			  peak, f.devices > 1 ? " (sum over devices)" : "");
+	else
+		sb_puts(sb, "unknown (device not in the table: use --peak-tflops)\n");
+	row(sb, "dropped records", (double)e.dropped, 0, "");
+}
+
+static void cell_pct(struct strbuf *sb, double v)
+{
+	if (isnan(v))
+		sb_printf(sb, " %7s", "n/a");
+	else
+		sb_printf(sb, " %6.1f%%", v * 100);
+}
+
+void export_top_table(const struct agg *a, uint64_t now, struct strbuf *sb)
+{
+	struct figures job;
+
+	export_job_figures(a, UINT64_C(10000000000), now, &job);
+	sb_printf(sb, "mfu top: %u source%s, 10 s window", a->nsrc, a->nsrc == 1 ? "" : "s");
+	if (a->nsrc && (a->src[0]->hello_flags & MFU_HELLO_SYNTHETIC))
+		sb_puts(sb, "  (SYNTHETIC data)");
+	sb_puts(sb, "\n");
+	sb_printf(sb, "%-16.16s %-12.12s %5s %8s %3s %10s %8s %8s %8s %10s %7s %s\n", "JOB", "HOST", "RANK", "PID",
+		  "DEV", "TFLOP/s", "HFU", "MFU", "BUSY", "KERNELS/s", "DROPS", "STATE");
+	for (unsigned i = 0; i < a->nsrc; i++) {
+		const struct agg_source *s = a->src[i];
+		uint64_t drops = 0;
+		for (unsigned r = 0; r < MFU_DROP__COUNT; r++)
+			drops += s->dropped[r];
+		for (unsigned di = 0; di < s->ndev; di++) {
+			struct figures f;
+			figures_device(a, s->dev[di], UINT64_C(10000000000), now, &f);
+			char rank[24] = "-";
+			if (s->rank >= 0)
+				snprintf(rank, sizeof(rank), "%lld", (long long)s->rank);
+			/* producer text is shown raw only when printable */
+			char job_txt[17], host_txt[13];
+			snprintf(job_txt, sizeof(job_txt), "%.16s", s->job);
+			snprintf(host_txt, sizeof(host_txt), "%.12s", s->host);
+			for (char *c = job_txt; *c; c++)
+				if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+					*c = '?';
+			for (char *c = host_txt; *c; c++)
+				if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+					*c = '?';
+			sb_printf(sb, "%-16s %-12s %5s %8llu %3u %10.1f", job_txt, host_txt, rank,
+				  (unsigned long long)s->pid, s->dev[di]->index,
+				  f.span_s > 0 ? f.hw_flops / f.span_s / 1e12 : 0.0);
+			cell_pct(sb, f.hfu);
+			cell_pct(sb, f.mfu);
+			cell_pct(sb, f.busy_ratio);
+			if (isnan(f.kernels))
+				sb_printf(sb, " %10s", "n/a");
+			else
+				sb_printf(sb, " %10.0f", f.span_s > 0 ? f.kernels / f.span_s : 0.0);
+			sb_printf(sb, " %7llu %s\n", (unsigned long long)drops,
+				  !s->connected ? "gone" : s->degraded ? "degraded" : "up");
+		}
+	}
+	sb_printf(sb, "%-16s %-12s %5s %8s %3u %10.1f", "job total", "", "", "", job.devices,
+		  job.wall_s > 0 ? job.hw_flops / job.wall_s / 1e12 : 0.0);
+	cell_pct(sb, job.hfu);
+	cell_pct(sb, job.mfu);
+	cell_pct(sb, job.busy_ratio);
+	sb_puts(sb, "\n");
+}

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The formulas of doc/metrics.md, and nothing else.  HFU weighs each dtype
+ * class's FLOPs by its own peak, so a job mixing bf16 and fp32 work is
+ * measured against what the hardware could have done for each.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "figures.h"
+
+unsigned figures_mfu_class(const struct agg *a, const struct agg_device *d)
+{
+	if (d->declared_class)
+		return d->declared_class;
+	if (a->cfg.model_class)
+		return a->cfg.model_class;
+	unsigned best = 0;
+	for (unsigned c = 1; c < MFU_CLASS_COUNT; c++)
+		if (d->tot.flops[c] > (best ? d->tot.flops[best] : 0))
+			best = c;
+	return best;
+}
+
+static void from_totals(const struct agg_totals *t, double v[WF__COUNT])
+{
+	for (unsigned c = 0; c < MFU_CLASS_COUNT; c++)
+		v[WF_FLOPS + c] = (double)t->flops[c];
+	v[WF_MODEL_FLOPS] = (double)t->model_flops;
+	v[WF_REMAT_FLOPS] = (double)t->remat_flops;
+	v[WF_BUSY_NS] = (double)t->busy_ns;
+	v[WF_KERNEL_NS] = (double)t->kernel_ns;
+	v[WF_GEMM_KERNEL_NS] = (double)t->gemm_kernel_ns;
+	v[WF_KNOWN_KERNEL_NS] = (double)t->known_kernel_ns;
+	v[WF_KERNELS] = (double)t->kernels;
+	v[WF_STEPS] = (double)t->steps;
+	v[WF_STEP_NS] = (double)t->step_ns;
+	v[WF_GEMM_CALLS] = (double)t->gemm_calls;
+	v[WF_GEMM_FLOPS] = (double)t->gemm_flops;
+}
+
+void figures_device(const struct agg *a, const struct agg_device *d, uint64_t window_ns,
+		    uint64_t now_mono_ns, struct figures *out)
+{
+	double v[WF__COUNT];
+	const struct agg_source *s = d->src;
+
+	memset(out, 0, sizeof(*out));
+	out->devices = 1;
+	if (window_ns) {
+		window_sum(&d->win, agg_source_window_end(a, s, now_mono_ns), window_ns, v);
+		out->span_s = (double)window_ns / 1e9;
+	} else {
+		uint64_t first, end;
+		from_totals(&d->tot, v);
+		agg_source_span(a, s, now_mono_ns, &first, &end);
+		out->span_s = (double)(end - first) / 1e9;
+	}
+
+	out->wall_s = out->span_s;
+	for (unsigned c = 0; c < MFU_CLASS_COUNT; c++) {
+		out->flops[c] = v[WF_FLOPS + c];
+		out->hw_flops += out->flops[c];
+	}
+	out->model_flops = v[WF_MODEL_FLOPS];
+	out->remat_flops = v[WF_REMAT_FLOPS];
+	out->gemm_flops = v[WF_GEMM_FLOPS];
+	out->gemm_calls = v[WF_GEMM_CALLS];
+	out->steps = v[WF_STEPS];
+	out->step_s = v[WF_STEP_NS] / 1e9;
+	if (s->degraded) {
+		out->busy_s = out->kernel_s = out->gemm_kernel_s = out->known_kernel_s = NAN;
+		out->kernels = NAN;
+	} else {
+		out->busy_s = v[WF_BUSY_NS] / 1e9;
+		out->kernel_s = v[WF_KERNEL_NS] / 1e9;
+		out->gemm_kernel_s = v[WF_GEMM_KERNEL_NS] / 1e9;
+		out->known_kernel_s = v[WF_KNOWN_KERNEL_NS] / 1e9;
+		out->kernels = v[WF_KERNELS];
+	}
+
+	const char *origin = "unknown";
+	out->mfu_class = figures_mfu_class(a, d);
+	out->mfu_peak_flops = agg_device_peak(a, d, out->mfu_class, &origin);
+	out->peak_origin = origin;
+
+	/* FLOPs of no declared class (a region that named no dtype) are measured
+	 * against the model's class.  A class with FLOPs but no known peak makes
+	 * HFU unknown rather than quietly optimistic. */
+	out->hw_peak_s = 0;
+	for (unsigned c = 0; c < MFU_CLASS_COUNT; c++) {
+		if (out->flops[c] <= 0)
+			continue;
+		const char *o;
+		double p = c ? agg_device_peak(a, d, c, &o) : out->mfu_peak_flops;
+		if (p <= 0) {
+			out->hw_peak_s = NAN;
+			break;
+		}
+		out->hw_peak_s += out->flops[c] / p;
+	}
+	out->model_declared = d->tot.model_flops > 0;
+	out->model_peak_s = out->model_flops > 0
+				    ? (out->mfu_peak_flops > 0 ? out->model_flops / out->mfu_peak_flops : NAN)
+				    : 0;
+	figures_finish(out);
+}
+
+void figures_zero(struct figures *acc)
+{
+	memset(acc, 0, sizeof(*acc));
+	acc->peak_origin = NULL;
+}
+
+void figures_add(struct figures *acc, const struct figures *f)
+{
+	acc->span_s += f->span_s;
+	if (f->wall_s > acc->wall_s)
+		acc->wall_s = f->wall_s;
+	for (unsigned c = 0; c < MFU_CLASS_COUNT; c++)
+		acc->flops[c] += f->flops[c];
+	acc->hw_flops += f->hw_flops;
+	acc->model_flops += f->model_flops;
+	acc->remat_flops += f->remat_flops;
+	acc->gemm_flops += f->gemm_flops;
+	acc->gemm_calls += f->gemm_calls;
+	acc->busy_s += f->busy_s; /* NaN stays NaN: one untimed device makes the sum unknown */
+	acc->kernel_s += f->kernel_s;
+	acc->gemm_kernel_s += f->gemm_kernel_s;
+	acc->known_kernel_s += f->known_kernel_s;
+	acc->kernels += f->kernels;
+	acc->steps += f->steps;
+	acc->step_s += f->step_s;
+	acc->hw_peak_s += f->hw_peak_s;
+	acc->model_peak_s += f->model_peak_s;
+	acc->mfu_peak_flops += f->mfu_peak_flops;
+	acc->model_declared |= f->model_declared;
+	if (!acc->devices) {
+		acc->mfu_class = f->mfu_class;
+		acc->peak_origin = f->peak_origin;
+	} else {
+		if (acc->mfu_class != f->mfu_class)
+			acc->mfu_class = 0;
+		if (acc->peak_origin && strcmp(acc->peak_origin, f->peak_origin) != 0)
+			acc->peak_origin = "mixed";
+	}
+	acc->devices += f->devices;
+}
+
+/* HFU = sum_c F_c / P_c / span; MFU = model FLOPs / P_model / span.  For a
+ * job, numerators and spans are summed over devices first. */
+void figures_finish(struct figures *acc)
+{
+	if (!acc->peak_origin)
+		acc->peak_origin = "unknown";
+	if (acc->span_s <= 0) {
+		acc->hfu = acc->mfu = acc->busy_ratio = NAN;
+	} else {
+		acc->hfu = acc->hw_peak_s / acc->span_s; /* NaN when a needed peak is unknown */
+		acc->busy_ratio = acc->busy_s / acc->span_s;
+		/* Nothing declared is "unknown", not 0 %. */
+		acc->mfu = acc->model_declared ? acc->model_peak_s / acc->span_s : NAN;
+	}
+	acc->coverage = acc->kernel_s > 0 ? acc->known_kernel_s / acc->kernel_s : NAN;
+}

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stream reassembly.  Bytes are read straight into a per-stream buffer that
+ * grows only to the size the current frame's header announces (itself capped
+ * by the format's limits), so a peer cannot make the collector hold more
+ * than one frame's worth of its data.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingest.h"
+
+#define INITIAL_CAP (64u * 1024u)
+
+struct ingest {
+	struct agg *agg;
+	struct mfu_codec *codec;
+	struct agg_source *src;
+	uint8_t *buf;
+	size_t len, cap;
+	char peer[128];
+	ingest_frame_fn on_frame;
+	void *on_frame_arg;
+};
+
+int ingest_new(struct agg *a, struct mfu_codec *codec, const char *peer, struct ingest **out)
+{
+	struct ingest *in = calloc(1, sizeof(*in));
+
+	if (!in)
+		return -ENOMEM;
+	in->agg = a;
+	in->codec = codec;
+	snprintf(in->peer, sizeof(in->peer), "%s", peer ? peer : "?");
+	*out = in;
+	return 0;
+}
+
+void ingest_free(struct ingest *in)
+{
+	if (!in)
+		return;
+	if (in->src)
+		agg_source_disconnect(in->src);
+	free(in->buf);
+	free(in);
+}
+
+void ingest_on_frame(struct ingest *in, ingest_frame_fn fn, void *arg)
+{
+	in->on_frame = fn;
+	in->on_frame_arg = arg;
+}
+
+struct agg_source *ingest_source(const struct ingest *in)
+{
+	return in->src;
+}
+
+const char *ingest_peer(const struct ingest *in)
+{
+	return in->peer;
+}
+
+int ingest_pending(const struct ingest *in)
+{
+	return in->len > 0;
+}
+
+const char *ingest_strerror(int code)
+{
+	if (code < 0)
+		code = -code;
+	switch (code) {
+	case INGEST_E_NO_HELLO:
+		return "stream does not start with a hello";
+	case INGEST_E_SOURCES:
+		return "too many sources";
+	default:
+		return mfu_wire_strerror(code);
+	}
+}
+
+static int reserve(struct ingest *in, size_t need)
+{
+	if (need <= in->cap)
+		return 0;
+	size_t cap = in->cap ? in->cap : INITIAL_CAP;
+	while (cap < need)
+		cap *= 2;
+	uint8_t *p = realloc(in->buf, cap);
+	if (!p)
+		return -MFU_WIRE_E_NOMEM;
+	in->buf = p;
+	in->cap = cap;
+	return 0;
+}
+
+int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t now_mono_ns)
+{
+	struct mfu_frame_header h;
+	const uint8_t *raw;
+	size_t raw_len;
+	struct mfu_dec dec;
+	struct mfu_record r;
+	int rc;
+
+	if ((rc = mfu_frame_open(in->codec, frame, len, &h, &raw, &raw_len)))
+		return rc;
+	mfu_dec_init(&dec, raw, raw_len);
+	while ((rc = mfu_dec_next(&dec, &r)) == 1) {
+		if (__builtin_expect(!in->src, 0)) {
+			if (r.type != MFU_REC_HELLO)
+				return -INGEST_E_NO_HELLO;
+			rc = agg_hello(in->agg, &r.u.hello, in->peer, now_mono_ns, &in->src);
+			if (rc)
+				return rc == -ENOSPC ? -INGEST_E_SOURCES : -MFU_WIRE_E_NOMEM;
+			continue;
+		}
+		if ((rc = agg_source_record(in->src, &r, now_mono_ns)))
+			return rc;
+	}
+	if (rc < 0)
+		return rc;
+	if (!in->src)
+		return -INGEST_E_NO_HELLO; /* an empty first frame names nobody */
+	agg_source_frame(in->src, h.seq, len);
+	if (in->on_frame)
+		in->on_frame(in->on_frame_arg, in->src, frame, len);
+	return 0;
+}
+
+int ingest_space(struct ingest *in, uint8_t **p, size_t *n)
+{
+	/* Read a header first, then exactly the rest of that frame, so every byte
+	 * buffered belongs to a frame whose header already passed its checks. */
+	size_t want = MFU_FRAME_HEADER_LEN;
+	struct mfu_frame_header h;
+
+	if (in->len >= MFU_FRAME_HEADER_LEN && mfu_frame_header_parse(in->buf, in->len, &h) == 0)
+		want = mfu_frame_size(&h);
+	if (want < INITIAL_CAP)
+		want = INITIAL_CAP; /* small frames: read several at once */
+	if (reserve(in, want))
+		return -ENOMEM;
+	*p = in->buf + in->len;
+	*n = in->cap - in->len;
+	return 0;
+}
+
+int ingest_commit(struct ingest *in, size_t n, uint64_t now_mono_ns)
+{
+	size_t off = 0;
+	int rc = 0;
+
+	in->len += n;
+	while (in->len - off > 0) {
+		struct mfu_frame_header h;
+		rc = mfu_frame_header_parse(in->buf + off, in->len - off, &h);
+		if (rc == -MFU_WIRE_E_TRUNCATED) {
+			rc = 0;
+			break;
+		}
+		if (rc)
+			break;
+		size_t size = mfu_frame_size(&h);
+		if (in->len - off < size)
+			break;
+		if ((rc = ingest_frame(in, in->buf + off, size, now_mono_ns)))
+			break;
+		off += size;
+	}
+	if (off) {
+		memmove(in->buf, in->buf + off, in->len - off);
+		in->len -= off;
+	}
+	return rc;
+}
+
+int ingest_feed(struct ingest *in, const uint8_t *p, size_t n, uint64_t now_mono_ns)
+{
+	while (n) {
+		uint8_t *dst;
+		size_t space;
+		int rc;
+		if (ingest_space(in, &dst, &space))
+			return -MFU_WIRE_E_NOMEM;
+		size_t k = n < space ? n : space;
+		memcpy(dst, p, k);
+		if ((rc = ingest_commit(in, k, now_mono_ns)))
+			return rc;
+		p += k;
+		n -= k;
+	}
+	return 0;
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One producer stream: bytes in, frames out, records applied to the model.
+ * The first record of a stream must be a hello.  Any error is final for the
+ * stream: the caller logs one line and closes the connection.
+ */
+#ifndef MFU_INGEST_H
+#define MFU_INGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agg.h"
+
+struct ingest;
+
+/* Called for every valid frame after its records were applied. */
+typedef void (*ingest_frame_fn)(void *arg, struct agg_source *src, const uint8_t *frame, size_t len);
+
+int ingest_new(struct agg *a, struct mfu_codec *codec, const char *peer, struct ingest **out);
+/* Marks the source disconnected and frees the stream. */
+void ingest_free(struct ingest *in);
+void ingest_on_frame(struct ingest *in, ingest_frame_fn fn, void *arg);
+
+/* Space to read into: at least 1 byte, at most what the current frame needs
+ * plus slack.  Returns 0 or -ENOMEM. */
+int ingest_space(struct ingest *in, uint8_t **p, size_t *n);
+/* Processes n bytes just written into the space.  Returns 0, or a negated
+ * mfu_wire_error (or -MFU_WIRE_E_NOMEM / a source-limit error as -1000-errno). */
+int ingest_commit(struct ingest *in, size_t n, uint64_t now_mono_ns);
+/* Copies p[0..n) in and commits it. */
+int ingest_feed(struct ingest *in, const uint8_t *p, size_t n, uint64_t now_mono_ns);
+/* Processes one whole frame that is not part of a byte stream (archive
+ * replay in mfu report). */
+int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t now_mono_ns);
+
+/* 1 if bytes of an unfinished frame are buffered (a torn stream at EOF). */
+int ingest_pending(const struct ingest *in);
+struct agg_source *ingest_source(const struct ingest *in);
+const char *ingest_peer(const struct ingest *in);
+
+/* Error codes beyond the wire's: */
+#define INGEST_E_NO_HELLO 100  /* first record was not a hello */
+#define INGEST_E_SOURCES 101   /* collector's source limit reached */
+const char *ingest_strerror(int code);
+
+#endif

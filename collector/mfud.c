@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mfud: the collector daemon.  Parses flags, runs the server on a loop until
+ * SIGINT or SIGTERM, then closes archives cleanly.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "loop.h"
+#include "net.h"
+#include "options.h"
+#include "server.h"
+
+static const char usage[] =
+	"usage: mfud [OPTIONS]\n"
+	"Collects mfushim records from many processes and serves rolling HFU/MFU.\n"
+	"\n"
+	"  --socket PATH         Unix socket (default $XDG_RUNTIME_DIR/mfu/mfud.sock,\n"
+	"                        /run/mfu/mfud.sock as root); its directory is made 0700\n"
+	"  --listen HOST:PORT    also accept producers over TCP (off by default)\n"
+	"  --http HOST:PORT|off  metrics endpoint (default 127.0.0.1:9464)\n"
+	"  --archive DIR         keep every received frame, per source, in DIR\n"
+	"  --archive-max-mb N    rotate archive files past N MiB (default 64)\n"
+	"  --peak-tflops SPEC    peak override: '989.4' or 'bf16=989.4,fp8=1979'\n"
+	"                        (else MFU_PEAK_TFLOPS, else the built-in table)\n"
+	"  --model-dtype DTYPE   dtype MFU is measured against when steps declare none\n"
+	"  --settle-ms N         live windows end N ms behind the newest data (default 1000)\n"
+	"  --quiet               no per-connection log lines\n"
+	"  --help, --version\n";
+
+static void on_signal(struct loop *l, struct loop_io *io, int fd, uint32_t events, void *arg)
+{
+	struct signalfd_siginfo si;
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		;
+	loop_stop(l);
+}
+
+static int bad(const char *msg)
+{
+	fprintf(stderr, "mfud: %s\n", msg);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"socket", required_argument, NULL, 's'},   {"listen", required_argument, NULL, 'l'},
+		{"http", required_argument, NULL, 'H'},     {"archive", required_argument, NULL, 'a'},
+		{"archive-max-mb", required_argument, NULL, 'm'},
+		{"peak-tflops", required_argument, NULL, 'p'},
+		{"model-dtype", required_argument, NULL, 'd'},
+		{"settle-ms", required_argument, NULL, 'S'}, {"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
+		{0},
+	};
+	struct server_config cfg = {.http_listen = "127.0.0.1:9464"};
+	char sock[4096], err[256];
+	const char *peak = NULL;
+	uint64_t v;
+	int c;
+
+	cfg.agg.settle_ns = 1000000000u;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': cfg.socket_path = optarg; break;
+		case 'l': cfg.tcp_listen = optarg; break;
+		case 'H': cfg.http_listen = strcmp(optarg, "off") ? optarg : NULL; break;
+		case 'a': cfg.archive_dir = optarg; break;
+		case 'm':
+			if (opt_uint(optarg, 1, 1 << 20, &v, err, sizeof(err)))
+				return bad(err);
+			cfg.archive_max_bytes = v << 20;
+			break;
+		case 'p': peak = optarg; break;
+		case 'd':
+			if (opt_class(optarg, &cfg.agg.model_class, err, sizeof(err)))
+				return bad(err);
+			break;
+		case 'S':
+			if (opt_uint(optarg, 0, 600000, &v, err, sizeof(err)))
+				return bad(err);
+			cfg.agg.settle_ns = v * 1000000u;
+			break;
+		case 'q': cfg.quiet = 1; break;
+		case 'h': fputs(usage, stdout); return 0;
+		case 'V': printf("mfud %s\n", MFU_VERSION); return 0;
+		default:
+			snprintf(err, sizeof(err), "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
+			return bad(err);
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, sizeof(err), "unexpected argument '%s' (see --help)", argv[optind]);
+		return bad(err);
+	}
+	if (opt_peak(&cfg.agg, peak, err, sizeof(err)))
+		return bad(err);
+	if (!cfg.socket_path) {
+		if (net_default_socket(sock, sizeof(sock)))
+			return bad("cannot work out the default socket path; use --socket");
+		cfg.socket_path = sock;
+	}
+
+	struct loop *l = NULL;
+	struct server *s = NULL;
+	struct loop_io *sig_io = NULL;
+	int rc = 1, sfd = -1;
+	sigset_t mask;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	if (loop_new(&l) || (sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
+	    loop_io_add(l, sfd, LOOP_READ, on_signal, NULL, &sig_io))
+		goto out;
+	if (server_new(l, &cfg, &s))
+		goto out;
+	fprintf(stderr, "mfud %s: producers on unix:%s%s%s, metrics on %s%s%s\n", MFU_VERSION, cfg.socket_path,
+		cfg.tcp_listen ? " and tcp:" : "", cfg.tcp_listen ? cfg.tcp_listen : "",
+		cfg.http_listen ? "http://" : "", cfg.http_listen ? cfg.http_listen : "off",
+		cfg.http_listen ? "/metrics" : "");
+	if (cfg.http_listen && strstr(cfg.http_listen, ":0") == cfg.http_listen + strlen(cfg.http_listen) - 2)
+		fprintf(stderr, "mfud: http port %u\n", server_http_port(s));
+	if (cfg.agg.have_override)
+		fprintf(stderr, "mfud: peak override from %s\n", cfg.agg.override_origin);
+	fprintf(stderr, "mfud: eBPF scheduler tracing off (not built in this version)\n");
+	rc = loop_run(l) ? 1 : 0;
+out:
+	server_free(s);
+	if (sig_io)
+		loop_io_del(sig_io);
+	if (sfd >= 0)
+		close(sfd);
+	loop_free(l);
+	return rc;
+}

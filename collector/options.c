@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Flag and environment value parsers; see options.h.  strtod/strtoull accept
+ * more than a user means ("1e999", " 12", "0x10", "nan"), so the accepted
+ * alphabet is checked first.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "options.h"
+#include "peak.h"
+
+int opt_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out, char *err, size_t errlen)
+{
+	uint64_t v = 0;
+
+	if (!text || !*text)
+		goto bad;
+	for (const char *p = text; *p; p++) {
+		if (*p < '0' || *p > '9')
+			goto bad;
+		if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			goto bad;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (v < min || v > max)
+		goto bad;
+	*out = v;
+	return 0;
+bad:
+	snprintf(err, errlen, "'%.40s' is not a whole number from %llu to %llu", text ? text : "",
+		 (unsigned long long)min, (unsigned long long)max);
+	return -EINVAL;
+}
+
+int opt_positive(const char *text, double *out, char *err, size_t errlen)
+{
+	char *end;
+	int dots = 0;
+
+	if (!text || !*text)
+		goto bad;
+	for (const char *p = text; *p; p++) {
+		if (*p == '.')
+			dots++;
+		else if (*p < '0' || *p > '9')
+			goto bad;
+	}
+	if (dots > 1)
+		goto bad;
+	double v = strtod(text, &end);
+	if (*end || !isfinite(v) || v <= 0)
+		goto bad;
+	*out = v;
+	return 0;
+bad:
+	snprintf(err, errlen, "'%.40s' is not a positive number", text ? text : "");
+	return -EINVAL;
+}
+
+int opt_class(const char *text, unsigned *cls, char *err, size_t errlen)
+{
+	for (unsigned c = 1; c < MFU_CLASS_COUNT; c++) {
+		if (text && !strcmp(text, mfu_class_name(c))) {
+			*cls = c;
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "'%.40s' is not a dtype (fp64 fp32 tf32 fp16 bf16 fp8 int8)", text ? text : "");
+	return -EINVAL;
+}
+
+int opt_peak(struct agg_config *cfg, const char *cli, char *err, size_t errlen)
+{
+	const char *text = cli, *origin = "--peak-tflops";
+	char why[200];
+
+	if (!text) {
+		text = getenv("MFU_PEAK_TFLOPS");
+		origin = "MFU_PEAK_TFLOPS";
+		if (!text || !*text)
+			return 0;
+	}
+	if (peak_override_parse(text, cfg->override_tflops, why, sizeof(why))) {
+		snprintf(err, errlen, "%s: %s", origin, why);
+		return -EINVAL;
+	}
+	cfg->have_override = 1;
+	snprintf(cfg->override_origin, sizeof(cfg->override_origin), "%s", origin);
+	return 0;
+}

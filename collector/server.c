@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Listeners and producer connections on the event loop.  Each connection is
+ * read until EAGAIN straight into its ingest buffer; a stream error closes
+ * that connection alone, with one log line naming the source.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "archive.h"
+#include "export.h"
+#include "http.h"
+#include "ingest.h"
+#include "net.h"
+#include "server.h"
+
+struct conn {
+	struct server *srv;
+	struct loop_io *io;
+	int fd;
+	struct ingest *in;
+	struct conn *next, **pprev;
+};
+
+struct server {
+	struct loop *loop;
+	struct server_config cfg;
+	struct agg *agg;
+	struct mfu_codec *codec;
+	struct archive *archive;
+	struct http_server *http;
+	int unix_fd, tcp_fd;
+	struct loop_io *unix_io, *tcp_io;
+	struct conn *conns;
+	unsigned nconns;
+	uint64_t stream_errors;
+	char *socket_path;
+};
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void conn_close(struct conn *c)
+{
+	struct server *s = c->srv;
+	struct agg_source *src = ingest_source(c->in);
+
+	if (s->archive && src)
+		archive_close_source(s->archive, src);
+	loop_io_del(c->io);
+	close(c->fd);
+	ingest_free(c->in);
+	*c->pprev = c->next;
+	if (c->next)
+		c->next->pprev = c->pprev;
+	s->nconns--;
+	free(c);
+}
+
+static void source_name(const struct conn *c, char *buf, size_t cap)
+{
+	const struct agg_source *src = ingest_source(c->in);
+	if (src)
+		snprintf(buf, cap, "%s (host %s pid %llu rank %lld)", ingest_peer(c->in), src->host,
+			 (unsigned long long)src->pid, (long long)src->rank);
+	else
+		snprintf(buf, cap, "%s (before hello)", ingest_peer(c->in));
+}
+
+static void on_frame(void *arg, struct agg_source *src, const uint8_t *frame, size_t len)
+{
+	struct server *s = arg;
+	int rc = archive_write(s->archive, src, realtime_ns(), frame, len);
+	if (rc)
+		fprintf(stderr, "mfud: archive write failed for pid %llu: %s\n", (unsigned long long)src->pid,
+			strerror(-rc));
+}
+
+static void conn_readable(struct loop *l, struct loop_io *io, int fd, uint32_t events, void *arg)
+{
+	struct conn *c = arg;
+	char name[640];
+
+	for (;;) {
+		uint8_t *p;
+		size_t n;
+		if (ingest_space(c->in, &p, &n)) {
+			source_name(c, name, sizeof(name));
+			fprintf(stderr, "mfud: dropping %s: out of memory\n", name);
+			conn_close(c);
+			return;
+		}
+		ssize_t got = read(fd, p, n);
+		if (got > 0) {
+			int rc = ingest_commit(c->in, (size_t)got, loop_now_ns());
+			if (rc) {
+				source_name(c, name, sizeof(name));
+				fprintf(stderr, "mfud: dropping %s: %s (code %d)\n", name, ingest_strerror(rc), -rc);
+				c->srv->stream_errors++;
+				conn_close(c);
+				return;
+			}
+			continue;
+		}
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		/* EOF or error: the producer went away. */
+		if (ingest_pending(c->in) && !c->srv->cfg.quiet) {
+			source_name(c, name, sizeof(name));
+			fprintf(stderr, "mfud: %s closed inside a frame; partial frame discarded\n", name);
+		}
+		if (!c->srv->cfg.quiet && ingest_source(c->in)) {
+			source_name(c, name, sizeof(name));
+			fprintf(stderr, "mfud: %s disconnected\n", name);
+		}
+		conn_close(c);
+		return;
+	}
+}
+
+static void peer_describe(int fd, int is_unix, char *buf, size_t cap)
+{
+	if (is_unix) {
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		if (!getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
+			snprintf(buf, cap, "unix:pid=%d,uid=%u", cred.pid, cred.uid);
+		else
+			snprintf(buf, cap, "unix");
+		return;
+	}
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[64] = "?";
+	unsigned port = 0;
+	if (!getpeername(fd, (struct sockaddr *)&ss, &len)) {
+		if (ss.ss_family == AF_INET) {
+			struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+			inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
+			port = ntohs(in4->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+			inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+			port = ntohs(in6->sin6_port);
+		}
+	}
+	snprintf(buf, cap, "tcp:%s:%u", host, port);
+}
+
+static void accept_ready(struct loop *l, struct loop_io *io, int fd, uint32_t events, void *arg)
+{
+	struct server *s = arg;
+	int is_unix = io == s->unix_io;
+
+	for (;;) {
+		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				fprintf(stderr, "mfud: accept: %s\n", strerror(errno));
+			return;
+		}
+		char peer[128];
+		peer_describe(cfd, is_unix, peer, sizeof(peer));
+		struct conn *c = calloc(1, sizeof(*c));
+		if (!c || ingest_new(s->agg, s->codec, peer, &c->in) ||
+		    loop_io_add(l, cfd, LOOP_READ, conn_readable, c, &c->io)) {
+			fprintf(stderr, "mfud: cannot take connection from %s: out of memory\n", peer);
+			if (c)
+				ingest_free(c->in);
+			free(c);
+			close(cfd);
+			continue;
+		}
+		c->srv = s;
+		c->fd = cfd;
+		if (s->archive)
+			ingest_on_frame(c->in, on_frame, s);
+		c->next = s->conns;
+		if (c->next)
+			c->next->pprev = &c->next;
+		c->pprev = &s->conns;
+		s->conns = c;
+		s->nconns++;
+	}
+}
+
+static int http_handler(void *arg, const struct http_request *req, struct strbuf *body,
+			const char **content_type)
+{
+	struct server *s = arg;
+
+	if (!strcmp(req->path, "/metrics")) {
+		struct export_extra x = {.stream_errors = s->stream_errors, .bpf_reason = "not built"};
+		export_prometheus(s->agg, loop_now_ns(), &x, body);
+		*content_type = "text/plain; version=0.0.4; charset=utf-8";
+		return 200;
+	}
+	if (!strcmp(req->path, "/api/v1/summary")) {
+		export_json_summary(s->agg, loop_now_ns(), body);
+		*content_type = "application/json";
+		return 200;
+	}
+	if (!strcmp(req->path, "/api/v1/top")) {
+		export_top_table(s->agg, loop_now_ns(), body);
+		*content_type = "text/plain; charset=utf-8";
+		return 200;
+	}
+	if (!strcmp(req->path, "/")) {
+		sb_puts(body, "mfud: see /metrics and /api/v1/summary\n");
+		*content_type = "text/plain; charset=utf-8";
+		return 200;
+	}
+	sb_puts(body, "not found\n");
+	*content_type = "text/plain; charset=utf-8";
+	return 404;
+}
+
+int server_new(struct loop *l, const struct server_config *cfg, struct server **out)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	s->loop = l;
+	s->cfg = *cfg;
+	s->unix_fd = s->tcp_fd = -1;
+	if ((rc = agg_new(&cfg->agg, &s->agg)))
+		goto fail;
+	if (!(s->codec = mfu_codec_new(1))) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if (cfg->archive_dir && (rc = archive_new(cfg->archive_dir, cfg->archive_max_bytes, &s->archive))) {
+		fprintf(stderr, "mfud: archive directory %s: %s\n", cfg->archive_dir, strerror(-rc));
+		goto fail;
+	}
+	if (cfg->socket_path) {
+		if ((rc = net_listen_unix(cfg->socket_path, 0600, &s->unix_fd))) {
+			fprintf(stderr, "mfud: cannot listen on %s: %s\n", cfg->socket_path,
+				rc == -EADDRINUSE ? "another collector is running there" : strerror(-rc));
+			goto fail;
+		}
+		s->socket_path = strdup(cfg->socket_path);
+		if ((rc = loop_io_add(l, s->unix_fd, LOOP_READ, accept_ready, s, &s->unix_io)))
+			goto fail;
+	}
+	if (cfg->tcp_listen) {
+		char host[256];
+		uint16_t port;
+		if ((rc = net_parse_hostport(cfg->tcp_listen, host, sizeof(host), &port)) ||
+		    (rc = net_listen_tcp(host, port, &s->tcp_fd, NULL))) {
+			fprintf(stderr, "mfud: cannot listen on %s: %s\n", cfg->tcp_listen, strerror(-rc));
+			goto fail;
+		}
+		if ((rc = loop_io_add(l, s->tcp_fd, LOOP_READ, accept_ready, s, &s->tcp_io)))
+			goto fail;
+	}
+	if (cfg->http_listen && (rc = http_server_new(l, cfg->http_listen, http_handler, s, &s->http))) {
+		fprintf(stderr, "mfud: cannot serve HTTP on %s: %s\n", cfg->http_listen, strerror(-rc));
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	server_free(s);
+	return rc;
+}
+
+void server_free(struct server *s)
+{
+	if (!s)
+		return;
+	while (s->conns)
+		conn_close(s->conns);
+	http_server_free(s->http);
+	if (s->unix_io)
+		loop_io_del(s->unix_io);
+	if (s->tcp_io)
+		loop_io_del(s->tcp_io);
+	if (s->unix_fd >= 0) {
+		close(s->unix_fd);
+		unlink(s->socket_path);
+	}
+	if (s->tcp_fd >= 0)
+		close(s->tcp_fd);
+	archive_free(s->archive);
+	mfu_codec_free(s->codec);
+	agg_free(s->agg);
+	free(s->socket_path);
+	free(s);
+}
+
+struct agg *server_agg(struct server *s)
+{
+	return s->agg;
+}
+
+uint16_t server_http_port(const struct server *s)
+{
+	return s->http ? http_server_port(s->http) : 0;
+}
+
+unsigned server_connections(const struct server *s)
+{
+	return s->nconns;
+}
+
+uint64_t server_stream_errors(const struct server *s)
+{
+	return s->stream_errors;
+}

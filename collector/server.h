@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The collector as a component: listeners, producer connections, the HTTP
+ * endpoints and the archive, all on one caller-owned loop.  mfud runs it as
+ * a daemon; `mfu run` embeds it on a private socket.
+ */
+#ifndef MFU_SERVER_H
+#define MFU_SERVER_H
+
+#include <stdint.h>
+
+#include "agg.h"
+#include "loop.h"
+
+struct server_config {
+	const char *socket_path; /* NULL: no Unix listener */
+	const char *tcp_listen;  /* "HOST:PORT" or NULL */
+	const char *http_listen; /* "HOST:PORT" or NULL (off) */
+	const char *archive_dir; /* NULL: no archive */
+	uint64_t archive_max_bytes;
+	struct agg_config agg;
+	int quiet; /* no per-connection log lines */
+};
+
+struct server;
+
+int server_new(struct loop *l, const struct server_config *cfg, struct server **out);
+void server_free(struct server *s);
+struct agg *server_agg(struct server *s);
+uint16_t server_http_port(const struct server *s);
+unsigned server_connections(const struct server *s);
+uint64_t server_stream_errors(const struct server *s);
+
+#endif

@@ -1,0 +1,558 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sender: callers encode records into the open raw buffer under a mutex held
+ * only for the copy; full buffers move to a queue that the sender thread
+ * compresses and writes.  Compression and every socket call happen on the
+ * sender thread, so a slow or absent collector costs callers nothing but
+ * dropped records once the byte budget is spent.
+ *
+ * Every connection starts with a preamble frame (hello, devices, interned
+ * strings, status) so the collector can read whatever follows even when
+ * earlier frames were dropped.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net.h"
+#include "sender.h"
+
+struct rawbuf {
+	struct rawbuf *next;
+	uint32_t records;
+	size_t len;
+	uint8_t data[];
+};
+
+struct frame {
+	struct frame *next;
+	uint32_t records;
+	size_t len, off;
+	uint8_t data[];
+};
+
+struct mfu_sender {
+	char target[4200];
+	size_t budget, frame_raw;
+	uint32_t flush_ms;
+
+	pthread_mutex_t mu;
+	pthread_cond_t wake, drained;
+	struct mfu_enc enc; /* open raw buffer */
+	struct rawbuf *open;
+	uint64_t open_since_ns;
+	struct rawbuf *raw_head, **raw_tail; /* sealed, not yet compressed */
+	size_t held;                         /* bytes in rawbufs and frames */
+	int stop, flush_req;
+	uint64_t flush_gen, done_gen;
+	uint64_t status_flags;
+	struct mfu_sender_stats st;
+
+	/* preamble: hello + devices + strings, re-encoded on every connection */
+	uint8_t *pre;
+	size_t pre_len, pre_cap;
+	uint32_t pre_records;
+
+	/* sender thread only */
+	pthread_t thread;
+	int thread_ok;
+	struct mfu_codec *codec;
+	struct frame *q_head, **q_tail;
+	int fd;
+	uint64_t next_connect_ns, backoff_ns;
+	uint32_t seq;
+	uint64_t last_status_ns;
+	uint64_t sent_dropped[MFU_DROP__COUNT];
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t real_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static struct rawbuf *rawbuf_new(size_t cap)
+{
+	struct rawbuf *b = malloc(sizeof(*b) + cap);
+	if (b) {
+		b->next = NULL;
+		b->records = 0;
+		b->len = 0;
+	}
+	return b;
+}
+
+/* Appends an encoded record to the preamble; caller holds mu. */
+static int preamble_put(struct mfu_sender *s, const struct mfu_record *r)
+{
+	struct mfu_enc e;
+	size_t need = MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8);
+
+	if (s->pre_cap - s->pre_len < need) {
+		size_t cap = s->pre_cap ? s->pre_cap * 2 : 64 * 1024;
+		while (cap - s->pre_len < need)
+			cap *= 2;
+		if (cap > MFU_FRAME_RAW_MAX)
+			return -ENOBUFS; /* more names than one frame holds: stop keeping them */
+		uint8_t *p = realloc(s->pre, cap);
+		if (!p)
+			return -ENOMEM;
+		s->pre = p;
+		s->pre_cap = cap;
+	}
+	mfu_enc_init(&e, s->pre + s->pre_len, s->pre_cap - s->pre_len);
+	int rc = mfu_enc_put(&e, r);
+	if (rc)
+		return rc == -MFU_WIRE_E_NOMEM ? -ENOBUFS : -EINVAL;
+	s->pre_len += e.len;
+	s->pre_records++;
+	return 0;
+}
+
+/* Moves the open raw buffer to the queue; caller holds mu. */
+static void seal_open(struct mfu_sender *s)
+{
+	if (!s->open || !s->enc.len)
+		return;
+	s->open->len = s->enc.len;
+	s->open->records = s->enc.records;
+	*s->raw_tail = s->open;
+	s->raw_tail = &s->open->next;
+	s->open = NULL;
+	pthread_cond_signal(&s->wake);
+}
+
+static int open_buffer(struct mfu_sender *s)
+{
+	size_t cap = s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8);
+
+	if (s->held + cap > s->budget)
+		return -ENOBUFS;
+	s->open = rawbuf_new(cap);
+	if (!s->open)
+		return -ENOBUFS;
+	s->held += cap;
+	mfu_enc_init(&s->enc, s->open->data, cap);
+	s->open_since_ns = mono_ns();
+	return 0;
+}
+
+int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	if (r->type == MFU_REC_DEVICE || r->type == MFU_REC_STRING) {
+		rc = preamble_put(s, r);
+		if (rc == -EINVAL)
+			goto out;
+	}
+	if (!s->open && (rc = open_buffer(s))) {
+		s->st.dropped[MFU_DROP_BUFFER_FULL]++;
+		goto out;
+	}
+	rc = mfu_enc_put(&s->enc, r);
+	if (rc == -MFU_WIRE_E_NOMEM) { /* cannot happen below frame_raw; be safe */
+		seal_open(s);
+		if ((rc = open_buffer(s)) == 0)
+			rc = mfu_enc_put(&s->enc, r);
+	}
+	if (rc) {
+		s->st.dropped[rc == -MFU_WIRE_E_FIELD ? MFU_DROP_ENCODE : MFU_DROP_BUFFER_FULL]++;
+		rc = rc == -MFU_WIRE_E_FIELD ? -EINVAL : -ENOBUFS;
+		goto out;
+	}
+	s->st.records++;
+	if (s->enc.len >= s->frame_raw)
+		seal_open(s);
+out:
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void mfu_sender_count_drops(struct mfu_sender *s, enum mfu_drop_reason why, uint64_t n)
+{
+	pthread_mutex_lock(&s->mu);
+	s->st.dropped[why] += n;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void mfu_sender_set_status(struct mfu_sender *s, uint64_t flags)
+{
+	pthread_mutex_lock(&s->mu);
+	s->status_flags = flags;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void mfu_sender_stats(struct mfu_sender *s, struct mfu_sender_stats *out)
+{
+	pthread_mutex_lock(&s->mu);
+	*out = s->st;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- sender thread ---- */
+
+static struct frame *compress(struct mfu_sender *s, const uint8_t *raw, size_t len, uint32_t records)
+{
+	size_t cap = mfu_frame_bound(len);
+	struct frame *f = malloc(sizeof(*f) + cap);
+
+	if (!f)
+		return NULL;
+	if (mfu_frame_seal(s->codec, raw, len, s->seq, f->data, cap, &f->len)) {
+		free(f);
+		return NULL;
+	}
+	s->seq++;
+	f->next = NULL;
+	f->off = 0;
+	f->records = records;
+	return f;
+}
+
+static void queue_frame(struct mfu_sender *s, struct frame *f, int front)
+{
+	if (front) {
+		f->next = s->q_head;
+		if (!s->q_head)
+			s->q_tail = &f->next;
+		s->q_head = f;
+	} else {
+		*s->q_tail = f;
+		s->q_tail = &f->next;
+	}
+}
+
+static void drop_frame_head(struct mfu_sender *s)
+{
+	struct frame *f = s->q_head;
+	s->q_head = f->next;
+	if (!s->q_head)
+		s->q_tail = &s->q_head;
+	pthread_mutex_lock(&s->mu);
+	s->held -= f->len;
+	s->st.dropped[MFU_DROP_DISCONNECTED] += f->records;
+	pthread_mutex_unlock(&s->mu);
+	free(f);
+}
+
+static void status_record(struct mfu_sender *s, struct mfu_record *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->type = MFU_REC_STATUS;
+	r->u.status.time_ns = real_ns();
+	r->u.status.flags = s->status_flags;
+	memcpy(r->u.status.dropped, s->st.dropped, sizeof(r->u.status.dropped));
+}
+
+/* Connects and queues the preamble in front.  Returns 0 when connected. */
+static int try_connect(struct mfu_sender *s)
+{
+	uint64_t now = mono_ns();
+	int fd, in_progress;
+
+	if (now < s->next_connect_ns)
+		return -EAGAIN;
+	if (net_connect(s->target, 0, &fd, &in_progress)) {
+		s->backoff_ns = s->backoff_ns ? s->backoff_ns * 2 : 100000000u;
+		if (s->backoff_ns > 5000000000u)
+			s->backoff_ns = 5000000000u;
+		s->next_connect_ns = now + s->backoff_ns;
+		return -ECONNREFUSED;
+	}
+	s->backoff_ns = 0;
+	s->fd = fd;
+
+	pthread_mutex_lock(&s->mu);
+	struct mfu_record st;
+	size_t len = s->pre_len;
+	uint8_t *raw = malloc(len + MFU_RECORD_FIXED_MAX);
+	struct frame *f = NULL;
+	if (raw) {
+		memcpy(raw, s->pre, len);
+		status_record(s, &st);
+		struct mfu_enc e;
+		mfu_enc_init(&e, raw + len, MFU_RECORD_FIXED_MAX);
+		if (!mfu_enc_put(&e, &st))
+			len += e.len;
+		s->st.connects++;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (raw) {
+		f = compress(s, raw, len, 0);
+		free(raw);
+	}
+	if (!f) {
+		close(s->fd);
+		s->fd = -1;
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&s->mu);
+	s->held += f->len;
+	pthread_mutex_unlock(&s->mu);
+	queue_frame(s, f, 1);
+	return 0;
+}
+
+/* Writes queued frames until done or the socket would block for wait_ms. */
+static void pump(struct mfu_sender *s, int wait_ms)
+{
+	while (s->q_head && s->fd >= 0) {
+		struct frame *f = s->q_head;
+		ssize_t n = send(s->fd, f->data + f->off, f->len - f->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			f->off += (size_t)n;
+			if (f->off < f->len)
+				continue;
+			s->q_head = f->next;
+			if (!s->q_head)
+				s->q_tail = &s->q_head;
+			pthread_mutex_lock(&s->mu);
+			s->held -= f->len;
+			s->st.frames++;
+			s->st.bytes += f->len;
+			pthread_mutex_unlock(&s->mu);
+			free(f);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+			if (wait_ms > 0 && poll(&p, 1, wait_ms) > 0 && !(p.revents & (POLLERR | POLLHUP)))
+				continue;
+			if (!(p.revents & (POLLERR | POLLHUP)))
+				return;
+		}
+		/* The collector went away: a partly sent frame is lost with it. */
+		close(s->fd);
+		s->fd = -1;
+		if (f->off)
+			drop_frame_head(s);
+	}
+}
+
+static void *sender_main(void *arg)
+{
+	struct mfu_sender *s = arg;
+
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		while (!s->stop && !s->raw_head && !s->flush_req &&
+		       !(s->open && s->enc.len && mono_ns() - s->open_since_ns >= s->flush_ms * 1000000ull) &&
+		       !(s->q_head && (s->fd >= 0 || mono_ns() >= s->next_connect_ns))) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&s->wake, &s->mu, &ts);
+		}
+		if (s->open && s->enc.len &&
+		    (s->flush_req || s->stop || mono_ns() - s->open_since_ns >= s->flush_ms * 1000000ull))
+			seal_open(s);
+		/* Status rides along once a second when something was lost. */
+		if (memcmp(s->sent_dropped, s->st.dropped, sizeof(s->sent_dropped)) &&
+		    mono_ns() - s->last_status_ns > 1000000000u && (s->open || !open_buffer(s))) {
+			struct mfu_record st;
+			status_record(s, &st);
+			if (!mfu_enc_put(&s->enc, &st)) {
+				memcpy(s->sent_dropped, s->st.dropped, sizeof(s->sent_dropped));
+				s->last_status_ns = mono_ns();
+			}
+			seal_open(s);
+		}
+		struct rawbuf *raw = s->raw_head;
+		s->raw_head = NULL;
+		s->raw_tail = &s->raw_head;
+		int stop = s->stop, flushing = s->flush_req;
+		uint64_t gen = s->flush_gen;
+		pthread_mutex_unlock(&s->mu);
+
+		while (raw) {
+			struct rawbuf *next = raw->next;
+			size_t cap = s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8);
+			struct frame *f = compress(s, raw->data, raw->len, raw->records);
+			pthread_mutex_lock(&s->mu);
+			s->held -= cap;
+			if (f)
+				s->held += f->len;
+			else
+				s->st.dropped[MFU_DROP_ENCODE] += raw->records;
+			pthread_mutex_unlock(&s->mu);
+			if (f)
+				queue_frame(s, f, 0);
+			free(raw);
+			raw = next;
+		}
+		if (s->fd < 0 && s->q_head)
+			try_connect(s);
+		/* Waiting here, on the sender thread, is what paces a slow collector. */
+		pump(s, stop || flushing ? 100 : 50);
+		/* Unreachable collector: keep the newest data, within the budget. */
+		while (s->fd < 0 && s->q_head && s->held > s->budget / 2)
+			drop_frame_head(s);
+
+		pthread_mutex_lock(&s->mu);
+		if (flushing && (!s->q_head || s->fd < 0) && !s->raw_head && !(s->open && s->enc.len)) {
+			s->done_gen = gen;
+			s->flush_req = 0;
+			pthread_cond_broadcast(&s->drained);
+		}
+		int quit = stop && !s->q_head && !s->raw_head;
+		pthread_mutex_unlock(&s->mu);
+		if (quit || (stop && s->fd < 0))
+			break;
+	}
+	return NULL;
+}
+
+static void resolve_target(const struct mfu_sender_config *cfg, char *buf, size_t cap)
+{
+	const char *t = cfg->target ? cfg->target : getenv("MFU_COLLECTOR");
+	char path[4096];
+
+	if (t && *t) {
+		snprintf(buf, cap, "%s", t);
+		return;
+	}
+	if (net_default_socket(path, sizeof(path)) == 0)
+		snprintf(buf, cap, "unix:%s", path);
+	else
+		snprintf(buf, cap, "unix:/run/mfu/mfud.sock");
+}
+
+int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hello *hello,
+		   struct mfu_sender **out)
+{
+	struct mfu_sender *s = calloc(1, sizeof(*s));
+	int rc = -ENOMEM;
+
+	if (!s)
+		return -ENOMEM;
+	resolve_target(cfg, s->target, sizeof(s->target));
+	s->budget = cfg->buffer_bytes;
+	if (!s->budget) {
+		const char *mb = getenv("MFU_BUFFER_MB");
+		long v = mb ? strtol(mb, NULL, 10) : 0;
+		s->budget = (v > 0 && v <= 65536 ? (size_t)v : 16) << 20;
+	}
+	s->frame_raw = cfg->frame_raw_bytes ? cfg->frame_raw_bytes : 256 * 1024;
+	if (s->frame_raw > MFU_FRAME_RAW_MAX / 2)
+		s->frame_raw = MFU_FRAME_RAW_MAX / 2;
+	/* One open buffer and one in flight must fit, or nothing ever moves. */
+	if (s->budget < 3 * (s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8)))
+		s->budget = 3 * (s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8));
+	s->flush_ms = cfg->flush_ms ? cfg->flush_ms : 200;
+	s->fd = -1;
+	s->raw_tail = &s->raw_head;
+	s->q_tail = &s->q_head;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->wake, NULL);
+	pthread_cond_init(&s->drained, NULL);
+	if (!(s->codec = mfu_codec_new(cfg->level ? cfg->level : 3)))
+		goto fail;
+	struct mfu_record h = {.type = MFU_REC_HELLO, .u.hello = *hello};
+	if ((rc = preamble_put(s, &h)))
+		goto fail;
+
+	/* The thread must not take signals meant for the application. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = -pthread_create(&s->thread, NULL, sender_main, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc)
+		goto fail;
+	s->thread_ok = 1;
+	*out = s;
+	return 0;
+fail:
+	mfu_codec_free(s->codec);
+	free(s->pre);
+	free(s);
+	return rc;
+}
+
+int mfu_sender_flush(struct mfu_sender *s, unsigned timeout_ms)
+{
+	struct timespec ts;
+	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->mu);
+	uint64_t gen = ++s->flush_gen;
+	s->flush_req = 1;
+	pthread_cond_signal(&s->wake);
+	while (s->done_gen < gen && rc == 0)
+		rc = pthread_cond_timedwait(&s->drained, &s->mu, &ts);
+	pthread_mutex_unlock(&s->mu);
+	return rc ? -ETIMEDOUT : 0;
+}
+
+void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_ms)
+{
+	if (!s)
+		return;
+	struct mfu_record bye = {.type = MFU_REC_GOODBYE};
+	bye.u.goodbye.time_ns = real_ns();
+	bye.u.goodbye.exit_code = exit_code;
+	/* Final status first, so the collector has the final drop counts. */
+	pthread_mutex_lock(&s->mu);
+	struct mfu_record st;
+	status_record(s, &st);
+	pthread_mutex_unlock(&s->mu);
+	mfu_sender_put(s, &st);
+	mfu_sender_put(s, &bye);
+	mfu_sender_flush(s, timeout_ms);
+	pthread_mutex_lock(&s->mu);
+	s->stop = 1;
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->mu);
+	if (s->thread_ok)
+		pthread_join(s->thread, NULL);
+	while (s->q_head) {
+		struct frame *f = s->q_head;
+		s->q_head = f->next;
+		free(f);
+	}
+	while (s->raw_head) {
+		struct rawbuf *r = s->raw_head;
+		s->raw_head = r->next;
+		free(r);
+	}
+	free(s->open);
+	if (s->fd >= 0)
+		close(s->fd);
+	mfu_codec_free(s->codec);
+	free(s->pre);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->wake);
+	pthread_cond_destroy(&s->drained);
+	free(s);
+}

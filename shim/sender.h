@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The producer's side of the pipe: records in from any thread, frames out to
+ * the collector from one background thread.  Callers never wait for I/O;
+ * memory is bounded, and what does not fit or cannot be delivered is
+ * dropped and counted (the counts reach the collector in status records).
+ * Used by the shim, the test producer and mfu-synth.
+ */
+#ifndef MFU_SENDER_H
+#define MFU_SENDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mfu/wire.h"
+
+struct mfu_sender_config {
+	const char *target;    /* "unix:PATH", "tcp:HOST:PORT"; NULL: $MFU_COLLECTOR, else the default socket */
+	size_t buffer_bytes;   /* bound on buffered data; 0: $MFU_BUFFER_MB, else 16 MiB */
+	size_t frame_raw_bytes; /* seal a frame past this raw size; 0: 256 KiB */
+	uint32_t flush_ms;     /* seal a non-empty frame after this long; 0: 200 ms */
+	int level;             /* zstd level; 0: 3 */
+};
+
+struct mfu_sender_stats {
+	uint64_t records, frames, bytes, connects;
+	uint64_t dropped[MFU_DROP__COUNT];
+};
+
+struct mfu_sender;
+
+/* Copies the hello; it is re-sent first on every connection.  Starts the
+ * sender thread.  Returns 0 or -errno. */
+int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hello *hello,
+		   struct mfu_sender **out);
+/* Queues a record.  Thread-safe, never blocks on I/O.  Device and string
+ * records are also kept and re-sent on reconnect.  Returns 0, or -ENOBUFS
+ * when the record was dropped (and counted), -EINVAL for an invalid record. */
+int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r);
+/* Adds externally counted losses (e.g. CUPTI's) to the status counters. */
+void mfu_sender_count_drops(struct mfu_sender *s, enum mfu_drop_reason why, uint64_t n);
+/* MFU_STATUS_* flags sent in the next status record. */
+void mfu_sender_set_status(struct mfu_sender *s, uint64_t flags);
+/* Seals what is buffered and waits up to timeout_ms for it to be written.
+ * Returns 0, or -ETIMEDOUT (what is left stays queued). */
+int mfu_sender_flush(struct mfu_sender *s, unsigned timeout_ms);
+void mfu_sender_stats(struct mfu_sender *s, struct mfu_sender_stats *out);
+/* Sends a goodbye, flushes for at most timeout_ms, stops the thread. */
+void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_ms);
+
+#endif

@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mfu report: the end-of-run summary, offline, from archive files.  Files of
+ * one source (name.0.mfa, name.1.mfa, ...) are read in order through one
+ * stream so the hello in the first reaches the rest.  A torn or corrupt
+ * entry is reported with its offset and skipped; everything else is used.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "archive.h"
+#include "cli.h"
+#include "export.h"
+#include "ingest.h"
+#include "options.h"
+
+static const char usage[] =
+	"usage: mfu report [--json FILE] [--peak-tflops SPEC] [--model-dtype DTYPE] FILE...\n"
+	"Summarizes archived frames (mfud --archive, mfu run --archive, mfu-synth --out).\n";
+
+/* "dir/host-1-2.3.mfa[.tmp]" -> length of "dir/host-1-2" */
+static size_t group_len(const char *path)
+{
+	size_t n = strlen(path);
+	if (n > 4 && !strcmp(path + n - 4, ".tmp"))
+		n -= 4;
+	if (n > 4 && !strncmp(path + n - 4, ".mfa", 4)) {
+		size_t k = n - 4;
+		while (k > 0 && path[k - 1] >= '0' && path[k - 1] <= '9')
+			k--;
+		if (k > 0 && k < n - 4 && path[k - 1] == '.')
+			return k - 1;
+	}
+	return n;
+}
+
+static unsigned file_seq(const char *path)
+{
+	size_t g = group_len(path);
+	return path[g] == '.' ? (unsigned)strtoul(path + g + 1, NULL, 10) : 0;
+}
+
+static int by_group_then_seq(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	size_t gx = group_len(x), gy = group_len(y);
+	int c = strncmp(x, y, gx < gy ? gx : gy);
+	if (c || gx != gy)
+		return c ? c : (gx < gy ? -1 : 1);
+	unsigned sx = file_seq(x), sy = file_seq(y);
+	return sx < sy ? -1 : sx > sy;
+}
+
+int cmd_report(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"json", required_argument, NULL, 'j'},
+		{"peak-tflops", required_argument, NULL, 'p'},
+		{"model-dtype", required_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct agg_config cfg = {.offline = 1};
+	const char *json = NULL, *peak = NULL;
+	char err[256];
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = optarg; break;
+		case 'p': peak = optarg; break;
+		case 'd':
+			if (opt_class(optarg, &cfg.model_class, err, sizeof(err)))
+				return cli_usage_error("report", "--model-dtype: %s", err);
+			break;
+		case 'h': fputs(usage, stdout); return 0;
+		default: return cli_bad_option("report", argv, optind);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error("report", "no archive files given");
+	if (opt_peak(&cfg, peak, err, sizeof(err)))
+		return cli_usage_error("report", "%s", err);
+
+	int nfiles = argc - optind, failed = 0, frames = 0;
+	char **files = malloc((size_t)nfiles * sizeof(*files));
+	struct agg *a = NULL;
+	struct mfu_codec *codec = mfu_codec_new(1);
+	struct ingest *in = NULL;
+	size_t cur_group = 0;
+	const char *cur = NULL;
+
+	if (!files || !codec || agg_new(&cfg, &a)) {
+		fprintf(stderr, "mfu report: out of memory\n");
+		return 1;
+	}
+	memcpy(files, argv + optind, (size_t)nfiles * sizeof(*files));
+	qsort(files, (size_t)nfiles, sizeof(*files), by_group_then_seq);
+
+	for (int i = 0; i < nfiles; i++) {
+		struct archive_reader rd;
+		int rc = archive_reader_open(files[i], &rd);
+		if (rc) {
+			fprintf(stderr, "mfu report: %s: %s\n", files[i],
+				rc == -EBADMSG ? "not an mfu archive" : strerror(-rc));
+			failed++;
+			continue;
+		}
+		size_t g = group_len(files[i]);
+		if (!in || !cur || g != cur_group || strncmp(cur, files[i], g)) {
+			ingest_free(in);
+			in = NULL;
+			if (ingest_new(a, codec, files[i], &in)) {
+				archive_reader_close(&rd);
+				break;
+			}
+			cur = files[i];
+			cur_group = g;
+		}
+		uint64_t recv;
+		const uint8_t *frame;
+		size_t len, bad;
+		while ((rc = archive_reader_next(&rd, &recv, &frame, &len, &bad)) != 0) {
+			if (rc < 0) {
+				fprintf(stderr, "mfu report: %s: skipped a %s entry at offset %zu\n", files[i],
+					rc == -MFU_WIRE_E_TRUNCATED ? "torn" : mfu_wire_strerror(rc), bad);
+				continue;
+			}
+			rc = ingest_frame(in, frame, len, 0);
+			if (rc) {
+				fprintf(stderr, "mfu report: %s: skipped frame at offset %zu: %s\n", files[i],
+					(size_t)(frame - rd.data), ingest_strerror(rc));
+				if (rc == -INGEST_E_NO_HELLO)
+					break;
+				continue;
+			}
+			frames++;
+		}
+		if (rd.skipped_bytes)
+			fprintf(stderr, "mfu report: %s: %zu bytes in %u entries could not be read\n", files[i],
+				rd.skipped_bytes, rd.skipped_entries);
+		archive_reader_close(&rd);
+	}
+	ingest_free(in);
+
+	struct strbuf sb;
+	sb_init(&sb);
+	export_summary_table(a, 0, &sb);
+	fputs(sb.buf ? sb.buf : "", stdout);
+	int rc = failed || !frames ? 1 : 0;
+	if (json) {
+		sb_reset(&sb);
+		export_json_summary(a, 0, &sb);
+		FILE *f = fopen(json, "w");
+		if (!f || fputs(sb.buf ? sb.buf : "", f) < 0 || fclose(f)) {
+			fprintf(stderr, "mfu report: cannot write %s: %s\n", json, strerror(errno));
+			rc = 1;
+		}
+	}
+	sb_free(&sb);
+	agg_free(a);
+	mfu_codec_free(codec);
+	free(files);
+	return rc;
+}
