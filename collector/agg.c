@@ -130,9 +130,10 @@ int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer, ui
 		a->src[a->nsrc++] = s;
 	}
 	source_fill(s, h, peer);
+	/* A reconnecting source keeps its sequence, so frames it dropped while
+	 * away count as lost. */
 	s->connected = 1;
 	s->gone = 0;
-	s->have_seq = 0;
 	if (h->has_device) {
 		int rc = device_describe(s, &h->device);
 		if (rc)

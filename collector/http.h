@@ -48,8 +48,8 @@ struct http_request {
  * Lines end in CRLF or a bare LF (RFC 9112 section 2.2 lets a recipient
  * accept LF alone, and curl-by-hand and netcat users send it); a CR that is
  * not followed by LF is an error, since CR-as-terminator disagreements are a
- * request smuggling vector.  An error in the request line is reported as
- * soon as that line is complete, before the rest of the head arrives.
+ * request smuggling vector.  An error is reported as soon as the line
+ * holding it is complete, before the rest of the head arrives.
  * req is written only on success.  Thread-safe, no allocation.
  */
 int http_request_parse(const char *buf, size_t len, struct http_request *req);

@@ -43,6 +43,8 @@ struct mfu_sender {
 	char target[4200];
 	size_t budget, frame_raw;
 	uint32_t flush_ms;
+	uint64_t (*clock_ns)(void *arg);
+	void *clock_arg;
 
 	pthread_mutex_t mu;
 	pthread_cond_t wake, drained;
@@ -80,8 +82,9 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t real_ns(void)
+static uint64_t real_ns(void *unused)
 {
+	(void)unused;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
@@ -216,11 +219,10 @@ static struct frame *compress(struct mfu_sender *s, const uint8_t *raw, size_t l
 
 	if (!f)
 		return NULL;
-	if (mfu_frame_seal(s->codec, raw, len, s->seq, f->data, cap, &f->len)) {
+	if (mfu_frame_seal(s->codec, raw, len, 0, f->data, cap, &f->len)) {
 		free(f);
 		return NULL;
 	}
-	s->seq++;
 	f->next = NULL;
 	f->off = 0;
 	f->records = records;
@@ -257,7 +259,7 @@ static void status_record(struct mfu_sender *s, struct mfu_record *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->type = MFU_REC_STATUS;
-	r->u.status.time_ns = real_ns();
+	r->u.status.time_ns = s->clock_ns(s->clock_arg);
 	r->u.status.flags = s->status_flags;
 	memcpy(r->u.status.dropped, s->st.dropped, sizeof(r->u.status.dropped));
 }
@@ -316,8 +318,15 @@ static void pump(struct mfu_sender *s, int wait_ms)
 {
 	while (s->q_head && s->fd >= 0) {
 		struct frame *f = s->q_head;
+		/* Numbered as sent, so the preamble queued in front of older frames
+		 * keeps the sequence increasing, and frames dropped while the
+		 * collector was away show up as a gap. */
+		if (f->off == 0)
+			mfu_frame_set_seq(f->data, f->len, s->seq);
 		ssize_t n = send(s->fd, f->data + f->off, f->len - f->off, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
+			if (f->off == 0)
+				s->seq++;
 			f->off += (size_t)n;
 			if (f->off < f->len)
 				continue;
@@ -463,6 +472,10 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
 	if (s->budget < 3 * (s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8)))
 		s->budget = 3 * (s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8));
 	s->flush_ms = cfg->flush_ms ? cfg->flush_ms : 200;
+	s->clock_ns = cfg->clock_ns ? cfg->clock_ns : real_ns;
+	s->clock_arg = cfg->clock_arg;
+	if (hello->flags & MFU_HELLO_DEGRADED)
+		s->status_flags = MFU_STATUS_DEGRADED;
 	s->fd = -1;
 	s->raw_tail = &s->raw_head;
 	s->q_tail = &s->q_head;
@@ -520,7 +533,7 @@ void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_m
 	if (!s)
 		return;
 	struct mfu_record bye = {.type = MFU_REC_GOODBYE};
-	bye.u.goodbye.time_ns = real_ns();
+	bye.u.goodbye.time_ns = s->clock_ns(s->clock_arg);
 	bye.u.goodbye.exit_code = exit_code;
 	/* Final status first, so the collector has the final drop counts. */
 	pthread_mutex_lock(&s->mu);

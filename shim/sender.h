@@ -20,6 +20,10 @@ struct mfu_sender_config {
 	size_t frame_raw_bytes; /* seal a frame past this raw size; 0: 256 KiB */
 	uint32_t flush_ms;     /* seal a non-empty frame after this long; 0: 200 ms */
 	int level;             /* zstd level; 0: 3 */
+	/* Clock for status and goodbye times; NULL: CLOCK_REALTIME, the clock CUPTI
+	 * stamps kernels with.  A producer with its own time base passes its own. */
+	uint64_t (*clock_ns)(void *arg);
+	void *clock_arg;
 };
 
 struct mfu_sender_stats {

@@ -280,3 +280,13 @@ int mfu_frame_open(struct mfu_codec *c, const uint8_t *frame, size_t len,
 	*raw_len = n;
 	return 0;
 }
+
+void mfu_frame_set_seq(uint8_t *frame, size_t len, uint32_t seq)
+{
+	struct mfu_frame_header h = {.header_len = rd16(frame + 6), .payload_len = rd32(frame + 8)};
+
+	if (len < MFU_FRAME_HEADER_LEN || mfu_frame_size(&h) != len)
+		return;
+	wr32(frame + 16, seq);
+	wr32(frame + 20, frame_crc(frame, &h));
+}

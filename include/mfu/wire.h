@@ -272,6 +272,10 @@ size_t mfu_frame_bound(size_t raw_len);
 int mfu_frame_open(struct mfu_codec *c, const uint8_t *frame, size_t len,
 		   struct mfu_frame_header *h, const uint8_t **raw, size_t *raw_len);
 
+/* Rewrites the sequence number of a sealed frame (and its CRC).  Senders
+ * number frames when they send them, not when they seal them. */
+void mfu_frame_set_seq(uint8_t *frame, size_t len, uint32_t seq);
+
 uint32_t mfu_crc32c(uint32_t crc, const void *buf, size_t len);
 
 #ifdef __cplusplus

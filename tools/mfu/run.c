@@ -256,8 +256,8 @@ int cmd_run(int argc, char **argv)
 	while (!r.exited || (server_connections(r.srv) && loop_now_ns() - r.exit_ns < 2000000000ull))
 		loop_run_once(r.loop, 100);
 
-	if (r.line_shown)
-		fputs("\r\033[K", stderr);
+	if (r.interval_s)
+		show_status(&r, 1);
 	struct strbuf sb;
 	sb_init(&sb);
 	export_summary_table(server_agg(r.srv), loop_now_ns(), &sb);

@@ -45,7 +45,13 @@ struct sink {
 	int realtime;
 	unsigned since_flush;
 	uint64_t t0_data, t0_wall;
+	uint64_t data_now; /* latest record time: the synthetic clock */
 };
+
+static uint64_t data_clock(void *arg)
+{
+	return ((struct sink *)arg)->data_now;
+}
 
 #define RAW_CAP (512 * 1024)
 #define FRAME_DATA_NS UINT64_C(100000000)
@@ -91,6 +97,8 @@ static int emit(void *arg, const struct mfu_record *r)
 	struct sink *k = arg;
 	uint64_t t = record_time(r);
 
+	if (t > k->data_now)
+		k->data_now = t;
 	if (k->sender) {
 		if (k->realtime && t > k->t0_data) {
 			uint64_t due = k->t0_wall + (t - k->t0_data), now = mono_ns();
@@ -256,7 +264,8 @@ int main(int argc, char **argv)
 			hdr[8 + i] = (uint8_t)(p.start_ns >> (8 * i));
 		fwrite(hdr, sizeof(hdr), 1, k.out);
 	} else {
-		struct mfu_sender_config sc = {.target = target};
+		struct mfu_sender_config sc = {.target = target, .clock_ns = data_clock, .clock_arg = &k};
+		k.data_now = p.start_ns;
 		if ((rc = mfu_sender_new(&sc, &hello, &k.sender))) {
 			fprintf(stderr, "mfu-synth: cannot start sender: %s\n", strerror(-rc));
 			rc = 1;
