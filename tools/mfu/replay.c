@@ -19,10 +19,14 @@
 #include "net.h"
 #include "options.h"
 
+#define GAP_MAX_NS 10e9
+
 static const char usage[] =
 	"usage: mfu replay [--speed X | --max] [--target unix:PATH|tcp:HOST:PORT] FILE...\n"
 	"Streams archived frames to a collector (default: $MFU_COLLECTOR, else mfud's socket).\n"
-	"Files of one source (name.0.mfa, name.1.mfa, ...) go over one connection, in order.\n";
+	"Files of one source (name.0.mfa, name.1.mfa, ...) go over one connection, in order.\n"
+	"Frames are paced by their receive times divided by X (default 1); a pause longer\n"
+	"than 10 s is cut to 10 s.\n";
 
 struct stream {
 	char **files;
@@ -178,6 +182,7 @@ int cmd_replay(int argc, char **argv)
 	for (int i = 0; i < ns; i++)
 		if (!st[i].done && st[i].recv < first)
 			first = st[i].recv;
+	uint64_t last = first;
 	for (;;) {
 		int best = -1;
 		for (int i = 0; i < ns; i++)
@@ -186,6 +191,14 @@ int cmd_replay(int argc, char **argv)
 		if (best < 0)
 			break;
 		struct stream *s = &st[best];
+		/* An archive can hold hours of idle time (or a bogus stamp): no
+		 * single wait is longer than GAP_MAX, the rest is skipped. */
+		if (!max && s->recv > last && (double)(s->recv - last) / speed > GAP_MAX_NS) {
+			uint64_t skip = (s->recv - last) - (uint64_t)(GAP_MAX_NS * speed);
+			first += skip;
+		}
+		if (s->recv > last)
+			last = s->recv;
 		if (!max && s->recv > first) {
 			uint64_t due = t0 + (uint64_t)((double)(s->recv - first) / speed), now = mono_ns();
 			if (due > now) {

@@ -38,7 +38,7 @@ struct sink {
 	uint8_t *raw, *frame;
 	struct mfu_enc enc;
 	uint32_t seq;
-	uint64_t frame_last_ns;
+	uint64_t frame_first_ns, frame_last_ns;
 	const struct mfu_rec_hello *hello;
 	/* stream mode */
 	struct mfu_sender *sender;
@@ -89,6 +89,7 @@ static int flush_frame(struct sink *k)
 	if (fwrite(entry, 8, 1, k->out) != 1 || fwrite(k->frame, len, 1, k->out) != 1)
 		return -EIO;
 	mfu_enc_reset(&k->enc);
+	k->frame_first_ns = 0;
 	return 0;
 }
 
@@ -116,7 +117,8 @@ static int emit(void *arg, const struct mfu_record *r)
 		mfu_sender_put(k->sender, r); /* drops are counted by the sender */
 		return 0;
 	}
-	if (t && k->enc.records && t > k->frame_last_ns + FRAME_DATA_NS) {
+	/* Records without a time (strings) ride in the frame that follows. */
+	if (t && k->enc.records && k->frame_first_ns && t > k->frame_first_ns + FRAME_DATA_NS) {
 		int rc = flush_frame(k);
 		if (rc)
 			return rc;
@@ -127,6 +129,8 @@ static int emit(void *arg, const struct mfu_record *r)
 	}
 	if (t > k->frame_last_ns)
 		k->frame_last_ns = t;
+	if (t && !k->frame_first_ns)
+		k->frame_first_ns = t;
 	int rc = mfu_enc_put(&k->enc, r);
 	if (rc == -MFU_WIRE_E_NOMEM) {
 		if ((rc = flush_frame(k)))
