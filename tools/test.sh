@@ -16,9 +16,9 @@ run_suite() { # builddir, meson setup args...
 	local dir=$1
 	shift
 	if [ -d "$dir" ]; then
-		meson setup --reconfigure "$dir" "$@" >"$dir/../.$dir-setup.log" 2>&1 || { cat ".$dir-setup.log"; return 1; }
+		meson setup --reconfigure "$dir" "$@" >".$dir-setup.log" 2>&1 || { cat ".$dir-setup.log"; return 1; }
 	else
-		meson setup "$dir" "$@" >"$dir/../.$dir-setup.log" 2>&1 || { cat ".$dir-setup.log"; return 1; }
+		meson setup "$dir" "$@" >".$dir-setup.log" 2>&1 || { cat ".$dir-setup.log"; return 1; }
 	fi
 	meson compile -C "$dir" || return 1
 	meson test -C "$dir" --print-errorlogs --num-processes 2
