@@ -237,6 +237,46 @@ def a_second_daemon_on_the_same_socket_is_refused():
         c.cleanup()
 
 
+@tap.check
+def mfu_top_shows_one_row_per_rank():
+    c = Collector()
+    try:
+        synth(c.target, os.path.join(c.dir, "a.json"), "--rank", "0", "--pid", "11", "--job", "topjob", "--steps", "2")
+        synth(c.target, os.path.join(c.dir, "b.json"), "--rank", "1", "--pid", "12", "--job", "topjob", "--steps", "2")
+        c.wait_for(lambda s: s["sources"] == 2)
+        r = subprocess.run([tool("mfu"), "top", "--once", "--connect", "127.0.0.1:%d" % c.port],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        rows = [l for l in r.stdout.splitlines() if l.startswith("topjob")]
+        assert len(rows) == 2 and "SYNTHETIC" in r.stdout and "job total" in r.stdout, r.stdout
+        r = subprocess.run([tool("mfu"), "top", "--once", "--connect", "127.0.0.1:1"], capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    finally:
+        c.cleanup()
+
+
+@tap.check
+def archive_rotates_by_size_and_the_pieces_report_the_whole():
+    c = Collector("--archive-max-mb", "1", archive=True)
+    try:
+        t = synth(c.target, os.path.join(c.dir, "t.json"), "--steps", "400", "--layers", "24", "--pid", "77")
+        c.wait_for(lambda s: s["gemm_flops"] == t["gemm_flops"])
+        assert c.stop() == 0
+        files = sorted(os.listdir(c.archive))
+        assert len(files) >= 2 and all(f.endswith(".mfa") for f in files), files
+        assert all(os.path.getsize(os.path.join(c.archive, f)) <= (1 << 20) for f in files)
+        out = os.path.join(c.dir, "r.json")
+        r = subprocess.run([tool("mfu"), "report", "--json", out] + [os.path.join(c.archive, f) for f in files],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        with open(out) as f:
+            s = json.load(f)
+        assert s["sources"] == 1 and totals_match(s, [t]), s
+    finally:
+        c.cleanup()
+
+
 try:
     tap.run()
 finally:
