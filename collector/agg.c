@@ -193,7 +193,11 @@ static void add_flops(struct agg_device *d, unsigned cls, uint64_t flops, int re
 	}
 }
 
-static int apply_kernel(struct agg_source *s, const struct mfu_rec_kernel *k)
+/* The apply_* functions stay out of line: inlined, they made
+ * agg_source_record one large function whose prologue (six saved registers,
+ * a stack canary) every record paid, api records included.  Out of line,
+ * agg_source_record is a dispatcher that tail-calls them. */
+static __attribute__((noinline)) int apply_kernel(struct agg_source *s, const struct mfu_rec_kernel *k)
 {
 	struct agg_device *d;
 	int rc = device_get(s, k->device, &d);
@@ -219,7 +223,7 @@ static int apply_kernel(struct agg_source *s, const struct mfu_rec_kernel *k)
 	return 0;
 }
 
-static int apply_gemm(struct agg_source *s, const struct mfu_rec_gemm *g)
+static __attribute__((noinline)) int apply_gemm(struct agg_source *s, const struct mfu_rec_gemm *g)
 {
 	struct agg_device *d;
 	int rc;
@@ -238,7 +242,7 @@ static int apply_gemm(struct agg_source *s, const struct mfu_rec_gemm *g)
 	return 0;
 }
 
-static int apply_step(struct agg_source *s, const struct mfu_rec_step *st)
+static __attribute__((noinline)) int apply_step(struct agg_source *s, const struct mfu_rec_step *st)
 {
 	struct agg_device *d;
 	int rc = device_get(s, st->device, &d);
@@ -258,7 +262,7 @@ static int apply_step(struct agg_source *s, const struct mfu_rec_step *st)
 	return 0;
 }
 
-static int put_string(struct agg_source *s, const struct mfu_rec_string *str)
+static __attribute__((noinline)) int put_string(struct agg_source *s, const struct mfu_rec_string *str)
 {
 	if (str->id >= s->strings_cap) {
 		uint32_t cap = s->strings_cap ? s->strings_cap : 256;

@@ -351,26 +351,16 @@ static int decode_gemm(const uint8_t *p, const uint8_t *end, struct mfu_delta *d
 	return interval(g->start_ns, dur, &g->end_ns);
 }
 
-static int decode_body(uint32_t type, const uint8_t *p, const uint8_t *end, struct mfu_delta *d,
-		       struct mfu_record *r)
+/* Record types that come once per connection or per step.  Kept out of line
+ * so that the hot decoder stays small and has no address-taken locals
+ * (get_str takes &p), which would cost it a stack canary and spills. */
+static __attribute__((noinline)) int decode_rare(uint32_t type, const uint8_t *p, const uint8_t *end,
+						  struct mfu_record *r)
 {
 	uint64_t v;
 	int rc;
 
 	switch (type) {
-	case MFU_REC_KERNEL:
-		return decode_kernel(p, end, d, &r->u.kernel);
-	case MFU_REC_GEMM:
-		return decode_gemm(p, end, d, &r->u.gemm);
-	case MFU_REC_API: {
-		struct mfu_rec_api *a = &r->u.api;
-		GET_DELTA(a->start_ns, d->api_start);
-		GET(v);
-		GET(a->tid);
-		GET(a->cbid);
-		GET_DELTA(a->corr, d->api_corr);
-		return interval(a->start_ns, v, &a->end_ns);
-	}
 	case MFU_REC_STRING:
 		GET(r->u.string.id);
 		if (r->u.string.id < 1 || r->u.string.id > MFU_STRING_ID_MAX)
@@ -435,6 +425,30 @@ static int decode_body(uint32_t type, const uint8_t *p, const uint8_t *end, stru
 		return 0;
 	default:
 		return 0; /* unknown: skipped by length */
+	}
+}
+
+static int decode_body(uint32_t type, const uint8_t *p, const uint8_t *end, struct mfu_delta *d,
+		       struct mfu_record *r)
+{
+	uint64_t v;
+
+	switch (type) {
+	case MFU_REC_KERNEL:
+		return decode_kernel(p, end, d, &r->u.kernel);
+	case MFU_REC_GEMM:
+		return decode_gemm(p, end, d, &r->u.gemm);
+	case MFU_REC_API: {
+		struct mfu_rec_api *a = &r->u.api;
+		GET_DELTA(a->start_ns, d->api_start);
+		GET(v);
+		GET(a->tid);
+		GET(a->cbid);
+		GET_DELTA(a->corr, d->api_corr);
+		return interval(a->start_ns, v, &a->end_ns);
+	}
+	default:
+		return decode_rare(type, p, end, r);
 	}
 }
 
