@@ -170,27 +170,49 @@ static int device_get(struct agg_source *s, uint64_t index, struct agg_device **
 	return 0;
 }
 
+/* A record stamped long before its source started or far past it is a
+ * producer's clock glitch (a zero start, a garbage end); one such record
+ * would otherwise add decades of busy time or push every later window out
+ * of the ring.  Dropped and counted. */
+#define TIME_SLACK_BEFORE_NS (UINT64_C(60) * 1000000000u)
+#define TIME_SPAN_MAX_NS (UINT64_C(400) * 86400 * 1000000000u)
+
+static int plausible(struct agg_source *s, uint64_t start, uint64_t end)
+{
+	if (!s->hello_ns)
+		return 1;
+	if (start + TIME_SLACK_BEFORE_NS < s->hello_ns || end > s->hello_ns + TIME_SPAN_MAX_NS) {
+		s->bad_time++;
+		return 0;
+	}
+	return 1;
+}
+
 static void seen(struct agg_source *s, uint64_t t, uint64_t now_mono_ns)
 {
 	if (t > s->max_ns) {
 		s->max_ns = t;
 		s->max_mono_ns = now_mono_ns;
 	}
-	if (!s->first_ns || t < s->first_ns)
+	/* The since-start span begins at the hello when the producer gave one. */
+	if (!s->hello_ns && (!s->first_ns || t < s->first_ns))
 		s->first_ns = t;
 }
 
-static void add_flops(struct agg_device *d, unsigned cls, uint64_t flops, int remat, uint64_t start,
-		      uint64_t end)
+static unsigned add_flops(struct agg_device *d, unsigned cls, uint64_t flops, int remat, uint64_t start,
+			  uint64_t end)
 {
+	unsigned work;
+
 	if (!flops)
-		return;
+		return 0;
 	d->tot.flops[cls] += flops;
-	window_add_span(&d->win, WF_FLOPS + cls, start, end, (double)flops);
+	work = window_add_span(&d->win, WF_FLOPS + cls, start, end, (double)flops);
 	if (remat) {
 		d->tot.remat_flops += flops;
-		window_add_span(&d->win, WF_REMAT_FLOPS, start, end, (double)flops);
+		work += window_add_span(&d->win, WF_REMAT_FLOPS, start, end, (double)flops);
 	}
+	return work;
 }
 
 /* The apply_* functions stay out of line: inlined, they made
@@ -205,21 +227,50 @@ static __attribute__((noinline)) int apply_kernel(struct agg_source *s, const st
 	if (rc)
 		return rc;
 	uint64_t dur = k->end_ns - k->start_ns;
-	add_flops(d, (unsigned)(k->flags & 0xf), k->flops, (k->flags & MFU_KF_REMAT) != 0, k->start_ns,
-		  k->end_ns);
+	unsigned cls = (unsigned)(k->flags & 0xf);
+	int remat = (k->flags & MFU_KF_REMAT) != 0;
+
 	d->tot.kernels++;
 	d->tot.kernel_ns += dur;
-	window_add_at(&d->win, WF_KERNELS, k->end_ns, 1);
-	window_add_span(&d->win, WF_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
-	if (k->flags & MFU_KF_GEMM) {
-		d->tot.gemm_kernel_ns += dur;
-		window_add_span(&d->win, WF_GEMM_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
-	}
 	if (k->flops) {
+		d->tot.flops[cls] += k->flops;
 		d->tot.known_kernel_ns += dur;
-		window_add_span(&d->win, WF_KNOWN_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
+		if (remat)
+			d->tot.remat_flops += k->flops;
 	}
-	d->tot.busy_ns += busy_add(&d->busy, &d->win, k->start_ns, k->end_ns);
+	if (k->flags & MFU_KF_GEMM)
+		d->tot.gemm_kernel_ns += dur;
+
+	/* Nearly every kernel lies inside one 100 ms bucket: add to it directly
+	 * instead of going through the pro-rata path once per field. */
+	struct window_bucket *b = window_bucket_of(&d->win, k->start_ns, k->end_ns);
+	if (b) {
+		b->v[WF_KERNELS] += 1;
+		b->v[WF_KERNEL_NS] += (double)dur;
+		if (k->flops) {
+			b->v[WF_FLOPS + cls] += (double)k->flops;
+			b->v[WF_KNOWN_KERNEL_NS] += (double)dur;
+			if (remat)
+				b->v[WF_REMAT_FLOPS] += (double)k->flops;
+		}
+		if (k->flags & MFU_KF_GEMM)
+			b->v[WF_GEMM_KERNEL_NS] += (double)dur;
+	} else {
+		unsigned work = 0;
+		window_add_at(&d->win, WF_KERNELS, k->end_ns, 1);
+		work += window_add_span(&d->win, WF_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
+		if (k->flops) {
+			work += window_add_span(&d->win, WF_FLOPS + cls, k->start_ns, k->end_ns, (double)k->flops);
+			work += window_add_span(&d->win, WF_KNOWN_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
+			if (remat)
+				work += window_add_span(&d->win, WF_REMAT_FLOPS, k->start_ns, k->end_ns,
+							(double)k->flops);
+		}
+		if (k->flags & MFU_KF_GEMM)
+			work += window_add_span(&d->win, WF_GEMM_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
+		s->span_work += 2 * work; /* the busy union covers the same span once more, at most */
+	}
+	d->tot.busy_ns += busy_add(&d->busy, &d->win, b, k->start_ns, k->end_ns);
 	return 0;
 }
 
@@ -237,7 +288,7 @@ static __attribute__((noinline)) int apply_gemm(struct agg_source *s, const stru
 	window_add_at(&d->win, WF_GEMM_CALLS, g->start_ns, 1);
 	window_add_at(&d->win, WF_GEMM_FLOPS, g->start_ns, (double)g->flops);
 	if (g->flags & MFU_KF_UNTIMED)
-		add_flops(d, (unsigned)(g->flags & 0xf), g->flops, (g->flags & MFU_KF_REMAT) != 0,
+		s->span_work += add_flops(d, (unsigned)(g->flags & 0xf), g->flops, (g->flags & MFU_KF_REMAT) != 0,
 			  g->start_ns, g->end_ns);
 	return 0;
 }
@@ -255,38 +306,49 @@ static __attribute__((noinline)) int apply_step(struct agg_source *s, const stru
 	window_add_at(&d->win, WF_STEP_NS, st->end_ns, (double)(st->end_ns - st->begin_ns));
 	if (st->model_flops) {
 		d->tot.model_flops += st->model_flops;
-		window_add_span(&d->win, WF_MODEL_FLOPS, st->begin_ns, st->end_ns, (double)st->model_flops);
+		s->span_work += window_add_span(&d->win, WF_MODEL_FLOPS, st->begin_ns, st->end_ns,
+						(double)st->model_flops);
 	}
 	if (st->model_class)
 		d->declared_class = (unsigned)st->model_class;
 	return 0;
 }
 
+/* Bytes a stored string costs: its text, the NUL and malloc's overhead. */
+#define STRING_COST(n) ((size_t)(n) + 1 + 32)
+
 static __attribute__((noinline)) int put_string(struct agg_source *s, const struct mfu_rec_string *str)
 {
+	/* The id table counts against the budget too: ids are capped at 2^20,
+	 * but a million empty names must not cost 48 MiB for free. */
 	if (str->id >= s->strings_cap) {
 		uint32_t cap = s->strings_cap ? s->strings_cap : 256;
 		while (cap <= str->id)
 			cap *= 2;
+		size_t grow = (size_t)(cap - s->strings_cap) * sizeof(char *);
+		if (s->string_bytes + grow > AGG_STRING_BYTES_MAX)
+			return -MFU_WIRE_E_OVERSIZE;
 		char **p = realloc(s->strings, cap * sizeof(*p));
 		if (!p)
 			return -MFU_WIRE_E_NOMEM;
 		memset(p + s->strings_cap, 0, (cap - s->strings_cap) * sizeof(*p));
 		s->strings = p;
 		s->strings_cap = cap;
+		s->string_bytes += grow;
 	}
 	char *old = s->strings[str->id];
-	size_t old_len = old ? strlen(old) : 0;
-	if (s->string_bytes - old_len + str->len > AGG_STRING_BYTES_MAX)
+	size_t old_cost = old ? STRING_COST(strlen(old)) : 0;
+	size_t len = strnlen(str->text, str->len); /* an embedded NUL ends the name */
+	if (s->string_bytes - old_cost + STRING_COST(len) > AGG_STRING_BYTES_MAX)
 		return -MFU_WIRE_E_OVERSIZE;
-	char *t = malloc(str->len + 1u);
+	char *t = malloc(len + 1);
 	if (!t)
 		return -MFU_WIRE_E_NOMEM;
-	memcpy(t, str->text, str->len);
-	t[str->len] = 0; /* an embedded NUL only shortens the name */
+	memcpy(t, str->text, len);
+	t[len] = 0;
 	free(old);
 	s->strings[str->id] = t;
-	s->string_bytes = s->string_bytes - old_len + str->len;
+	s->string_bytes = s->string_bytes - old_cost + STRING_COST(len);
 	return 0;
 }
 
@@ -302,18 +364,26 @@ int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t
 	s->records++;
 	switch (r->type) {
 	case MFU_REC_KERNEL:
+		if (!plausible(s, r->u.kernel.start_ns, r->u.kernel.end_ns))
+			return 0;
 		seen(s, r->u.kernel.end_ns, now_mono_ns);
 		return apply_kernel(s, &r->u.kernel);
 	case MFU_REC_GEMM:
+		if (!plausible(s, r->u.gemm.start_ns, r->u.gemm.end_ns))
+			return 0;
 		seen(s, r->u.gemm.end_ns, now_mono_ns);
 		return apply_gemm(s, &r->u.gemm);
 	case MFU_REC_API: {
+		if (!plausible(s, r->u.api.start_ns, r->u.api.end_ns))
+			return 0;
 		seen(s, r->u.api.end_ns, now_mono_ns);
 		if (s->last_dev)
 			s->last_dev->tot.api_calls++;
 		return 0;
 	}
 	case MFU_REC_STEP:
+		if (!plausible(s, r->u.step.begin_ns, r->u.step.end_ns))
+			return 0;
 		seen(s, r->u.step.end_ns, now_mono_ns);
 		return apply_step(s, &r->u.step);
 	case MFU_REC_STRING:
@@ -321,7 +391,8 @@ int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t
 	case MFU_REC_DEVICE:
 		return device_describe(s, &r->u.device);
 	case MFU_REC_STATUS:
-		seen(s, r->u.status.time_ns, now_mono_ns);
+		if (plausible(s, r->u.status.time_ns, r->u.status.time_ns))
+			seen(s, r->u.status.time_ns, now_mono_ns);
 		s->degraded = (r->u.status.flags & MFU_STATUS_DEGRADED) != 0;
 		/* Cumulative counters: a lost or reordered status never lowers them. */
 		for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
@@ -329,6 +400,8 @@ int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t
 				s->dropped[i] = r->u.status.dropped[i];
 		return 0;
 	case MFU_REC_GOODBYE:
+		if (!plausible(s, r->u.goodbye.time_ns, r->u.goodbye.time_ns))
+			return 0;
 		seen(s, r->u.goodbye.time_ns, now_mono_ns);
 		s->goodbye_ns = r->u.goodbye.time_ns;
 		return 0;
@@ -342,18 +415,25 @@ int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t
 
 void agg_source_frame(struct agg_source *s, uint32_t seq, size_t bytes)
 {
-	if (s->have_seq && seq != s->next_seq)
-		s->seq_gaps += (uint32_t)(seq - s->next_seq);
-	s->have_seq = 1;
-	s->next_seq = seq + 1;
+	int32_t ahead = (int32_t)(seq - s->next_seq);
+
 	s->frames++;
 	s->bytes += bytes;
+	/* Only a jump forward is a loss; a repeated or older number (a replay, a
+	 * duplicate) is not 4 billion lost frames. */
+	if (s->have_seq && ahead < 0)
+		return;
+	if (s->have_seq && ahead > 0)
+		s->seq_gaps += (uint32_t)ahead;
+	s->have_seq = 1;
+	s->next_seq = seq + 1;
 }
 
-void agg_source_disconnect(struct agg_source *s)
+void agg_source_disconnect(struct agg_source *s, uint64_t now_mono_ns)
 {
 	s->connected = 0;
 	s->gone = 1;
+	s->gone_mono_ns = now_mono_ns;
 }
 
 static uint64_t source_now(const struct agg *a, const struct agg_source *s, uint64_t now_mono_ns)

@@ -56,12 +56,16 @@ struct agg_source {
 	uint64_t id; /* collector-assigned, for log lines */
 	char host[AGG_NAME_MAX], job[AGG_NAME_MAX], producer[AGG_NAME_MAX], peer[128];
 	uint64_t pid, world_size, hello_flags, hello_ns;
+	unsigned connections; /* hellos seen: 1 for the first connection */
+	uint64_t bad_time;    /* records dropped for implausible timestamps */
+	uint64_t gone_mono_ns; /* collector time of the last disconnect */
 	int64_t rank, local_rank;
 	int connected, gone, degraded;
 	uint64_t first_ns, max_ns, goodbye_ns;
 	uint64_t max_mono_ns; /* collector time when max_ns was seen */
 	uint64_t dropped[MFU_DROP__COUNT];
 	uint64_t frames, bytes, records, unknown_records, seq_gaps;
+	uint64_t span_work; /* buckets touched by multi-bucket spans; ingest bounds it per frame */
 	uint32_t next_seq;
 	int have_seq;
 	unsigned ndev;
@@ -93,7 +97,7 @@ int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer,
 int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t now_mono_ns);
 /* Notes a frame's sequence number; counts gaps. */
 void agg_source_frame(struct agg_source *s, uint32_t seq, size_t bytes);
-void agg_source_disconnect(struct agg_source *s);
+void agg_source_disconnect(struct agg_source *s, uint64_t now_mono_ns);
 
 /* The data time the source's windows end at now; a multiple of the bucket. */
 uint64_t agg_source_window_end(const struct agg *a, const struct agg_source *s, uint64_t now_mono_ns);

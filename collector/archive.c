@@ -84,8 +84,10 @@ static int file_open(struct archive *ar, const struct agg_source *s, struct arch
 	struct timespec ts;
 
 	safe_name(host, sizeof(host), s->host);
-	snprintf(f->final, sizeof(f->final), "%s/%s-%llu-%llu.%u.mfa", ar->dir, host,
-		 (unsigned long long)s->pid, (unsigned long long)s->hello_ns, f->n);
+	/* One file group per connection: a reconnecting source starts a new
+	 * group (with its own hello) instead of overwriting the first. */
+	snprintf(f->final, sizeof(f->final), "%s/%s-%llu-%llu-c%u.%u.mfa", ar->dir, host,
+		 (unsigned long long)s->pid, (unsigned long long)s->hello_ns, s->connections, f->n);
 	snprintf(f->tmp, sizeof(f->tmp), "%s.tmp", f->final);
 	f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (f->fd < 0)

@@ -47,14 +47,23 @@ void figures_device(const struct agg *a, const struct agg_device *d, uint64_t wi
 
 	memset(out, 0, sizeof(*out));
 	out->devices = 1;
+	uint64_t first, last;
+	agg_source_span(a, s, now_mono_ns, &first, &last);
 	if (window_ns) {
-		window_sum(&d->win, agg_source_window_end(a, s, now_mono_ns), window_ns, v);
-		out->span_s = (double)window_ns / 1e9;
+		/* A window counts only the part of it the source was alive for: a
+		 * process that started 0.3 s ago, or ended, is not charged a whole
+		 * second of peak. */
+		uint64_t end = agg_source_window_end(a, s, now_mono_ns);
+		uint64_t lo = end > window_ns ? end - window_ns : 0, hi = end;
+		window_sum(&d->win, end, window_ns, v);
+		if (lo < first)
+			lo = first;
+		if (hi > last)
+			hi = last;
+		out->span_s = hi > lo ? (double)(hi - lo) / 1e9 : 0;
 	} else {
-		uint64_t first, end;
 		from_totals(&d->tot, v);
-		agg_source_span(a, s, now_mono_ns, &first, &end);
-		out->span_s = (double)(end - first) / 1e9;
+		out->span_s = (double)(last - first) / 1e9;
 	}
 
 	out->wall_s = out->span_s;
@@ -88,7 +97,12 @@ void figures_device(const struct agg *a, const struct agg_device *d, uint64_t wi
 	 * against the model's class.  A class with FLOPs but no known peak makes
 	 * HFU unknown rather than quietly optimistic. */
 	out->hw_peak_s = 0;
-	for (unsigned c = 0; c < MFU_CLASS_COUNT; c++) {
+	int has_peak = d->peak != NULL;
+	for (unsigned c = 1; c < MFU_CLASS_COUNT && !has_peak; c++)
+		has_peak = a->cfg.have_override && a->cfg.override_tflops[c] > 0;
+	if (!has_peak) /* an unplaced device: unknown even when idle */
+		out->hw_peak_s = NAN;
+	for (unsigned c = 0; c < MFU_CLASS_COUNT && has_peak; c++) {
 		if (out->flops[c] <= 0)
 			continue;
 		const char *o;
@@ -100,10 +114,13 @@ void figures_device(const struct agg *a, const struct agg_device *d, uint64_t wi
 		out->hw_peak_s += out->flops[c] / p;
 	}
 	out->model_declared = d->tot.model_flops > 0;
-	out->model_peak_s = out->model_flops > 0
-				    ? (out->mfu_peak_flops > 0 ? out->model_flops / out->mfu_peak_flops : NAN)
-				    : 0;
+	/* Unknown without a declaration or a peak; 0 only for a known device that
+	 * declared steps but ran none in this window. */
+	out->model_peak_s = !out->model_declared || out->mfu_peak_flops <= 0 ? NAN
+										 : out->model_flops / out->mfu_peak_flops;
 	figures_finish(out);
+	if (out->span_s <= 0)
+		out->devices = 0; /* not alive in this window: no member of any aggregate */
 }
 
 void figures_zero(struct figures *acc)
@@ -114,6 +131,8 @@ void figures_zero(struct figures *acc)
 
 void figures_add(struct figures *acc, const struct figures *f)
 {
+	if (!f->devices)
+		return;
 	acc->span_s += f->span_s;
 	if (f->wall_s > acc->wall_s)
 		acc->wall_s = f->wall_s;
@@ -133,8 +152,9 @@ void figures_add(struct figures *acc, const struct figures *f)
 	acc->step_s += f->step_s;
 	acc->hw_peak_s += f->hw_peak_s;
 	acc->model_peak_s += f->model_peak_s;
-	acc->mfu_peak_flops += f->mfu_peak_flops;
-	acc->model_declared |= f->model_declared;
+	/* A sum of peaks with one unknown member is unknown, not partial. */
+	acc->mfu_peak_flops += f->mfu_peak_flops > 0 ? f->mfu_peak_flops : NAN;
+	acc->model_declared = acc->devices ? acc->model_declared && f->model_declared : f->model_declared;
 	if (!acc->devices) {
 		acc->mfu_class = f->mfu_class;
 		acc->peak_origin = f->peak_origin;

@@ -21,6 +21,7 @@ struct ingest {
 	uint8_t *buf;
 	size_t len, cap;
 	char peer[128];
+	uint64_t last_mono_ns;
 	ingest_frame_fn on_frame;
 	void *on_frame_arg;
 };
@@ -43,7 +44,7 @@ void ingest_free(struct ingest *in)
 	if (!in)
 		return;
 	if (in->src)
-		agg_source_disconnect(in->src);
+		agg_source_disconnect(in->src, in->last_mono_ns);
 	free(in->buf);
 	free(in);
 }
@@ -78,6 +79,8 @@ const char *ingest_strerror(int code)
 		return "stream does not start with a hello";
 	case INGEST_E_SOURCES:
 		return "too many sources";
+	case INGEST_E_SPANS:
+		return "records span too much time (over the per-frame work limit)";
 	default:
 		return mfu_wire_strerror(code);
 	}
@@ -87,14 +90,13 @@ static int reserve(struct ingest *in, size_t need)
 {
 	if (need <= in->cap)
 		return 0;
-	size_t cap = in->cap ? in->cap : INITIAL_CAP;
-	while (cap < need)
-		cap *= 2;
-	uint8_t *p = realloc(in->buf, cap);
+	/* Exactly what the announced frame needs: a peer's header must not make
+	 * us hold twice its (already capped) frame size. */
+	uint8_t *p = realloc(in->buf, need);
 	if (!p)
 		return -MFU_WIRE_E_NOMEM;
 	in->buf = p;
-	in->cap = cap;
+	in->cap = need;
 	return 0;
 }
 
@@ -107,9 +109,11 @@ int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t n
 	struct mfu_record r;
 	int rc;
 
+	in->last_mono_ns = now_mono_ns;
 	if ((rc = mfu_frame_open(in->codec, frame, len, &h, &raw, &raw_len)))
 		return rc;
 	mfu_dec_init(&dec, raw, raw_len);
+	uint64_t work0 = in->src ? in->src->span_work : 0;
 	while ((rc = mfu_dec_next(&dec, &r)) == 1) {
 		if (__builtin_expect(!in->src, 0)) {
 			if (r.type != MFU_REC_HELLO)
@@ -121,6 +125,8 @@ int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t n
 		}
 		if ((rc = agg_source_record(in->src, &r, now_mono_ns)))
 			return rc;
+		if (__builtin_expect(in->src->span_work - work0 > INGEST_SPAN_WORK_MAX, 0))
+			return -INGEST_E_SPANS;
 	}
 	if (rc < 0)
 		return rc;
@@ -175,6 +181,14 @@ int ingest_commit(struct ingest *in, size_t n, uint64_t now_mono_ns)
 	if (off) {
 		memmove(in->buf, in->buf + off, in->len - off);
 		in->len -= off;
+	}
+	/* Give back the room a large frame needed once it is consumed. */
+	if (in->cap > INITIAL_CAP && in->len <= INITIAL_CAP) {
+		uint8_t *p = realloc(in->buf, INITIAL_CAP);
+		if (p) {
+			in->buf = p;
+			in->cap = INITIAL_CAP;
+		}
 	}
 	return rc;
 }

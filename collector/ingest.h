@@ -42,6 +42,12 @@ const char *ingest_peer(const struct ingest *in);
 /* Error codes beyond the wire's: */
 #define INGEST_E_NO_HELLO 100  /* first record was not a hello */
 #define INGEST_E_SOURCES 101   /* collector's source limit reached */
+#define INGEST_E_SPANS 102     /* a frame's records span too many window buckets */
+
+/* Bucket updates one frame may cause through intervals longer than a bucket:
+ * legitimate frames stay far below (a step spans ~10 buckets), while a tiny
+ * frame of 100 s kernels could otherwise cost seconds of the loop. */
+#define INGEST_SPAN_WORK_MAX (4u << 20)
 const char *ingest_strerror(int code);
 
 #endif

@@ -44,17 +44,24 @@ void window_add_at(struct window *w, enum window_field f, uint64_t t, double amo
 		w->too_late++;
 }
 
-void window_add_span(struct window *w, enum window_field f, uint64_t start, uint64_t end,
-		     double amount)
+struct window_bucket *window_bucket_of(struct window *w, uint64_t start, uint64_t end)
+{
+	uint64_t idx = start / WINDOW_BUCKET_NS;
+
+	return idx == end / WINDOW_BUCKET_NS ? bucket_at(w, idx) : NULL;
+}
+
+unsigned window_add_span(struct window *w, enum window_field f, uint64_t start, uint64_t end,
+			 double amount)
 {
 	if (end <= start) {
 		window_add_at(w, f, start, amount);
-		return;
+		return 1;
 	}
 	uint64_t first = start / WINDOW_BUCKET_NS, last = (end - 1) / WINDOW_BUCKET_NS;
 	if (first == last) {
 		window_add_at(w, f, start, amount);
-		return;
+		return 1;
 	}
 	/* Only the ring's worth of buckets at the end of a very long span can be
 	 * kept; stepping through the rest would let one bogus record spin. */
@@ -75,6 +82,7 @@ void window_add_span(struct window *w, enum window_field f, uint64_t start, uint
 		else
 			w->too_late++;
 	}
+	return (unsigned)(last - first + 1);
 }
 
 void window_sum(const struct window *w, uint64_t end, uint64_t len, double out[WF__COUNT])
@@ -95,13 +103,16 @@ void busy_init(struct busy *b)
 	memset(b, 0, sizeof(*b));
 }
 
-static uint64_t cover(struct window *w, uint64_t start, uint64_t end)
+static uint64_t cover(struct window *w, struct window_bucket *hint, uint64_t start, uint64_t end)
 {
-	window_add_span(w, WF_BUSY_NS, start, end, (double)(end - start));
+	if (hint)
+		hint->v[WF_BUSY_NS] += (double)(end - start);
+	else
+		window_add_span(w, WF_BUSY_NS, start, end, (double)(end - start));
 	return end - start;
 }
 
-uint64_t busy_add(struct busy *b, struct window *w, uint64_t start, uint64_t end)
+uint64_t busy_add(struct busy *b, struct window *w, struct window_bucket *hint, uint64_t start, uint64_t end)
 {
 	if (end <= start)
 		return 0;
@@ -120,20 +131,20 @@ uint64_t busy_add(struct busy *b, struct window *w, uint64_t start, uint64_t end
 		memmove(b->iv, b->iv + drop, (b->n - drop) * sizeof(b->iv[0]));
 		b->n -= drop;
 		if (start < b->floor)
-			return busy_add(b, w, start, end);
+			return busy_add(b, w, hint, start, end);
 	}
 
 	struct busy_iv *tail = b->n ? &b->iv[b->n - 1] : NULL;
 	if (!tail || start > tail->end) {
 		b->iv[b->n++] = (struct busy_iv){start, end};
-		return cover(w, start, end);
+		return cover(w, hint, start, end);
 	}
 	if (start >= tail->start) {
 		if (end <= tail->end)
 			return 0;
 		uint64_t old = tail->end;
 		tail->end = end;
-		return cover(w, old, end);
+		return cover(w, hint, old, end);
 	}
 
 	/* Out of order: merge with every interval it touches, counting the gaps. */
@@ -144,7 +155,7 @@ uint64_t busy_add(struct busy *b, struct window *w, uint64_t start, uint64_t end
 	uint64_t at = start, added = 0, lo = start, hi = end;
 	while (j < b->n && b->iv[j].start <= end) {
 		if (b->iv[j].start > at)
-			added += cover(w, at, b->iv[j].start);
+			added += cover(w, hint, at, b->iv[j].start);
 		if (b->iv[j].end > at)
 			at = b->iv[j].end;
 		if (b->iv[j].start < lo)
@@ -154,7 +165,7 @@ uint64_t busy_add(struct busy *b, struct window *w, uint64_t start, uint64_t end
 		j++;
 	}
 	if (at < end)
-		added += cover(w, at, end);
+		added += cover(w, hint, at, end);
 	if (j == i) {
 		memmove(b->iv + i + 1, b->iv + i, (b->n - i) * sizeof(b->iv[0]));
 		b->n++;

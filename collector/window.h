@@ -50,11 +50,18 @@ struct window {
 void window_init(struct window *w);
 
 /* Adds amount to field f, spread uniformly over [start, end).  A zero-length
- * interval puts it all in the bucket holding start. */
-void window_add_span(struct window *w, enum window_field f, uint64_t start, uint64_t end,
-		     double amount);
+ * interval puts it all in the bucket holding start.  Returns the number of
+ * buckets touched (at most WINDOW_BUCKETS), so callers can bound the work a
+ * producer can cause. */
+unsigned window_add_span(struct window *w, enum window_field f, uint64_t start, uint64_t end,
+			 double amount);
 /* Adds amount to field f in the bucket holding t. */
 void window_add_at(struct window *w, enum window_field f, uint64_t t, double amount);
+
+/* The bucket holding all of [start, end] when both ends fall in one bucket
+ * (nearly every kernel), ready for direct adds; else NULL and the caller
+ * uses window_add_span. */
+struct window_bucket *window_bucket_of(struct window *w, uint64_t start, uint64_t end);
 
 /* Sums every field over [end - len, end).  end and len must be multiples of
  * WINDOW_BUCKET_NS and len <= WINDOW_SPAN_NS - WINDOW_BUCKET_NS. */
@@ -79,7 +86,8 @@ struct busy {
 
 void busy_init(struct busy *b);
 /* Merges [start, end) into the union and adds the newly covered time to
- * WF_BUSY_NS of w, pro rata.  Returns the newly covered nanoseconds. */
-uint64_t busy_add(struct busy *b, struct window *w, uint64_t start, uint64_t end);
+ * WF_BUSY_NS of w, pro rata; into `hint` directly when it is the one bucket
+ * holding [start, end].  Returns the newly covered nanoseconds. */
+uint64_t busy_add(struct busy *b, struct window *w, struct window_bucket *hint, uint64_t start, uint64_t end);
 
 #endif

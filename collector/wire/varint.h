@@ -82,4 +82,31 @@ static inline int varint_get(const uint8_t **pp, const uint8_t *end, uint64_t *o
 	return varint_get_slow(pp, end, out);
 }
 
+/* For a caller that has checked there are at least 10 readable bytes:
+ * no end checks inside.  Same values and VARINT errors as varint_get. */
+static inline int varint_get_unchecked(const uint8_t **pp, uint64_t *out)
+{
+	const uint8_t *p = *pp;
+	uint64_t b = *p++, v;
+
+	if (__builtin_expect(b < 0x80, 1)) {
+		*out = b;
+		*pp = p;
+		return 0;
+	}
+	v = b & 0x7f;
+	for (unsigned shift = 7; shift < 70; shift += 7) {
+		b = *p++;
+		if (shift == 63 && b > 1)
+			return -MFU_WIRE_E_VARINT;
+		v |= (b & 0x7f) << shift;
+		if (b < 0x80) {
+			*out = v;
+			*pp = p;
+			return 0;
+		}
+	}
+	return -MFU_WIRE_E_VARINT;
+}
+
 #endif

@@ -226,6 +226,7 @@ void mfu_enc_reset(struct mfu_enc *e);
 struct mfu_dec {
 	const uint8_t *p, *end;
 	struct mfu_delta delta;
+	int checked_only; /* tests: never take the unchecked fast path */
 };
 
 void mfu_dec_init(struct mfu_dec *d, const uint8_t *payload, size_t len);

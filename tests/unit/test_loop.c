@@ -316,7 +316,9 @@ static void test_repeating_timer_interleaves_with_one_shot(void **state)
 		if (log.ids[i] == 'o')
 			before = i;
 	}
-	assert_int_equal(before, 2);
+	/* On time, o is third (r, r, o).  On a loaded machine missed periods
+	 * are skipped, but r's first deadline (20 ms) still precedes o's. */
+	assert_true(before >= 1);
 	run_for_ms(fx->l, 50);
 	assert_int_equal(r.fires, fired);
 }
@@ -326,9 +328,13 @@ static void test_repeating_timer_deleting_itself_stops(void **state)
 	struct fixture *fx = *state;
 	struct tlog log = { 0 };
 	struct tctx r = { .log = &log, .id = 'r', .del_self_after = 3 };
+	uint64_t give_up = loop_now_ns() + 5000000000ull;
 
 	assert_int_equal(loop_timer_add(fx->l, 1, 1, on_timer, &r, NULL), 0);
-	run_for_ms(fx->l, 60);
+	/* no timing assumption: run until it has deleted itself, then longer */
+	while (r.fires < 3 && loop_now_ns() < give_up)
+		assert_int_equal(loop_run_once(fx->l, 5), 0);
+	run_for_ms(fx->l, 30);
 	assert_int_equal(r.fires, 3);
 }
 

@@ -79,8 +79,8 @@ static void test_overlapping_streams_count_busy_time_once(void **state)
 	double v[WF__COUNT];
 	busy_init(&b);
 	/* stream 1: [100, 500) ms; stream 2: [300, 700) ms; union 600 ms */
-	assert_int_equal(busy_add(&b, w, T0 + 100 * MS, T0 + 500 * MS), 400 * MS);
-	assert_int_equal(busy_add(&b, w, T0 + 300 * MS, T0 + 700 * MS), 200 * MS);
+	assert_int_equal(busy_add(&b, w, NULL, T0 + 100 * MS, T0 + 500 * MS), 400 * MS);
+	assert_int_equal(busy_add(&b, w, NULL, T0 + 300 * MS, T0 + 700 * MS), 200 * MS);
 	window_sum(w, T0 + 1 * S, 1 * S, v);
 	assert_near(v[WF_BUSY_NS], 600.0 * MS);
 	free(w);
@@ -94,10 +94,10 @@ static void test_out_of_order_arrival_gives_the_same_union(void **state)
 	double v[WF__COUNT];
 	busy_init(&b);
 	/* arrive late-first: [300,700), [800,900), then [100,500), then [650, 850) */
-	busy_add(&b, w, T0 + 300 * MS, T0 + 700 * MS);
-	busy_add(&b, w, T0 + 800 * MS, T0 + 900 * MS);
-	assert_int_equal(busy_add(&b, w, T0 + 100 * MS, T0 + 500 * MS), 200 * MS);
-	assert_int_equal(busy_add(&b, w, T0 + 650 * MS, T0 + 850 * MS), 100 * MS);
+	busy_add(&b, w, NULL, T0 + 300 * MS, T0 + 700 * MS);
+	busy_add(&b, w, NULL, T0 + 800 * MS, T0 + 900 * MS);
+	assert_int_equal(busy_add(&b, w, NULL, T0 + 100 * MS, T0 + 500 * MS), 200 * MS);
+	assert_int_equal(busy_add(&b, w, NULL, T0 + 650 * MS, T0 + 850 * MS), 100 * MS);
 	window_sum(w, T0 + 1 * S, 1 * S, v);
 	assert_near(v[WF_BUSY_NS], 800.0 * MS); /* [100, 900) */
 	assert_int_equal(b.n, 1);
@@ -123,7 +123,7 @@ static void test_random_intervals_match_a_brute_force_union(void **state)
 		uint64_t s = base > jitter ? base - jitter : 0;
 		uint64_t len = 1 + (rng >> 50) % 30;
 		uint64_t e = s + len < SLOTS ? s + len : SLOTS;
-		total += busy_add(&b, w, T0 + s * 1000, T0 + e * 1000);
+		total += busy_add(&b, w, NULL, T0 + s * 1000, T0 + e * 1000);
 		for (uint64_t t = s; t < e; t++)
 			covered[t] = 1;
 	}
@@ -142,9 +142,9 @@ static void test_idle_gaps_are_not_busy(void **state)
 	struct busy b;
 	double v[WF__COUNT];
 	busy_init(&b);
-	busy_add(&b, w, T0 + 100 * MS, T0 + 200 * MS);
-	busy_add(&b, w, T0 + 500 * MS, T0 + 600 * MS);
-	busy_add(&b, w, T0 + 3500 * MS, T0 + 3600 * MS);
+	busy_add(&b, w, NULL, T0 + 100 * MS, T0 + 200 * MS);
+	busy_add(&b, w, NULL, T0 + 500 * MS, T0 + 600 * MS);
+	busy_add(&b, w, NULL, T0 + 3500 * MS, T0 + 3600 * MS);
 	window_sum(w, T0 + 1 * S, 1 * S, v);
 	assert_near(v[WF_BUSY_NS], 200.0 * MS);
 	window_sum(w, T0 + 3 * S, 1 * S, v);
@@ -290,6 +290,20 @@ static void test_unknown_peak_gives_unknown_hfu_and_no_declaration_gives_unknown
 	assert_true(isnan(fig.mfu));
 }
 
+static void test_window_counts_only_the_part_the_source_was_alive(void **state)
+{
+	struct fixture *f = *state;
+	struct figures fig;
+	/* hello at T0, newest data T0 + 300 ms: a 1 s window ending at T0 + 300 ms
+	 * (offline) has 300 ms of life in it, and 6e13 FLOPs in 300 ms at 1e15/s
+	 * is 20 % */
+	kernel(f->src, T0 + 100 * MS, T0 + 300 * MS, MFU_CLASS_BF16, 60000000000000ull, 0);
+	figures_device(f->agg, f->src->dev[0], 1 * S, 0, &fig);
+	assert_near(fig.span_s, 0.3);
+	assert_near(fig.hfu, 0.2);
+	assert_int_equal(fig.devices, 1);
+}
+
 static void test_degraded_source_has_unknown_kernel_time(void **state)
 {
 	struct fixture *f = *state;
@@ -315,6 +329,8 @@ static void test_job_aggregate_is_sum_of_flops_over_sum_of_peaks(void **state)
 	r.u.kernel.flags = MFU_CLASS_BF16;
 	r.u.kernel.flops = 600000000000000ull;
 	assert_int_equal(agg_source_record(f->src, &r, 0), 0);
+	/* the source lives through [T0, T0 + 1 s): both devices are charged 1 s */
+	kernel(f->src, T0 + 990 * MS, T0 + 1 * S, MFU_CLASS_NONE, 0, 0);
 	figures_device(f->agg, f->src->dev[0], 1 * S, 0, &d0);
 	figures_device(f->agg, f->src->dev[1], 1 * S, 0, &d1);
 	figures_zero(&job);
@@ -343,6 +359,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_untimed_gemm_counts_nested_gemm_does_not, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_unknown_peak_gives_unknown_hfu_and_no_declaration_gives_unknown_mfu, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_window_counts_only_the_part_the_source_was_alive, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_degraded_source_has_unknown_kernel_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_aggregate_is_sum_of_flops_over_sum_of_peaks, setup,
 						teardown),

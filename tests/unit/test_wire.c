@@ -645,6 +645,48 @@ static void test_frames_decode_independently(void **state)
 	assert_int_equal(got.u.kernel.corr, 501);
 }
 
+/* The unchecked fast path must decide exactly as the checked one: same
+ * records, same errors, on valid and on mutated payloads. */
+static void test_fast_path_decodes_exactly_like_the_checked_path(void **state)
+{
+	struct fixture *f = *state;
+	for (int round = 0; round < 3000; round++) {
+		struct mfu_enc enc;
+		mfu_enc_init(&enc, f->raw, RAW_CAP);
+		int n = 1 + (int)(rnd() % 40);
+		for (int i = 0; i < n; i++) {
+			struct mfu_record r;
+			int want_hot = rnd() % 4 != 0; /* mostly the hot types */
+			do
+				rnd_record(&r, 0);
+			while (want_hot && r.type != MFU_REC_KERNEL && r.type != MFU_REC_API &&
+			       r.type != MFU_REC_GEMM);
+			mfu_enc_put(&enc, &r);
+		}
+		/* flip a few bytes, sometimes none */
+		int flips = (int)(rnd() % 4);
+		for (int k = 0; k < flips && enc.len; k++)
+			f->raw[rnd() % enc.len] ^= (uint8_t)(1u << (rnd() % 8));
+		struct mfu_dec a, b;
+		struct mfu_record ra, rb;
+		mfu_dec_init(&a, f->raw, enc.len);
+		mfu_dec_init(&b, f->raw, enc.len);
+		b.checked_only = 1;
+		for (;;) {
+			memset(&ra, 0, sizeof(ra));
+			memset(&rb, 0, sizeof(rb));
+			int x = mfu_dec_next(&a, &ra), y = mfu_dec_next(&b, &rb);
+			assert_int_equal(x, y);
+			if (x != 1)
+				break;
+			assert_int_equal(ra.type, rb.type);
+			if (ra.type == MFU_REC_KERNEL || ra.type == MFU_REC_API || ra.type == MFU_REC_GEMM)
+				assert_memory_equal(&ra.u, &rb.u, sizeof(ra.u));
+			assert_memory_equal(&a.delta, &b.delta, sizeof(a.delta));
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -661,6 +703,7 @@ int main(void)
 		cmocka_unit_test(test_encoder_refuses_what_the_decoder_would_refuse),
 		cmocka_unit_test(test_crc32c_known_vector),
 		cmocka_unit_test(test_frames_decode_independently),
+		cmocka_unit_test(test_fast_path_decodes_exactly_like_the_checked_path),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "archive.h"
+#include "archive_files.h"
 #include "cli.h"
 #include "net.h"
 #include "options.h"
@@ -91,27 +92,6 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-static size_t stem(const char *p)
-{
-	/* same grouping as mfu report: strip ".N.mfa" and ".tmp" */
-	size_t n = strlen(p);
-	if (n > 4 && !strcmp(p + n - 4, ".tmp"))
-		n -= 4;
-	if (n > 4 && !strncmp(p + n - 4, ".mfa", 4)) {
-		size_t k = n - 4;
-		while (k > 0 && p[k - 1] >= '0' && p[k - 1] <= '9')
-			k--;
-		if (k > 0 && k < n - 4 && p[k - 1] == '.')
-			return k - 1;
-	}
-	return n;
-}
-
-static int cmp_path(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 int cmd_replay(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -155,11 +135,10 @@ int cmd_replay(int argc, char **argv)
 	if (!files || !st)
 		return 1;
 	memcpy(files, argv + optind, (size_t)n * sizeof(*files));
-	qsort(files, (size_t)n, sizeof(*files), cmp_path);
+	archive_files_sort(files, (size_t)n);
 	for (int i = 0; i < n;) {
 		int j = i + 1;
-		size_t g = stem(files[i]);
-		while (j < n && stem(files[j]) == g && !strncmp(files[i], files[j], g))
+		while (j < n && archive_same_group(files[i], files[j]))
 			j++;
 		st[ns].files = files + i;
 		st[ns].nfiles = j - i;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "archive.h"
+#include "archive_files.h"
 #include "cli.h"
 #include "export.h"
 #include "ingest.h"
@@ -20,39 +21,6 @@
 static const char usage[] =
 	"usage: mfu report [--json FILE] [--peak-tflops SPEC] [--model-dtype DTYPE] FILE...\n"
 	"Summarizes archived frames (mfud --archive, mfu run --archive, mfu-synth --out).\n";
-
-/* "dir/host-1-2.3.mfa[.tmp]" -> length of "dir/host-1-2" */
-static size_t group_len(const char *path)
-{
-	size_t n = strlen(path);
-	if (n > 4 && !strcmp(path + n - 4, ".tmp"))
-		n -= 4;
-	if (n > 4 && !strncmp(path + n - 4, ".mfa", 4)) {
-		size_t k = n - 4;
-		while (k > 0 && path[k - 1] >= '0' && path[k - 1] <= '9')
-			k--;
-		if (k > 0 && k < n - 4 && path[k - 1] == '.')
-			return k - 1;
-	}
-	return n;
-}
-
-static unsigned file_seq(const char *path)
-{
-	size_t g = group_len(path);
-	return path[g] == '.' ? (unsigned)strtoul(path + g + 1, NULL, 10) : 0;
-}
-
-static int by_group_then_seq(const void *a, const void *b)
-{
-	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
-	size_t gx = group_len(x), gy = group_len(y);
-	int c = strncmp(x, y, gx < gy ? gx : gy);
-	if (c || gx != gy)
-		return c ? c : (gx < gy ? -1 : 1);
-	unsigned sx = file_seq(x), sy = file_seq(y);
-	return sx < sy ? -1 : sx > sy;
-}
 
 int cmd_report(int argc, char **argv)
 {
@@ -92,7 +60,6 @@ int cmd_report(int argc, char **argv)
 	struct agg *a = NULL;
 	struct mfu_codec *codec = mfu_codec_new(1);
 	struct ingest *in = NULL;
-	size_t cur_group = 0;
 	const char *cur = NULL;
 
 	if (!files || !codec || agg_new(&cfg, &a)) {
@@ -100,7 +67,7 @@ int cmd_report(int argc, char **argv)
 		return 1;
 	}
 	memcpy(files, argv + optind, (size_t)nfiles * sizeof(*files));
-	qsort(files, (size_t)nfiles, sizeof(*files), by_group_then_seq);
+	archive_files_sort(files, (size_t)nfiles);
 
 	for (int i = 0; i < nfiles; i++) {
 		struct archive_reader rd;
@@ -111,8 +78,7 @@ int cmd_report(int argc, char **argv)
 			failed++;
 			continue;
 		}
-		size_t g = group_len(files[i]);
-		if (!in || !cur || g != cur_group || strncmp(cur, files[i], g)) {
+		if (!in || !cur || !archive_same_group(cur, files[i])) {
 			ingest_free(in);
 			in = NULL;
 			if (ingest_new(a, codec, files[i], &in)) {
@@ -120,7 +86,6 @@ int cmd_report(int argc, char **argv)
 				break;
 			}
 			cur = files[i];
-			cur_group = g;
 		}
 		uint64_t recv;
 		const uint8_t *frame;

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Grouping and ordering of archive file names; see archive_files.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "archive_files.h"
+
+size_t archive_group_len(const char *path)
+{
+	size_t n = strlen(path);
+
+	if (n > 4 && !strcmp(path + n - 4, ".tmp"))
+		n -= 4;
+	if (n > 4 && !strncmp(path + n - 4, ".mfa", 4)) {
+		size_t k = n - 4;
+		while (k > 0 && path[k - 1] >= '0' && path[k - 1] <= '9')
+			k--;
+		if (k > 0 && k < n - 4 && path[k - 1] == '.')
+			return k - 1;
+	}
+	return n;
+}
+
+static unsigned long file_seq(const char *path)
+{
+	size_t g = archive_group_len(path);
+	return path[g] == '.' ? strtoul(path + g + 1, NULL, 10) : 0;
+}
+
+int archive_same_group(const char *a, const char *b)
+{
+	size_t ga = archive_group_len(a), gb = archive_group_len(b);
+	return ga == gb && !strncmp(a, b, ga);
+}
+
+static int by_group_then_seq(const void *x, const void *y)
+{
+	const char *a = *(const char *const *)x, *b = *(const char *const *)y;
+	size_t ga = archive_group_len(a), gb = archive_group_len(b);
+	int c = strncmp(a, b, ga < gb ? ga : gb);
+
+	if (c)
+		return c;
+	if (ga != gb)
+		return ga < gb ? -1 : 1;
+	unsigned long sa = file_seq(a), sb = file_seq(b);
+	return sa < sb ? -1 : sa > sb;
+}
+
+void archive_files_sort(char **files, size_t n)
+{
+	qsort(files, n, sizeof(*files), by_group_then_seq);
+}
