@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Ingest and model rules against hostile or broken producers: the stream
+ * must start with a hello, long intervals cannot buy unbounded work,
+ * implausible timestamps are dropped and counted, frame sequence gaps are
+ * counted only forward, and interned strings stay within their budget.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "agg.h"
+#include "ingest.h"
+
+#define S UINT64_C(1000000000)
+#define T0 (UINT64_C(1700000000) * S)
+#define RAW_CAP (4u << 20)
+
+struct fixture {
+	struct agg *agg;
+	struct mfu_codec *codec;
+	struct ingest *in;
+	uint8_t *raw, *frame;
+	struct mfu_enc enc;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct agg_config cfg = {.offline = 1};
+	if (!f || agg_new(&cfg, &f->agg))
+		return -1;
+	f->codec = mfu_codec_new(1);
+	f->raw = malloc(RAW_CAP);
+	f->frame = malloc(mfu_frame_bound(RAW_CAP));
+	if (!f->codec || !f->raw || !f->frame || ingest_new(f->agg, f->codec, "test", &f->in))
+		return -1;
+	mfu_enc_init(&f->enc, f->raw, RAW_CAP);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	ingest_free(f->in);
+	agg_free(f->agg);
+	mfu_codec_free(f->codec);
+	free(f->raw);
+	free(f->frame);
+	free(f);
+	return 0;
+}
+
+static void put(struct fixture *f, const struct mfu_record *r)
+{
+	assert_int_equal(mfu_enc_put(&f->enc, r), 0);
+}
+
+static void put_hello(struct fixture *f)
+{
+	struct mfu_record r = {.type = MFU_REC_HELLO};
+	r.u.hello.time_ns = T0;
+	r.u.hello.pid = 7;
+	r.u.hello.rank = -1;
+	r.u.hello.local_rank = -1;
+	put(f, &r);
+}
+
+static void put_kernel(struct fixture *f, uint64_t start, uint64_t end)
+{
+	struct mfu_record r = {.type = MFU_REC_KERNEL};
+	r.u.kernel.start_ns = start;
+	r.u.kernel.end_ns = end;
+	r.u.kernel.flags = MFU_CLASS_BF16;
+	r.u.kernel.flops = 1000;
+	put(f, &r);
+}
+
+/* Seals what was put into one frame with this seq and feeds it. */
+static int send_frame(struct fixture *f, uint32_t seq)
+{
+	size_t len;
+	assert_int_equal(mfu_frame_seal(f->codec, f->raw, f->enc.len, seq, f->frame, mfu_frame_bound(RAW_CAP),
+					&len), 0);
+	mfu_enc_reset(&f->enc);
+	return ingest_feed(f->in, f->frame, len, 0);
+}
+
+static void test_stream_must_start_with_hello(void **state)
+{
+	struct fixture *f = *state;
+	put_kernel(f, T0, T0 + 10);
+	assert_int_equal(send_frame(f, 0), -INGEST_E_NO_HELLO);
+}
+
+static void test_long_intervals_cannot_buy_unbounded_work(void **state)
+{
+	struct fixture *f = *state;
+	put_hello(f);
+	assert_int_equal(send_frame(f, 0), 0);
+	/* 102.4 s kernels touch 1024 buckets per field: a few thousand of them
+	 * pass the per-frame limit long before the frame ends */
+	for (int i = 0; i < 20000; i++)
+		put_kernel(f, T0 + (uint64_t)i, T0 + (uint64_t)i + 1024 * UINT64_C(100000000));
+	assert_int_equal(send_frame(f, 1), -INGEST_E_SPANS);
+}
+
+static void test_ordinary_frames_stay_far_below_the_work_limit(void **state)
+{
+	struct fixture *f = *state;
+	put_hello(f);
+	/* 200k kernels of 5 us, some straddling bucket edges */
+	for (uint64_t i = 0; i < 200000; i++)
+		put_kernel(f, T0 + i * 7000, T0 + i * 7000 + 5000);
+	assert_int_equal(send_frame(f, 0), 0);
+	struct agg_source *s = ingest_source(f->in);
+	assert_non_null(s);
+	assert_true(s->span_work < INGEST_SPAN_WORK_MAX / 100);
+	assert_int_equal(s->dev[0]->tot.kernels, 200000);
+}
+
+static void test_implausible_timestamps_are_dropped_and_counted(void **state)
+{
+	struct fixture *f = *state;
+	put_hello(f);
+	put_kernel(f, 0, 5000);                                /* a zero start from a clock glitch */
+	put_kernel(f, T0 + 500 * UINT64_C(86400) * S, T0 + 500 * UINT64_C(86400) * S + 1); /* 500 days later */
+	put_kernel(f, T0 + 1000, T0 + 2000);                    /* fine */
+	assert_int_equal(send_frame(f, 0), 0);
+	struct agg_source *s = ingest_source(f->in);
+	assert_int_equal(s->bad_time, 2);
+	assert_int_equal(s->dev[0]->tot.kernels, 1);
+	assert_int_equal(s->dev[0]->tot.busy_ns, 1000);
+	assert_true(s->max_ns == T0 + 2000);
+}
+
+static void test_sequence_gaps_count_forward_jumps_only(void **state)
+{
+	struct fixture *f = *state;
+	static const uint32_t seqs[] = {5, 6, 9, 7, 10};
+	put_hello(f);
+	assert_int_equal(send_frame(f, 4), 0);
+	for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+		put_kernel(f, T0 + i, T0 + i + 1);
+		assert_int_equal(send_frame(f, seqs[i]), 0);
+	}
+	struct agg_source *s = ingest_source(f->in);
+	assert_int_equal(s->seq_gaps, 2); /* 7 and 8 missing after 6; 7 late, not lost again */
+	assert_int_equal(s->frames, 6);
+}
+
+static void test_interned_strings_stay_within_their_budget(void **state)
+{
+	struct fixture *f = *state;
+	put_hello(f);
+	assert_int_equal(send_frame(f, 0), 0);
+	int rc = 0;
+	uint32_t seq = 1;
+	/* a million empty names would cost far more than the text they carry */
+	for (uint64_t id = 1; id <= MFU_STRING_ID_MAX && !rc; id++) {
+		struct mfu_record r = {.type = MFU_REC_STRING};
+		r.u.string.id = id;
+		r.u.string.text = "";
+		if (mfu_enc_put(&f->enc, &r) == -MFU_WIRE_E_NOMEM) {
+			rc = send_frame(f, seq++);
+			assert_int_equal(mfu_enc_put(&f->enc, &r), 0);
+		}
+	}
+	if (!rc)
+		rc = send_frame(f, seq);
+	assert_int_equal(rc, -MFU_WIRE_E_OVERSIZE);
+	assert_true(ingest_source(f->in)->string_bytes <= AGG_STRING_BYTES_MAX);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_stream_must_start_with_hello, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_intervals_cannot_buy_unbounded_work, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ordinary_frames_stay_far_below_the_work_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_implausible_timestamps_are_dropped_and_counted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sequence_gaps_count_forward_jumps_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_interned_strings_stay_within_their_budget, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
