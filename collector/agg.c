@@ -436,6 +436,23 @@ void agg_source_disconnect(struct agg_source *s, uint64_t now_mono_ns)
 	s->gone_mono_ns = now_mono_ns;
 }
 
+unsigned agg_evict(struct agg *a, uint64_t now_mono_ns, uint64_t retain_ns)
+{
+	unsigned kept = 0, freed = 0;
+
+	for (unsigned i = 0; i < a->nsrc; i++) {
+		struct agg_source *s = a->src[i];
+		if (!s->connected && s->gone && now_mono_ns - s->gone_mono_ns > retain_ns) {
+			source_free(s);
+			freed++;
+		} else {
+			a->src[kept++] = s;
+		}
+	}
+	a->nsrc = kept;
+	return freed;
+}
+
 static uint64_t source_now(const struct agg *a, const struct agg_source *s, uint64_t now_mono_ns)
 {
 	if (a->cfg.offline || now_mono_ns < s->max_mono_ns)

@@ -98,6 +98,10 @@ int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t
 /* Notes a frame's sequence number; counts gaps. */
 void agg_source_frame(struct agg_source *s, uint32_t seq, size_t bytes);
 void agg_source_disconnect(struct agg_source *s, uint64_t now_mono_ns);
+/* Frees sources disconnected for longer than retain_ns: their series leave
+ * /metrics and the source limit does not fill up over a long-lived daemon.
+ * Returns how many were freed. */
+unsigned agg_evict(struct agg *a, uint64_t now_mono_ns, uint64_t retain_ns);
 
 /* The data time the source's windows end at now; a multiple of the bucket. */
 uint64_t agg_source_window_end(const struct agg *a, const struct agg_source *s, uint64_t now_mono_ns);

@@ -31,6 +31,8 @@ static const char usage[] =
 	"                        (else MFU_PEAK_TFLOPS, else the built-in table)\n"
 	"  --model-dtype DTYPE   dtype MFU is measured against when steps declare none\n"
 	"  --settle-ms N         live windows end N ms behind the newest data (default 1000)\n"
+	"  --retain SEC          forget a source SEC s after it disconnects (default 300;\n"
+	"                        0 keeps every source until mfud exits)\n"
 	"  --quiet               no per-connection log lines\n"
 	"  --help, --version\n";
 
@@ -57,6 +59,7 @@ int main(int argc, char **argv)
 		{"peak-tflops", required_argument, NULL, 'p'},
 		{"model-dtype", required_argument, NULL, 'd'},
 		{"settle-ms", required_argument, NULL, 'S'}, {"quiet", no_argument, NULL, 'q'},
+		{"retain", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
 		{0},
 	};
@@ -67,6 +70,7 @@ int main(int argc, char **argv)
 	int c;
 
 	cfg.agg.settle_ns = 1000000000u;
+	cfg.retain_ns = UINT64_C(300) * 1000000000u;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
@@ -90,6 +94,11 @@ int main(int argc, char **argv)
 			cfg.agg.settle_ns = v * 1000000u;
 			break;
 		case 'q': cfg.quiet = 1; break;
+		case 'r':
+			if (opt_uint(optarg, 0, 30 * 86400, &v, err, sizeof(err)))
+				return bad(err);
+			cfg.retain_ns = v * 1000000000u;
+			break;
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': printf("mfud %s\n", MFU_VERSION); return 0;
 		default:

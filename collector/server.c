@@ -39,6 +39,7 @@ struct server {
 	struct http_server *http;
 	int unix_fd, tcp_fd;
 	struct loop_io *unix_io, *tcp_io;
+	struct loop_timer *evict_timer;
 	struct conn *conns;
 	unsigned nconns;
 	uint64_t stream_errors;
@@ -231,6 +232,16 @@ static int http_handler(void *arg, const struct http_request *req, struct strbuf
 	return 404;
 }
 
+static void on_evict(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct server *s = arg;
+	unsigned n = agg_evict(s->agg, loop_now_ns(), s->cfg.retain_ns);
+
+	if (n && !s->cfg.quiet)
+		fprintf(stderr, "mfud: forgot %u source%s gone for over %llu s\n", n, n == 1 ? "" : "s",
+			(unsigned long long)(s->cfg.retain_ns / 1000000000u));
+}
+
 int server_new(struct loop *l, const struct server_config *cfg, struct server **out)
 {
 	struct server *s = calloc(1, sizeof(*s));
@@ -276,6 +287,8 @@ int server_new(struct loop *l, const struct server_config *cfg, struct server **
 		fprintf(stderr, "mfud: cannot serve HTTP on %s: %s\n", cfg->http_listen, strerror(-rc));
 		goto fail;
 	}
+	if (cfg->retain_ns && (rc = loop_timer_add(l, 1000, 1000, on_evict, s, &s->evict_timer)))
+		goto fail;
 	*out = s;
 	return 0;
 fail:
@@ -287,6 +300,8 @@ void server_free(struct server *s)
 {
 	if (!s)
 		return;
+	if (s->evict_timer)
+		loop_timer_del(s->evict_timer);
 	while (s->conns)
 		conn_close(s->conns);
 	http_server_free(s->http);

@@ -20,6 +20,7 @@ struct server_config {
 	uint64_t archive_max_bytes;
 	struct agg_config agg;
 	int quiet; /* no per-connection log lines */
+	uint64_t retain_ns; /* free sources gone this long; 0 keeps them all */
 };
 
 struct server;

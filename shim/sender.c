@@ -34,6 +34,7 @@ struct rawbuf {
 
 struct frame {
 	struct frame *next;
+	int preamble; /* belongs to one connection: dropped when it fails */
 	uint32_t records;
 	size_t len, off;
 	uint8_t data[];
@@ -54,6 +55,7 @@ struct mfu_sender {
 	struct rawbuf *raw_head, **raw_tail; /* sealed, not yet compressed */
 	size_t held;                         /* bytes in rawbufs and frames */
 	int stop, flush_req;
+	uint64_t stop_deadline_ns; /* mono: give up on undelivered frames then */
 	uint64_t flush_gen, done_gen;
 	uint64_t status_flags;
 	struct mfu_sender_stats st;
@@ -224,6 +226,7 @@ static struct frame *compress(struct mfu_sender *s, const uint8_t *raw, size_t l
 		return NULL;
 	}
 	f->next = NULL;
+	f->preamble = 0;
 	f->off = 0;
 	f->records = records;
 	return f;
@@ -265,6 +268,8 @@ static void status_record(struct mfu_sender *s, struct mfu_record *r)
 }
 
 /* Connects and queues the preamble in front.  Returns 0 when connected. */
+#define CONNECT_TIMEOUT_MS 500
+
 static int try_connect(struct mfu_sender *s)
 {
 	uint64_t now = mono_ns();
@@ -272,7 +277,18 @@ static int try_connect(struct mfu_sender *s)
 
 	if (now < s->next_connect_ns)
 		return -EAGAIN;
-	if (net_connect(s->target, 0, &fd, &in_progress)) {
+	/* Non-blocking with a bound, so shutdown never waits on a dead host. */
+	int rc = net_connect(s->target, 1, &fd, &in_progress);
+	if (!rc && in_progress) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int err = 0;
+		socklen_t len = sizeof(err);
+		if (poll(&p, 1, CONNECT_TIMEOUT_MS) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) || err) {
+			close(fd);
+			rc = -ECONNREFUSED;
+		}
+	}
+	if (rc) {
 		s->backoff_ns = s->backoff_ns ? s->backoff_ns * 2 : 100000000u;
 		if (s->backoff_ns > 5000000000u)
 			s->backoff_ns = 5000000000u;
@@ -306,6 +322,7 @@ static int try_connect(struct mfu_sender *s)
 		s->fd = -1;
 		return -ENOMEM;
 	}
+	f->preamble = 1;
 	pthread_mutex_lock(&s->mu);
 	s->held += f->len;
 	pthread_mutex_unlock(&s->mu);
@@ -350,10 +367,12 @@ static void pump(struct mfu_sender *s, int wait_ms)
 			if (!(p.revents & (POLLERR | POLLHUP)))
 				return;
 		}
-		/* The collector went away: a partly sent frame is lost with it. */
+		/* The collector went away: a partly sent frame is lost with it, and
+		 * an unsent preamble belongs to the dead connection (the next one
+		 * gets its own, and two hellos would get it refused). */
 		close(s->fd);
 		s->fd = -1;
-		if (f->off)
+		if (f->off || f->preamble)
 			drop_frame_head(s);
 	}
 }
@@ -424,10 +443,11 @@ static void *sender_main(void *arg)
 		pthread_mutex_lock(&s->mu);
 		if (flushing && (!s->q_head || s->fd < 0) && !s->raw_head && !(s->open && s->enc.len)) {
 			s->done_gen = gen;
-			s->flush_req = 0;
+			if (s->flush_gen == gen) /* a flush asked for meanwhile stays asked */
+				s->flush_req = 0;
 			pthread_cond_broadcast(&s->drained);
 		}
-		int quit = stop && !s->q_head && !s->raw_head;
+		int quit = stop && ((!s->q_head && !s->raw_head) || mono_ns() >= s->stop_deadline_ns);
 		pthread_mutex_unlock(&s->mu);
 		if (quit || (stop && s->fd < 0))
 			break;
@@ -545,6 +565,9 @@ void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_m
 	mfu_sender_flush(s, timeout_ms);
 	pthread_mutex_lock(&s->mu);
 	s->stop = 1;
+	/* A collector that accepts but never reads must not hold the process at
+	 * exit: after the flush's time, what is left is dropped. */
+	s->stop_deadline_ns = mono_ns() + 100000000u;
 	pthread_cond_signal(&s->wake);
 	pthread_mutex_unlock(&s->mu);
 	if (s->thread_ok)

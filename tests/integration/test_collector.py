@@ -277,6 +277,19 @@ def archive_rotates_by_size_and_the_pieces_report_the_whole():
         c.cleanup()
 
 
+@tap.check
+def a_disconnected_source_is_forgotten_after_retain():
+    c = Collector("--retain", "2")
+    try:
+        synth(c.target, os.path.join(c.dir, "t.json"), "--steps", "2", "--pid", "99")
+        c.wait_for(lambda s: s["sources"] == 1)
+        c.wait_for(lambda s: s["sources"] == 0, timeout=10)
+        assert "mfu_source_up{" not in c.metrics()
+        assert "forgot 1 source" in c.logtext()
+    finally:
+        c.cleanup()
+
+
 try:
     tap.run()
 finally:

@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The sender against an absent, a stalled, a live and a restarting
+ * collector: puts never block and drops are counted, shutdown is bounded
+ * even when nobody reads, records arrive exactly when someone does, and a
+ * new connection starts with its own hello.  alarm() turns a hang into a
+ * failure; no assertion depends on how fast this machine is.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "agg.h"
+#include "ingest.h"
+#include "sender.h"
+
+/* Now, since the sender stamps status and goodbye with the real clock and
+ * the collector drops records far from their source's hello. */
+static uint64_t T0;
+
+static char dir[64], sock_path[100], target[160];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/mfu-sender-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(sock_path, sizeof(sock_path), "%s/s.sock", dir);
+	snprintf(target, sizeof(target), "unix:%s", sock_path);
+	signal(SIGPIPE, SIG_IGN);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	T0 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	alarm(60); /* a hang fails the test instead of the CI run */
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	alarm(0);
+	unlink(sock_path);
+	rmdir(dir);
+	return 0;
+}
+
+static int listen_unix(void)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock_path);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	return fd;
+}
+
+static void hello(struct mfu_rec_hello *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->time_ns = T0;
+	h->pid = 4321;
+	h->rank = 0;
+	h->local_rank = 0;
+	h->host = "testhost";
+	h->host_len = 8;
+}
+
+static struct mfu_record kernel(uint64_t i)
+{
+	struct mfu_record r = {.type = MFU_REC_KERNEL};
+	r.u.kernel.start_ns = T0 + i * 3000;
+	r.u.kernel.end_ns = T0 + i * 3000 + 2000;
+	r.u.kernel.corr = i;
+	r.u.kernel.flags = MFU_CLASS_BF16;
+	r.u.kernel.flops = 1000 + i % 7;
+	return r;
+}
+
+static void test_absent_collector_never_blocks_and_counts_drops(void **state)
+{
+	struct mfu_sender_config cfg = {.target = "unix:/nonexistent-dir/mfud.sock", .buffer_bytes = 2 << 20};
+	struct mfu_rec_hello h;
+	struct mfu_sender *s;
+	struct mfu_sender_stats st;
+	enum { N = 1000000 };
+	(void)state;
+
+	hello(&h);
+	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
+	unsigned refused = 0;
+	for (uint64_t i = 0; i < N; i++) {
+		struct mfu_record r = kernel(i);
+		r.u.kernel.flops = i * 2654435761u; /* ~10 MB compressed: 5x the budget */
+		int rc = mfu_sender_put(s, &r);
+		assert_true(rc == 0 || rc == -ENOBUFS);
+		refused += rc == -ENOBUFS;
+	}
+	mfu_sender_flush(s, 5000); /* let the thread catch up; nobody to wait for */
+	mfu_sender_stats(s, &st);
+	/* with nobody to send to, the oldest frames go first (counted as
+	 * disconnected); puts are refused (buffer full) only if that lags */
+	uint64_t dropped = st.dropped[MFU_DROP_BUFFER_FULL] + st.dropped[MFU_DROP_DISCONNECTED];
+	assert_true(dropped > 0);
+	assert_int_equal(st.dropped[MFU_DROP_BUFFER_FULL], refused);
+	assert_int_equal(st.records + refused, N);
+	mfu_sender_free(s, 0, 200);
+}
+
+static void test_stalled_collector_does_not_hold_exit(void **state)
+{
+	struct mfu_sender_config cfg = {.target = target, .buffer_bytes = 8 << 20};
+	struct mfu_rec_hello h;
+	struct mfu_sender *s;
+	(void)state;
+
+	int lfd = listen_unix(); /* connections queue in the backlog; nobody reads */
+	hello(&h);
+	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
+	for (uint64_t i = 0; i < 400000; i++) {
+		struct mfu_record r = kernel(i);
+		r.u.kernel.flops = i * 2654435761u; /* less compressible: fills the socket */
+		int rc = mfu_sender_put(s, &r);
+		assert_true(rc == 0 || rc == -ENOBUFS);
+	}
+	mfu_sender_free(s, 0, 300); /* must return; alarm() fails the test if not */
+	close(lfd);
+}
+
+struct reader {
+	int lfd;
+	int connections; /* to accept, in turn */
+	size_t close_after; /* first connection: close after this many bytes (0: read to EOF) */
+	struct agg *agg;
+	struct mfu_codec *codec;
+	int rc[2];
+	uint64_t kernels[2];
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	uint8_t buf[65536];
+
+	for (int c = 0; c < r->connections; c++) {
+		int fd = accept(r->lfd, NULL, NULL);
+		struct ingest *in;
+		size_t got = 0;
+		if (fd < 0 || ingest_new(r->agg, r->codec, "test", &in)) {
+			r->rc[c] = -1;
+			return NULL;
+		}
+		for (;;) {
+			ssize_t n = read(fd, buf, sizeof(buf));
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+			if (c == 0 && r->close_after && got >= r->close_after)
+				break;
+			int rc = ingest_feed(in, buf, (size_t)n, 0);
+			if (rc) {
+				r->rc[c] = rc;
+				break;
+			}
+		}
+		struct agg_source *src = ingest_source(in);
+		if (src && src->ndev)
+			r->kernels[c] = src->dev[0]->tot.kernels;
+		if (!src && !r->rc[c])
+			r->rc[c] = -INGEST_E_NO_HELLO;
+		ingest_free(in);
+		close(fd);
+	}
+	return NULL;
+}
+
+static void test_records_arrive_exactly_through_a_live_collector(void **state)
+{
+	struct mfu_sender_config cfg = {.target = target};
+	struct mfu_rec_hello h;
+	struct mfu_sender *s;
+	struct mfu_sender_stats st;
+	struct agg_config acfg = {.offline = 1};
+	struct reader r = {.connections = 1};
+	pthread_t t;
+	enum { N = 100000 };
+	(void)state;
+
+	r.lfd = listen_unix();
+	assert_int_equal(agg_new(&acfg, &r.agg), 0);
+	r.codec = mfu_codec_new(1);
+	assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
+	hello(&h);
+	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
+	for (uint64_t i = 0; i < N; i++) {
+		struct mfu_record k = kernel(i);
+		assert_int_equal(mfu_sender_put(s, &k), 0);
+		if (i % 20000 == 0)
+			assert_int_equal(mfu_sender_flush(s, 10000), 0);
+	}
+	assert_int_equal(mfu_sender_flush(s, 10000), 0);
+	mfu_sender_stats(s, &st);
+	mfu_sender_free(s, 0, 5000);
+	pthread_join(t, NULL);
+	assert_int_equal(r.rc[0], 0);
+	assert_int_equal(r.kernels[0], N);
+	assert_int_equal(st.dropped[MFU_DROP_BUFFER_FULL] + st.dropped[MFU_DROP_DISCONNECTED], 0);
+	assert_int_equal(r.agg->nsrc, 1);
+	assert_int_equal(r.agg->src[0]->pid, 4321);
+	assert_true(r.agg->src[0]->goodbye_ns >= T0); /* the goodbye made it too */
+	agg_free(r.agg);
+	mfu_codec_free(r.codec);
+	close(r.lfd);
+}
+
+static void test_a_new_connection_starts_with_its_own_hello(void **state)
+{
+	struct mfu_sender_config cfg = {.target = target};
+	struct mfu_rec_hello h;
+	struct mfu_sender *s;
+	struct agg_config acfg = {.offline = 1};
+	struct reader r = {.connections = 2, .close_after = 200000};
+	pthread_t t;
+	enum { N = 400000 };
+	(void)state;
+
+	r.lfd = listen_unix();
+	assert_int_equal(agg_new(&acfg, &r.agg), 0);
+	r.codec = mfu_codec_new(1);
+	assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
+	hello(&h);
+	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
+	for (uint64_t i = 0; i < N; i++) {
+		struct mfu_record k = kernel(i);
+		k.u.kernel.flops = i * 2654435761u;
+		mfu_sender_put(s, &k);
+		if (i % 20000 == 0)
+			mfu_sender_flush(s, 10000);
+	}
+	mfu_sender_free(s, 0, 5000);
+	pthread_join(t, NULL);
+	/* the second connection parsed cleanly from its first byte: a hello */
+	assert_int_equal(r.rc[1], 0);
+	/* kernels[1] is the source's running total over both connections */
+	assert_true(r.kernels[1] > r.kernels[0]);
+	assert_true(r.kernels[1] <= N);
+	/* both connections belong to one source: the hello re-attached it */
+	assert_int_equal(r.agg->nsrc, 1);
+	agg_free(r.agg);
+	mfu_codec_free(r.codec);
+	close(r.lfd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_absent_collector_never_blocks_and_counts_drops, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stalled_collector_does_not_hold_exit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_records_arrive_exactly_through_a_live_collector, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_new_connection_starts_with_its_own_hello, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
