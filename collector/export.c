@@ -330,6 +330,10 @@ static void export_info(const struct agg *a, struct strbuf *sb)
 	family(sb, "mfu_lost_frames_total", "counter", "Frames missing from the source's sequence numbers.");
 	for (unsigned i = 0; i < a->nsrc; i++)
 		sample(sb, "mfu_lost_frames_total", NULL, a->src[i], NULL, (double)a->src[i]->seq_gaps);
+	family(sb, "mfu_implausible_records_total", "counter",
+	       "Records dropped for timestamps far from the source's start (producer clock glitch).");
+	for (unsigned i = 0; i < a->nsrc; i++)
+		sample(sb, "mfu_implausible_records_total", NULL, a->src[i], NULL, (double)a->src[i]->bad_time);
 	family(sb, "mfu_frames_total", "counter", "Frames received from the source.");
 	for (unsigned i = 0; i < a->nsrc; i++)
 		sample(sb, "mfu_frames_total", NULL, a->src[i], NULL, (double)a->src[i]->frames);
@@ -404,6 +408,15 @@ void export_prometheus(const struct agg *a, uint64_t now_mono_ns, const struct e
 	const char *why = x && x->bpf_reason ? x->bpf_reason : "not built";
 	sb_prom_label(out, why, strlen(why));
 	sb_printf(out, "\"} %d\n", x ? x->bpf_on : 0);
+}
+
+/* One synthetic source marks the whole view: its numbers are not a measurement. */
+static int any_synthetic(const struct agg *a)
+{
+	for (unsigned i = 0; i < a->nsrc; i++)
+		if (a->src[i]->hello_flags & MFU_HELLO_SYNTHETIC)
+			return 1;
+	return 0;
 }
 
 /* ---- JSON ---- */
@@ -549,7 +562,7 @@ void export_json_summary(const struct agg *a, uint64_t now, struct strbuf *sb)
 	sb_puts(sb, ",\"peak_source\":");
 	sb_json_string(sb, peak, strlen(peak));
 	sb_printf(sb, ",\"sources\":%u,\"synthetic\":%s,\"windows\":{", a->nsrc,
-		  a->nsrc && (a->src[0]->hello_flags & MFU_HELLO_SYNTHETIC) ? "true" : "false");
+		  any_synthetic(a) ? "true" : "false");
 	for (unsigned w = 0; w < EXPORT_WINDOWS; w++) {
 		struct figures f;
 		export_job_figures(a, export_windows[w].ns, now, &f);
@@ -569,11 +582,12 @@ void export_json_summary(const struct agg *a, uint64_t now, struct strbuf *sb)
 		sb_puts(sb, ",\"producer\":");
 		sb_json_string(sb, s->producer, strlen(s->producer));
 		sb_printf(sb, ",\"pid\":%llu,\"rank\":%lld,\"local_rank\":%lld,\"world_size\":%llu,"
-			      "\"connected\":%s,\"degraded\":%s,\"frames\":%llu,\"lost_frames\":%llu,",
+			      "\"connected\":%s,\"degraded\":%s,\"frames\":%llu,\"lost_frames\":%llu,"
+			      "\"implausible_records\":%llu,",
 			  (unsigned long long)s->pid, (long long)s->rank, (long long)s->local_rank,
 			  (unsigned long long)s->world_size, s->connected ? "true" : "false",
 			  s->degraded ? "true" : "false", (unsigned long long)s->frames,
-			  (unsigned long long)s->seq_gaps);
+			  (unsigned long long)s->seq_gaps, (unsigned long long)s->bad_time);
 		json_exact(sb, &e);
 		sb_puts(sb, ",\"devices\":[");
 		for (unsigned di = 0; di < s->ndev; di++) {
@@ -646,7 +660,7 @@ void export_summary_table(const struct agg *a, uint64_t now, struct strbuf *sb)
 		exact_add_source(a, a->src[i], now, &e);
 	export_job_figures(a, 0, now, &f);
 	sb_puts(sb, "mfu summary");
-	if (a->nsrc && (a->src[0]->hello_flags & MFU_HELLO_SYNTHETIC))
+	if (any_synthetic(a))
 		sb_puts(sb, " (SYNTHETIC data, not a measurement)");
 	sb_puts(sb, "\n");
 	sb_printf(sb, "  %-22s %u\n", "sources", a->nsrc);
@@ -690,7 +704,7 @@ void export_top_table(const struct agg *a, uint64_t now, struct strbuf *sb)
 
 	export_job_figures(a, UINT64_C(10000000000), now, &job);
 	sb_printf(sb, "mfu top: %u source%s, 10 s window", a->nsrc, a->nsrc == 1 ? "" : "s");
-	if (a->nsrc && (a->src[0]->hello_flags & MFU_HELLO_SYNTHETIC))
+	if (any_synthetic(a))
 		sb_puts(sb, "  (SYNTHETIC data)");
 	sb_puts(sb, "\n");
 	sb_printf(sb, "%-16.16s %-12.12s %5s %8s %3s %10s %8s %8s %8s %10s %7s %s\n", "JOB", "HOST", "RANK", "PID",
