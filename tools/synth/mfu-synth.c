@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "archive.h"
+#include "export.h"
 #include "options.h"
 #include "sender.h"
 #include "synth.h"
@@ -140,16 +141,14 @@ static int emit(void *arg, const struct mfu_record *r)
 	return rc ? -EINVAL : 0;
 }
 
+/* Exact integers past 2^64 as JSON numbers, through the exporter's printer. */
 static void u128_print(FILE *f, unsigned __int128 v)
 {
-	char tmp[40];
-	int i = sizeof(tmp);
-	tmp[--i] = 0;
-	do {
-		tmp[--i] = (char)('0' + (int)(v % 10));
-		v /= 10;
-	} while (v);
-	fputs(tmp + i, f);
+	struct strbuf sb;
+	sb_init(&sb);
+	sb_u128(&sb, v);
+	fputs(sb.buf ? sb.buf : "0", f);
+	sb_free(&sb);
 }
 
 static int write_totals(const char *path, const struct synth_totals *t, int degraded)
