@@ -54,7 +54,7 @@ struct mfu_sender {
 	uint64_t open_since_ns;
 	struct rawbuf *raw_head, **raw_tail; /* sealed, not yet compressed */
 	size_t held;                         /* bytes in rawbufs and frames */
-	int stop, flush_req;
+	int stop, flush_req, shut;
 	uint64_t stop_deadline_ns; /* mono: give up on undelivered frames then */
 	uint64_t flush_gen, done_gen;
 	uint64_t status_flags;
@@ -548,9 +548,15 @@ int mfu_sender_flush(struct mfu_sender *s, unsigned timeout_ms)
 	return rc ? -ETIMEDOUT : 0;
 }
 
-void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_ms)
+void mfu_sender_shutdown(struct mfu_sender *s, int64_t exit_code, unsigned timeout_ms)
 {
 	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	int done = s->shut;
+	s->shut = 1;
+	pthread_mutex_unlock(&s->mu);
+	if (done)
 		return;
 	struct mfu_record bye = {.type = MFU_REC_GOODBYE};
 	bye.u.goodbye.time_ns = s->clock_ns(s->clock_arg);
@@ -572,6 +578,19 @@ void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_m
 	pthread_mutex_unlock(&s->mu);
 	if (s->thread_ok)
 		pthread_join(s->thread, NULL);
+	s->thread_ok = 0;
+	pthread_mutex_lock(&s->mu);
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_ms)
+{
+	if (!s)
+		return;
+	mfu_sender_shutdown(s, exit_code, timeout_ms);
 	while (s->q_head) {
 		struct frame *f = s->q_head;
 		s->q_head = f->next;
@@ -583,8 +602,6 @@ void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_m
 		free(r);
 	}
 	free(s->open);
-	if (s->fd >= 0)
-		close(s->fd);
 	mfu_codec_free(s->codec);
 	free(s->pre);
 	pthread_mutex_destroy(&s->mu);

@@ -49,7 +49,12 @@ void mfu_sender_set_status(struct mfu_sender *s, uint64_t flags);
  * Returns 0, or -ETIMEDOUT (what is left stays queued). */
 int mfu_sender_flush(struct mfu_sender *s, unsigned timeout_ms);
 void mfu_sender_stats(struct mfu_sender *s, struct mfu_sender_stats *out);
-/* Sends a goodbye, flushes for at most timeout_ms, stops the thread. */
+/* Sends a goodbye, flushes for at most timeout_ms, stops the thread and
+ * closes the connection, but keeps the memory: threads still calling
+ * mfu_sender_put afterwards (at process exit) are harmless, their records
+ * are dropped.  Idempotent. */
+void mfu_sender_shutdown(struct mfu_sender *s, int64_t exit_code, unsigned timeout_ms);
+/* mfu_sender_shutdown, then frees everything; no other thread may use s. */
 void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_ms);
 
 #endif

@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shim core.  Nothing happens at load time: the first intercepted call
+ * starts the shim (reads the environment, says hello, starts the sender
+ * thread), so a process that never touches cuBLAS, such as a DataLoader
+ * worker, costs nothing.  A forked child starts over on its own first call.
+ * At exit the sender is flushed for at most a second.
+ *
+ * This build has no CUPTI support yet: kernel timing is unavailable, the
+ * source says so in its hello (degraded), and gemm records carry their
+ * FLOPs themselves (untimed).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "gemm.h"
+#include "mfu/wire.h"
+#include "sender.h"
+
+enum { ST_UNINIT, ST_STARTING, ST_ACTIVE, ST_DISABLED, ST_FINISHED };
+
+static _Atomic int state = ST_UNINIT;
+static struct mfu_sender *sender;
+static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t next_call = 1;
+static _Atomic uint64_t next_step;
+static _Atomic uint64_t step_begin_ns;
+static _Atomic uint64_t devices_described; /* bit i: device i sent (i < 64) */
+static double model_flops_default;
+static unsigned model_class;
+
+struct region {
+	uint64_t start_ns;
+	double flops;
+	unsigned cls;
+};
+
+#define REGION_DEPTH_MAX 64
+
+static __thread int depth;
+static __thread int remat_depth;
+static __thread int region_depth;
+static __thread struct region regions[REGION_DEPTH_MAX];
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts); /* CUPTI's default clock, so records line up */
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void *shim_real(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+
+static int64_t env_int(const char *name, int64_t dflt)
+{
+	const char *v = getenv(name);
+	char *end;
+	if (!v || !*v)
+		return dflt;
+	long long x = strtoll(v, &end, 10);
+	return *end ? dflt : (int64_t)x;
+}
+
+static unsigned class_from_name(const char *s)
+{
+	for (unsigned c = 1; s && c < MFU_CLASS_COUNT; c++)
+		if (!strcmp(s, mfu_class_name(c)))
+			return c;
+	return 0;
+}
+
+static void fill_hello(struct mfu_rec_hello *h, char *host, size_t hostcap)
+{
+	static char producer[] = "mfushim " MFU_VERSION;
+	const char *job = getenv("MFU_JOB");
+
+	if (!job || !*job)
+		job = getenv("SLURM_JOB_ID");
+	if (!job || !*job)
+		job = getenv("TORCHELASTIC_RUN_ID");
+	if (!job)
+		job = "";
+	if (gethostname(host, hostcap - 1))
+		snprintf(host, hostcap, "unknown");
+	host[hostcap - 1] = 0;
+	memset(h, 0, sizeof(*h));
+	h->time_ns = now_ns();
+	h->pid = (uint64_t)getpid();
+	h->rank = env_int("RANK", env_int("SLURM_PROCID", -1));
+	h->local_rank = env_int("LOCAL_RANK", env_int("SLURM_LOCALID", -1));
+	h->world_size = (uint64_t)env_int("WORLD_SIZE", env_int("SLURM_NTASKS", 0));
+	h->flags = MFU_HELLO_DEGRADED;
+	h->host = host;
+	h->host_len = (uint32_t)strlen(host);
+	h->job = job;
+	h->job_len = (uint32_t)strlen(job);
+	h->producer = producer;
+	h->producer_len = sizeof(producer) - 1;
+}
+
+static void finish(void)
+{
+	int s = ST_ACTIVE;
+	if (!atomic_compare_exchange_strong(&state, &s, ST_FINISHED))
+		return;
+	/* Other threads may still be inside a call: the sender is shut down,
+	 * not freed, so their late puts land in memory that stays valid. */
+	mfu_sender_shutdown(sender, 0, 1000);
+}
+
+static void forked_child(void)
+{
+	/* The parent's sender, its thread and its lock are not ours: forget
+	 * them and start afresh if this process uses cuBLAS itself. */
+	sender = NULL;
+	atomic_store(&state, ST_UNINIT);
+	atomic_store(&devices_described, 0);
+	pthread_mutex_init(&start_mu, NULL);
+	depth = 0;
+}
+
+static void start(void)
+{
+	pthread_mutex_lock(&start_mu);
+	if (atomic_load(&state) != ST_UNINIT)
+		goto out;
+	const char *off = getenv("MFU_DISABLE");
+	if (off && *off && strcmp(off, "0")) {
+		atomic_store(&state, ST_DISABLED);
+		goto out;
+	}
+	atomic_store(&state, ST_STARTING);
+	const char *mf = getenv("MFU_MODEL_FLOPS_PER_STEP");
+	if (mf && *mf)
+		model_flops_default = strtod(mf, NULL);
+	model_class = class_from_name(getenv("MFU_MODEL_DTYPE"));
+
+	struct mfu_rec_hello h;
+	char host[256];
+	struct mfu_sender_config cfg = {0};
+	fill_hello(&h, host, sizeof(host));
+	if (mfu_sender_new(&cfg, &h, &sender)) {
+		fprintf(stderr, "mfushim: cannot start its sender; passing calls through\n");
+		atomic_store(&state, ST_DISABLED);
+		goto out;
+	}
+	fprintf(stderr, "mfushim: kernel timing unavailable (this build has no CUPTI support); "
+			"counting GEMM FLOPs from cuBLAS calls\n");
+	static int hooks;
+	if (!hooks++) {
+		pthread_atfork(NULL, NULL, forked_child);
+		atexit(finish);
+	}
+	atomic_store(&state, ST_ACTIVE);
+out:
+	pthread_mutex_unlock(&start_mu);
+}
+
+int shim_active(void)
+{
+	int s = atomic_load_explicit(&state, memory_order_acquire);
+	if (__builtin_expect(s == ST_UNINIT, 0)) {
+		start();
+		s = atomic_load(&state);
+	}
+	return s == ST_ACTIVE;
+}
+
+/* Device of the calling thread's context, through the driver only when the
+ * process already loaded it (the shim never loads libcuda itself). */
+static unsigned current_device(void)
+{
+	static int (*ctx_get_device)(int *);
+	static _Atomic int looked;
+	if (!atomic_load(&looked)) {
+		void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
+		if (h)
+			ctx_get_device = (int (*)(int *))dlsym(h, "cuCtxGetDevice");
+		atomic_store(&looked, 1);
+	}
+	int dev = 0;
+	if (ctx_get_device && ctx_get_device(&dev) != 0)
+		dev = 0;
+	return dev >= 0 && dev < 4096 ? (unsigned)dev : 0;
+}
+
+static void describe_device(unsigned dev)
+{
+	uint64_t bit = dev < 64 ? UINT64_C(1) << dev : 0;
+	if (!bit || (atomic_fetch_or(&devices_described, bit) & bit))
+		return;
+	/* Name and SM count through the driver, when it is loaded. */
+	void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
+	int (*get_name)(char *, int, int) = h ? (int (*)(char *, int, int))dlsym(h, "cuDeviceGetName") : NULL;
+	int (*get_attr)(int *, int, int) = h ? (int (*)(int *, int, int))dlsym(h, "cuDeviceGetAttribute") : NULL;
+	char name[256] = "";
+	int sms = 0, major = 0, minor = 0, clock = 0, memclock = 0;
+	if (get_name)
+		get_name(name, sizeof(name), (int)dev);
+	if (get_attr) {
+		get_attr(&sms, 16, (int)dev);      /* CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT */
+		get_attr(&clock, 13, (int)dev);    /* CU_DEVICE_ATTRIBUTE_CLOCK_RATE (kHz) */
+		get_attr(&memclock, 36, (int)dev); /* CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE */
+		get_attr(&major, 75, (int)dev);    /* COMPUTE_CAPABILITY_MAJOR */
+		get_attr(&minor, 76, (int)dev);    /* COMPUTE_CAPABILITY_MINOR */
+	}
+	if (h)
+		dlclose(h);
+	struct mfu_record r = {.type = MFU_REC_DEVICE};
+	r.u.device.index = dev;
+	r.u.device.name = name;
+	r.u.device.name_len = (uint32_t)strnlen(name, sizeof(name));
+	r.u.device.sm_count = (uint32_t)sms;
+	r.u.device.sm_clock_khz = (uint32_t)clock;
+	r.u.device.mem_clock_khz = (uint32_t)memclock;
+	r.u.device.cc_major = (uint32_t)major;
+	r.u.device.cc_minor = (uint32_t)minor;
+	mfu_sender_put(sender, &r);
+}
+
+void shim_enter(struct shim_call *c)
+{
+	/* Nested (cuBLAS calling cublasLtMatmul through its PLT): forwarded, not
+	 * counted, so one GEMM is one record. */
+	c->counted = depth++ == 0 && shim_active();
+	if (c->counted)
+		c->t0 = now_ns();
+}
+
+void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
+{
+	depth--;
+	if (!c->counted || !succeeded || atomic_load_explicit(&state, memory_order_relaxed) != ST_ACTIVE)
+		return;
+	unsigned dev = current_device();
+	describe_device(dev);
+	struct mfu_record r = {.type = MFU_REC_GEMM};
+	struct mfu_rec_gemm *m = &r.u.gemm;
+	m->start_ns = c->t0;
+	m->end_ns = now_ns();
+	if (m->end_ns < m->start_ns)
+		m->end_ns = m->start_ns;
+	m->tid = (uint64_t)gettid();
+	m->device = dev;
+	m->api = g->api;
+	m->m = (uint64_t)g->m;
+	m->n = (uint64_t)g->n;
+	m->k = (uint64_t)g->k;
+	m->batch = (uint64_t)g->batch;
+	m->a_type = (uint64_t)(uint32_t)g->a_type;
+	m->b_type = (uint64_t)(uint32_t)g->b_type;
+	m->c_type = (uint64_t)(uint32_t)g->c_type;
+	m->compute_type = (uint64_t)(uint32_t)g->compute_type;
+	m->ops = g->ops;
+	m->flags = g->cls | MFU_KF_UNTIMED | (remat_depth ? MFU_KF_REMAT : 0);
+	m->flops = g->flops;
+	m->call = atomic_fetch_add_explicit(&next_call, 1, memory_order_relaxed);
+	mfu_sender_put(sender, &r);
+}
+
+/* ---- public API backends ---- */
+
+void shim_step_begin(void)
+{
+	if (shim_active())
+		atomic_store(&step_begin_ns, now_ns());
+}
+
+void shim_step_end(double model_flops)
+{
+	uint64_t begin = atomic_exchange(&step_begin_ns, 0);
+	if (!begin || !shim_active())
+		return;
+	if (model_flops <= 0)
+		model_flops = model_flops_default;
+	struct mfu_record r = {.type = MFU_REC_STEP};
+	r.u.step.begin_ns = begin;
+	r.u.step.end_ns = now_ns();
+	if (r.u.step.end_ns < begin)
+		r.u.step.end_ns = begin;
+	r.u.step.index = atomic_fetch_add(&next_step, 1);
+	r.u.step.device = current_device();
+	r.u.step.model_flops = model_flops > 0 && model_flops < 1.8e19 ? (uint64_t)(model_flops + 0.5) : 0;
+	r.u.step.model_class = model_class;
+	mfu_sender_put(sender, &r);
+}
+
+void shim_set_model_flops(double model_flops)
+{
+	if (shim_active())
+		model_flops_default = model_flops;
+}
+
+void shim_region_push(double flops, unsigned cls)
+{
+	int d = region_depth++;
+	if (d < REGION_DEPTH_MAX && shim_active())
+		regions[d] = (struct region){now_ns(), flops > 0 ? flops : 0, cls};
+}
+
+void shim_region_pop(void)
+{
+	if (region_depth <= 0)
+		return;
+	int d = --region_depth;
+	if (d >= REGION_DEPTH_MAX || !shim_active() || regions[d].flops <= 0)
+		return;
+	/* Without kernel records the region's FLOPs travel as one declared,
+	 * untimed record over the region's host time. */
+	struct mfu_record r = {.type = MFU_REC_GEMM};
+	unsigned dev = current_device();
+	describe_device(dev);
+	r.u.gemm.start_ns = regions[d].start_ns;
+	r.u.gemm.end_ns = now_ns();
+	if (r.u.gemm.end_ns < r.u.gemm.start_ns)
+		r.u.gemm.end_ns = r.u.gemm.start_ns;
+	r.u.gemm.tid = (uint64_t)gettid();
+	r.u.gemm.device = dev;
+	r.u.gemm.api = API_REGION;
+	r.u.gemm.batch = 1;
+	r.u.gemm.flags = (regions[d].cls ? regions[d].cls : model_class) | MFU_KF_DECLARED | MFU_KF_UNTIMED |
+			 (remat_depth ? MFU_KF_REMAT : 0);
+	r.u.gemm.flops = regions[d].flops < 1.8e19 ? (uint64_t)(regions[d].flops + 0.5) : 0;
+	r.u.gemm.call = atomic_fetch_add_explicit(&next_call, 1, memory_order_relaxed);
+	mfu_sender_put(sender, &r);
+}
+
+void shim_remat_push(void)
+{
+	remat_depth++;
+}
+
+void shim_remat_pop(void)
+{
+	if (remat_depth > 0)
+		remat_depth--;
+}

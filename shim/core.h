@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shim's core, between the thin interposers and the sender: lazy start,
+ * per-thread nesting (depth guard, remat, regions), identity of the process,
+ * and the records it emits.  Interposers call shim_enter() before the real
+ * function and shim_leave() after it.
+ */
+#ifndef MFU_SHIM_CORE_H
+#define MFU_SHIM_CORE_H
+
+#include <stdint.h>
+
+struct gemm_desc {
+	unsigned api;           /* enum gemm_api */
+	int64_t m, n, k, batch; /* for grouped calls: the first group's, batch = all problems */
+	int a_type, b_type, c_type, compute_type;
+	unsigned ops;           /* transa | transb << 2 */
+	unsigned cls;           /* enum mfu_dtype_class */
+	uint64_t flops;
+};
+
+struct shim_call {
+	uint64_t t0;
+	int counted; /* 0: disabled, or nested inside another counted call */
+};
+
+/* Returns 1 when the shim counts (started and not disabled). */
+int shim_active(void);
+
+/* Before the real call.  Cheap when disabled. */
+void shim_enter(struct shim_call *c);
+/* After it: emits a gemm record when the call was counted and succeeded. */
+void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded);
+
+/* Resolves a real function with dlsym(RTLD_NEXT); NULL if absent. */
+void *shim_real(const char *name);
+
+/* Public API backends (api.c). */
+void shim_step_begin(void);
+void shim_step_end(double model_flops);
+void shim_set_model_flops(double model_flops);
+void shim_region_push(double flops, unsigned cls);
+void shim_region_pop(void);
+void shim_remat_push(void);
+void shim_remat_pop(void);
+
+#endif
