@@ -283,10 +283,14 @@ static __attribute__((noinline)) int apply_gemm(struct agg_source *s, const stru
 		return 0;
 	if ((rc = device_get(s, g->device, &d)))
 		return rc;
-	d->tot.gemm_calls++;
-	d->tot.gemm_flops += g->flops;
-	window_add_at(&d->win, WF_GEMM_CALLS, g->start_ns, 1);
-	window_add_at(&d->win, WF_GEMM_FLOPS, g->start_ns, (double)g->flops);
+	/* A declared region without kernel timing travels as a declared gemm
+	 * record: hardware FLOPs, but no cuBLAS call. */
+	if (!(g->flags & MFU_KF_DECLARED)) {
+		d->tot.gemm_calls++;
+		d->tot.gemm_flops += g->flops;
+		window_add_at(&d->win, WF_GEMM_CALLS, g->start_ns, 1);
+		window_add_at(&d->win, WF_GEMM_FLOPS, g->start_ns, (double)g->flops);
+	}
 	if (g->flags & MFU_KF_UNTIMED)
 		s->span_work += add_flops(d, (unsigned)(g->flags & 0xf), g->flops, (g->flags & MFU_KF_REMAT) != 0,
 			  g->start_ns, g->end_ns);
