@@ -117,6 +117,14 @@ static void finish(void)
 	/* Other threads may still be inside a call: the sender is shut down,
 	 * not freed, so their late puts land in memory that stays valid. */
 	mfu_sender_shutdown(sender, 0, 1000);
+	struct mfu_sender_stats st;
+	mfu_sender_stats(sender, &st);
+	uint64_t lost = 0;
+	for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
+		lost += st.dropped[i];
+	if (lost)
+		fprintf(stderr, "mfushim: %llu records lost (collector unreachable or too slow; see mfu_dropped_records_total)\n",
+			(unsigned long long)lost);
 }
 
 static void forked_child(void)
@@ -170,7 +178,9 @@ out:
 int shim_active(void)
 {
 	int s = atomic_load_explicit(&state, memory_order_acquire);
-	if (__builtin_expect(s == ST_UNINIT, 0)) {
+	/* A thread arriving while another starts the shim waits for it (start
+	 * takes the lock), or its first calls would go uncounted. */
+	if (__builtin_expect(s == ST_UNINIT || s == ST_STARTING, 0)) {
 		start();
 		s = atomic_load(&state);
 	}

@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A stand-in for a training process: links the fake libcublas and
+ * libcublasLt (tests/fakes), makes GEMM calls of a chosen scenario, and
+ * writes the totals a correct shim must report to a JSON file.  The
+ * expected FLOPs are computed here from the shapes, independently of the
+ * shim's own code.  It also checks, through the fakes' probes, that every
+ * argument and status passes through the interposers unchanged.
+ *
+ *   gemm_driver SCENARIO EXPECTED.json
+ *
+ * Scenarios: table, nested, threads, api, passthrough, many.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+
+#include "fake_probe.h"
+
+enum { FP64 = 1, FP32, TF32, FP16, BF16, FP8, INT8, NCLASS };
+static const char *const class_names[NCLASS] = {"none", "fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8"};
+
+struct expect {
+	unsigned long long calls, flops, by_class[NCLASS], model, remat, steps;
+};
+
+static struct expect want;
+static pthread_mutex_t want_mu = PTHREAD_MUTEX_INITIALIZER;
+static int failures;
+
+#define CHECK(cond)                                                                 \
+	do {                                                                        \
+		if (!(cond)) {                                                      \
+			fprintf(stderr, "gemm_driver: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+			failures++;                                                 \
+		}                                                                   \
+	} while (0)
+
+static void expect_gemm(int cls, unsigned long long m, unsigned long long n, unsigned long long k,
+			unsigned long long batch, int complex_)
+{
+	unsigned long long f = (complex_ ? 8ull : 2ull) * m * n * k * batch;
+	pthread_mutex_lock(&want_mu);
+	want.calls++;
+	want.flops += f;
+	want.by_class[cls] += f;
+	pthread_mutex_unlock(&want_mu);
+}
+
+/* Every handle is destroyed at exit, so a leak report under ASan is the
+ * shim's, not the driver's. */
+static cublasHandle_t handles[64];
+static int nhandles;
+
+static cublasHandle_t handle(cublasMath_t mode)
+{
+	cublasHandle_t h;
+	CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
+	CHECK(cublasSetMathMode(h, mode) == CUBLAS_STATUS_SUCCESS);
+	pthread_mutex_lock(&want_mu);
+	if (nhandles < 64)
+		handles[nhandles++] = h;
+	pthread_mutex_unlock(&want_mu);
+	return h;
+}
+
+/* Fake device pointers: the fakes never dereference them. */
+static void *P(unsigned long long v)
+{
+	return (void *)(uintptr_t)(0x1000 + v * 16);
+}
+
+static void scenario_table(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH), t = handle(CUBLAS_TF32_TENSOR_OP_MATH);
+	const cublasOperation_t N = CUBLAS_OP_N, T = CUBLAS_OP_T, C = CUBLAS_OP_C;
+
+	/* typed, transposes never change the count */
+	CHECK(cublasSgemm(h, N, N, 64, 32, 16, P(1), P(2), 64, P(3), 16, P(4), P(5), 64) == 0);
+	expect_gemm(FP32, 64, 32, 16, 1, 0);
+	CHECK(cublasSgemm(h, T, N, 64, 32, 16, P(1), P(2), 16, P(3), 16, P(4), P(5), 64) == 0);
+	expect_gemm(FP32, 64, 32, 16, 1, 0);
+	CHECK(cublasSgemm(t, N, T, 100, 200, 300, P(1), P(2), 100, P(3), 200, P(4), P(5), 100) == 0);
+	expect_gemm(TF32, 100, 200, 300, 1, 0);
+	CHECK(cublasDgemm(h, T, T, 7, 9, 11, P(1), P(2), 11, P(3), 9, P(4), P(5), 7) == 0);
+	expect_gemm(FP64, 7, 9, 11, 1, 0);
+	CHECK(cublasCgemm(h, C, N, 5, 6, 7, P(1), P(2), 7, P(3), 7, P(4), P(5), 5) == 0);
+	expect_gemm(FP32, 5, 6, 7, 1, 1);
+	CHECK(cublasCgemm(t, N, N, 5, 6, 7, P(1), P(2), 5, P(3), 7, P(4), P(5), 5) == 0);
+	expect_gemm(TF32, 5, 6, 7, 1, 1);
+	CHECK(cublasZgemm(h, N, C, 3, 4, 5, P(1), P(2), 3, P(3), 4, P(4), P(5), 3) == 0);
+	expect_gemm(FP64, 3, 4, 5, 1, 1);
+	CHECK(cublasHgemm(h, N, N, 128, 64, 32, P(1), P(2), 128, P(3), 32, P(4), P(5), 128) == 0);
+	expect_gemm(FP16, 128, 64, 32, 1, 0);
+	CHECK(cublasCgemm3m(h, N, N, 8, 8, 8, P(1), P(2), 8, P(3), 8, P(4), P(5), 8) == 0);
+	expect_gemm(FP32, 8, 8, 8, 1, 1);
+	CHECK(cublasSgemmEx(h, N, N, 32, 32, 32, P(1), P(2), CUDA_R_16BF, 32, P(3), CUDA_R_16BF, 32, P(4), P(5),
+			    CUDA_R_32F, 32) == 0);
+	expect_gemm(BF16, 32, 32, 32, 1, 0);
+
+	/* GemmEx: the compute type decides */
+	CHECK(cublasGemmEx(h, N, T, 256, 128, 64, P(1), P(2), CUDA_R_16BF, 256, P(3), CUDA_R_16BF, 128, P(4), P(5),
+			   CUDA_R_16BF, 256, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == 0);
+	expect_gemm(BF16, 256, 128, 64, 1, 0);
+	CHECK(cublasGemmEx(h, N, N, 48, 48, 48, P(1), P(2), CUDA_R_32F, 48, P(3), CUDA_R_32F, 48, P(4), P(5),
+			   CUDA_R_32F, 48, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT) == 0);
+	expect_gemm(TF32, 48, 48, 48, 1, 0);
+	CHECK(cublasGemmEx(h, N, N, 16, 16, 64, P(1), P(2), CUDA_R_8I, 16, P(3), CUDA_R_8I, 64, P(4), P(5),
+			   CUDA_R_32I, 16, CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT) == 0);
+	expect_gemm(INT8, 16, 16, 64, 1, 0);
+	CHECK(cublasGemmEx(h, N, N, 16, 16, 64, P(1), P(2), CUDA_C_32F, 16, P(3), CUDA_C_32F, 64, P(4), P(5),
+			   CUDA_C_32F, 16, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == 0);
+	expect_gemm(FP32, 16, 16, 64, 1, 1);
+
+	/* batched and strided batched */
+	CHECK(cublasSgemmStridedBatched(h, N, N, 10, 20, 30, P(1), P(2), 10, 600, P(3), 30, 600, P(4), P(5), 10,
+					200, 12) == 0);
+	expect_gemm(FP32, 10, 20, 30, 12, 0);
+	CHECK(cublasGemmStridedBatchedEx(h, T, N, 64, 64, 128, P(1), P(2), CUDA_R_16F, 128, 8192, P(3), CUDA_R_16F,
+					 128, 8192, P(4), P(5), CUDA_R_16F, 64, 4096, 16, CUBLAS_COMPUTE_32F,
+					 CUBLAS_GEMM_DEFAULT) == 0);
+	expect_gemm(FP16, 64, 64, 128, 16, 0);
+	CHECK(cublasGemmBatchedEx(h, N, N, 8, 8, 8, P(1), P(2), CUDA_R_16BF, 8, P(3), CUDA_R_16BF, 8, P(4), P(5),
+				  CUDA_R_16BF, 8, 5, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == 0);
+	expect_gemm(BF16, 8, 8, 8, 5, 0);
+	CHECK(cublasDgemmBatched(h, N, N, 4, 4, 4, P(1), P(2), 4, P(3), 4, P(4), P(5), 4, 3) == 0);
+	expect_gemm(FP64, 4, 4, 4, 3, 0);
+	CHECK(cublasZgemmStridedBatched(h, N, N, 2, 3, 4, P(1), P(2), 2, 8, P(3), 4, 12, P(4), P(5), 2, 6, 7) == 0);
+	expect_gemm(FP64, 2, 3, 4, 7, 1);
+
+	/* _64 variants */
+	CHECK(cublasSgemm_v2_64(h, N, N, 1000, 2000, 3000, P(1), P(2), 1000, P(3), 3000, P(4), P(5), 1000) == 0);
+	expect_gemm(FP32, 1000, 2000, 3000, 1, 0);
+	CHECK(cublasGemmEx_64(h, N, N, 4096, 4096, 8192, P(1), P(2), CUDA_R_16BF, 4096, P(3), CUDA_R_16BF, 8192,
+			      P(4), P(5), CUDA_R_16BF, 4096, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == 0);
+	expect_gemm(BF16, 4096, 4096, 8192, 1, 0);
+
+	/* grouped: summed over groups */
+	{
+		cublasOperation_t ta[2] = {N, T}, tb[2] = {N, N};
+		int m[2] = {16, 32}, n[2] = {8, 64}, k[2] = {4, 128}, sz[2] = {3, 2}, ld[2] = {128, 128};
+		float alpha[2] = {1, 1}, beta[2] = {0, 0};
+		const float *A[5] = {0}, *B[5] = {0};
+		float *Cm[5] = {0};
+		CHECK(cublasSgemmGroupedBatched(h, ta, tb, m, n, k, alpha, A, ld, B, ld, beta, Cm, ld, 2, sz) == 0);
+		expect_gemm(FP32, 16, 8, 4, 3, 0);
+		want.calls--; /* one call */
+		expect_gemm(FP32, 32, 64, 128, 2, 0);
+		const void *Av[5] = {0}, *Bv[5] = {0};
+		void *Cv[5] = {0};
+		CHECK(cublasGemmGroupedBatchedEx(h, ta, tb, m, n, k, alpha, Av, CUDA_R_16BF, ld, Bv, CUDA_R_16BF, ld, beta,
+						 Cv, CUDA_R_16BF, ld, 2, sz, CUBLAS_COMPUTE_32F) == 0);
+		expect_gemm(BF16, 16, 8, 4, 3, 0);
+		want.calls--;
+		expect_gemm(BF16, 32, 64, 128, 2, 0);
+	}
+
+	/* cuBLASLt: k follows TRANSA; batch from D's layout */
+	{
+		cublasLtHandle_t lt;
+		cublasLtMatmulDesc_t desc;
+		cublasLtMatrixLayout_t a, b, c;
+		int32_t transa = CUBLAS_OP_T, batch = 4;
+		CHECK(cublasLtCreate(&lt) == 0);
+		CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == 0);
+		CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)) == 0);
+		/* A stored transposed: k x m = 96 x 40; B: k x n = 96 x 24; D: m x n = 40 x 24 */
+		CHECK(cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, 96, 40, 96) == 0);
+		CHECK(cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, 96, 24, 96) == 0);
+		CHECK(cublasLtMatrixLayoutCreate(&c, CUDA_R_16BF, 40, 24, 40) == 0);
+		CHECK(cublasLtMatrixLayoutSetAttribute(c, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)) == 0);
+		CHECK(cublasLtMatmul(lt, desc, P(1), P(2), a, P(3), b, P(4), P(5), c, P(6), c, NULL, NULL, 0, NULL) == 0);
+		expect_gemm(BF16, 40, 24, 96, 4, 0);
+		/* TRANSA = N: k = cols(A) */
+		transa = CUBLAS_OP_N;
+		CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)) == 0);
+		cublasLtMatrixLayout_t a2;
+		CHECK(cublasLtMatrixLayoutCreate(&a2, CUDA_R_16BF, 40, 96, 40) == 0);
+		CHECK(cublasLtMatmul(lt, desc, P(1), P(2), a2, P(3), b, P(4), P(5), c, P(6), c, NULL, NULL, 0, NULL) == 0);
+		expect_gemm(BF16, 40, 24, 96, 4, 0);
+		/* fp8 */
+		cublasLtMatrixLayout_t a8, b8, d8;
+		CHECK(cublasLtMatrixLayoutCreate(&a8, CUDA_R_8F_E4M3, 64, 32, 64) == 0);
+		CHECK(cublasLtMatrixLayoutCreate(&b8, CUDA_R_8F_E4M3, 64, 16, 64) == 0);
+		CHECK(cublasLtMatrixLayoutCreate(&d8, CUDA_R_16BF, 32, 16, 32) == 0);
+		transa = CUBLAS_OP_T;
+		CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa)) == 0);
+		CHECK(cublasLtMatmul(lt, desc, P(1), P(2), a8, P(3), b8, P(4), P(5), d8, P(6), d8, NULL, NULL, 0, NULL) ==
+		      0);
+		expect_gemm(FP8, 32, 16, 64, 1, 0);
+		cublasLtMatrixLayout_t layouts[] = {a, b, c, a2, a8, b8, d8};
+		for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++)
+			cublasLtMatrixLayoutDestroy(layouts[i]);
+		cublasLtMatmulDescDestroy(desc);
+		cublasLtDestroy(lt);
+	}
+}
+
+static void scenario_nested(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	fake_cublas_set_nested_lt(1);
+	unsigned long long lt0 = fake_cublaslt_calls();
+	for (int i = 0; i < 10; i++) {
+		CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 64, 64, 64, P(1), P(2), CUDA_R_16BF, 64, P(3),
+				   CUDA_R_16BF, 64, P(4), P(5), CUDA_R_16BF, 64, CUBLAS_COMPUTE_32F,
+				   CUBLAS_GEMM_DEFAULT) == 0);
+		expect_gemm(BF16, 64, 64, 64, 1, 0);
+	}
+	/* the inner cublasLtMatmul really happened, and was forwarded */
+	CHECK(fake_cublaslt_calls() - lt0 == 10);
+	fake_cublas_set_nested_lt(0);
+}
+
+#define THREADS 8
+#define PER_THREAD 5000
+
+static void *thread_main(void *arg)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	long id = (long)arg;
+	for (int i = 0; i < PER_THREAD; i++) {
+		int m = 16 + (int)id, n = 8 + i % 13, k = 4 + i % 7;
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, P(1), P(2), m, P(3), k, P(4), P(5), m) == 0);
+		expect_gemm(FP32, (unsigned)m, (unsigned)n, (unsigned)k, 1, 0);
+	}
+	return NULL;
+}
+
+static void scenario_threads(void)
+{
+	pthread_t t[THREADS];
+	for (long i = 0; i < THREADS; i++)
+		pthread_create(&t[i], NULL, thread_main, (void *)i);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(t[i], NULL);
+}
+
+static void scenario_many(void)
+{
+	/* enough calls to overrun a small buffer when nobody reads */
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	for (int i = 0; i < 200000; i++) {
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 32, P(1), P(2), 32, P(3), 32, P(4), P(5), 32) == 0);
+		expect_gemm(FP32, 32, 32, 32, 1, 0);
+	}
+}
+
+/* The public API is looked up at run time, as a program that must also run
+ * without the shim would. */
+static void scenario_api(void)
+{
+	void (*step_begin)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "mfu_step_begin");
+	void (*step_end)(double) = (void (*)(double))dlsym(RTLD_DEFAULT, "mfu_step_end");
+	void (*remat_push)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "mfu_remat_push");
+	void (*remat_pop)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "mfu_remat_pop");
+	void (*region_push)(const char *, double) = (void (*)(const char *, double))dlsym(RTLD_DEFAULT, "mfu_region_push");
+	void (*region_pop)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "mfu_region_pop");
+	CHECK(step_begin && step_end && remat_push && remat_pop && region_push && region_pop);
+	if (failures)
+		return;
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	for (int s = 0; s < 3; s++) {
+		step_begin();
+		/* forward */
+		CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 128, 128, 128, P(1), P(2), CUDA_R_16BF, 128, P(3),
+				   CUDA_R_16BF, 128, P(4), P(5), CUDA_R_16BF, 128, CUBLAS_COMPUTE_32F,
+				   CUBLAS_GEMM_DEFAULT) == 0);
+		expect_gemm(BF16, 128, 128, 128, 1, 0);
+		/* attention, declared: its FLOPs are hardware FLOPs of the model class */
+		region_push("attention", 1.0e6);
+		region_pop();
+		want.by_class[BF16] += 1000000;
+		/* recomputation: hardware and remat, never model */
+		remat_push();
+		CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 128, 128, 128, P(1), P(2), CUDA_R_16BF, 128, P(3),
+				   CUDA_R_16BF, 128, P(4), P(5), CUDA_R_16BF, 128, CUBLAS_COMPUTE_32F,
+				   CUBLAS_GEMM_DEFAULT) == 0);
+		remat_pop();
+		expect_gemm(BF16, 128, 128, 128, 1, 0);
+		want.remat += 2ull * 128 * 128 * 128;
+		step_end(3.0e7);
+		want.model += 30000000;
+		want.steps++;
+	}
+}
+
+static void scenario_passthrough(void)
+{
+	cublasHandle_t h = handle(CUBLAS_TF32_TENSOR_OP_MATH);
+	struct fake_call c;
+
+	/* every argument reaches the real function as passed */
+	CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_C, 11, 22, 33, P(1), P(2), CUDA_R_16F, 44, P(3), CUDA_R_16BF, 55,
+			   P(4), P(5), CUDA_R_32F, 66, CUBLAS_COMPUTE_32F_FAST_16F, CUBLAS_GEMM_DEFAULT_TENSOR_OP) == 0);
+	fake_cublas_last(&c);
+	long long want_args[] = {(long long)(uintptr_t)h, CUBLAS_OP_T, CUBLAS_OP_C, 11, 22, 33,
+				 (long long)(uintptr_t)P(1), (long long)(uintptr_t)P(2), CUDA_R_16F, 44,
+				 (long long)(uintptr_t)P(3), CUDA_R_16BF, 55, (long long)(uintptr_t)P(4),
+				 (long long)(uintptr_t)P(5), CUDA_R_32F, 66, CUBLAS_COMPUTE_32F_FAST_16F,
+				 CUBLAS_GEMM_DEFAULT_TENSOR_OP};
+	CHECK(!strcmp(c.fn, "cublasGemmEx"));
+	CHECK(c.nargs == (int)(sizeof(want_args) / sizeof(want_args[0])));
+	for (int i = 0; i < c.nargs && i < (int)(sizeof(want_args) / sizeof(want_args[0])); i++)
+		CHECK(c.i[i] == want_args[i]);
+	expect_gemm(FP16, 11, 22, 33, 1, 0);
+
+	/* a failing status comes back unchanged, and a failed call counts nothing */
+	fake_cublas_set_status(CUBLAS_STATUS_EXECUTION_FAILED);
+	CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, P(1), P(2), 8, P(3), 8, P(4), P(5), 8) ==
+	      CUBLAS_STATUS_EXECUTION_FAILED);
+	fake_cublas_set_status(CUBLAS_STATUS_SUCCESS);
+	fake_cublaslt_set_status(CUBLAS_STATUS_NOT_SUPPORTED);
+	{
+		cublasLtHandle_t lt;
+		cublasLtMatmulDesc_t desc;
+		cublasLtMatrixLayout_t a;
+		CHECK(cublasLtCreate(&lt) == 0);
+		CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == 0);
+		CHECK(cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, 8, 8, 8) == 0);
+		CHECK(cublasLtMatmul(lt, desc, P(1), P(2), a, P(3), a, P(4), P(5), a, P(6), a, NULL, P(7), 4096, P(8)) ==
+		      CUBLAS_STATUS_NOT_SUPPORTED);
+		fake_cublaslt_last(&c);
+		CHECK(!strcmp(c.fn, "cublasLtMatmul"));
+		CHECK(c.nargs >= 16 && c.i[13] == (long long)(uintptr_t)P(7) && c.i[14] == 4096 &&
+		      c.i[15] == (long long)(uintptr_t)P(8));
+		cublasLtMatrixLayoutDestroy(a);
+		cublasLtMatmulDescDestroy(desc);
+		cublasLtDestroy(lt);
+	}
+	fake_cublaslt_set_status(CUBLAS_STATUS_SUCCESS);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: gemm_driver SCENARIO EXPECTED.json\n");
+		return 2;
+	}
+	const char *sc = argv[1];
+	if (!strcmp(sc, "table"))
+		scenario_table();
+	else if (!strcmp(sc, "nested"))
+		scenario_nested();
+	else if (!strcmp(sc, "threads"))
+		scenario_threads();
+	else if (!strcmp(sc, "api"))
+		scenario_api();
+	else if (!strcmp(sc, "passthrough"))
+		scenario_passthrough();
+	else if (!strcmp(sc, "many"))
+		scenario_many();
+	else {
+		fprintf(stderr, "gemm_driver: unknown scenario %s\n", sc);
+		return 2;
+	}
+	for (int i = 0; i < nhandles; i++)
+		cublasDestroy(handles[i]);
+	FILE *f = fopen(argv[2], "w");
+	if (!f)
+		return 1;
+	unsigned long long hw = 0;
+	for (int c = 0; c < NCLASS; c++)
+		hw += want.by_class[c];
+	fprintf(f, "{\"gemm_calls\":%llu,\"gemm_flops\":%llu,\"hw_flops\":%llu,\"model_flops\":%llu,"
+		   "\"remat_flops\":%llu,\"steps\":%llu,\"hw_flops_by_dtype\":{",
+		want.calls, want.flops, hw, want.model, want.remat, want.steps);
+	int first = 1;
+	for (int c = 1; c < NCLASS; c++)
+		if (want.by_class[c]) {
+			fprintf(f, "%s\"%s\":%llu", first ? "" : ",", class_names[c], want.by_class[c]);
+			first = 0;
+		}
+	fprintf(f, "}}\n");
+	fclose(f);
+	return failures ? 1 : 0;
+}
