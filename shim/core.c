@@ -6,9 +6,9 @@
  * worker, costs nothing.  A forked child starts over on its own first call.
  * At exit the sender is flushed for at most a second.
  *
- * This build has no CUPTI support yet: kernel timing is unavailable, the
- * source says so in its hello (degraded), and gemm records carry their
- * FLOPs themselves (untimed).
+ * Kernel timing comes from CUPTI (kernel_timing.c).  Without it the source says so
+ * in its hello (degraded) and gemm records carry their FLOPs themselves
+ * (untimed).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "kernel_timing.h"
 #include "gemm.h"
 #include "mfu/wire.h"
 #include "sender.h"
@@ -40,7 +41,14 @@ static unsigned model_class;
 struct region {
 	uint64_t start_ns;
 	double flops;
+	uint64_t flops_left; /* not yet handed to a kernel */
 	unsigned cls;
+};
+
+struct current_call {
+	uint64_t call, flops_left;
+	unsigned cls;
+	int active;
 };
 
 #define REGION_DEPTH_MAX 64
@@ -49,6 +57,7 @@ static __thread int depth;
 static __thread int remat_depth;
 static __thread int region_depth;
 static __thread struct region regions[REGION_DEPTH_MAX];
+static __thread struct current_call cur;
 
 static uint64_t now_ns(void)
 {
@@ -100,7 +109,7 @@ static void fill_hello(struct mfu_rec_hello *h, char *host, size_t hostcap)
 	h->rank = env_int("RANK", env_int("SLURM_PROCID", -1));
 	h->local_rank = env_int("LOCAL_RANK", env_int("SLURM_LOCALID", -1));
 	h->world_size = (uint64_t)env_int("WORLD_SIZE", env_int("SLURM_NTASKS", 0));
-	h->flags = MFU_HELLO_DEGRADED;
+	h->flags = 0;
 	h->host = host;
 	h->host_len = (uint32_t)strlen(host);
 	h->job = job;
@@ -116,6 +125,7 @@ static void finish(void)
 		return;
 	/* Other threads may still be inside a call: the sender is shut down,
 	 * not freed, so their late puts land in memory that stays valid. */
+	cupti_finish();
 	mfu_sender_shutdown(sender, 0, 1000);
 	struct mfu_sender_stats st;
 	mfu_sender_stats(sender, &st);
@@ -132,6 +142,7 @@ static void forked_child(void)
 	/* The parent's sender, its thread and its lock are not ours: forget
 	 * them and start afresh if this process uses cuBLAS itself. */
 	sender = NULL;
+	cupti_forked_child();
 	atomic_store(&state, ST_UNINIT);
 	atomic_store(&devices_described, 0);
 	pthread_mutex_init(&start_mu, NULL);
@@ -155,16 +166,23 @@ static void start(void)
 	model_class = class_from_name(getenv("MFU_MODEL_DTYPE"));
 
 	struct mfu_rec_hello h;
-	char host[256];
+	char host[256], why[200] = "";
 	struct mfu_sender_config cfg = {0};
 	fill_hello(&h, host, sizeof(host));
+	/* CUPTI first, so the hello can say whether kernels will be timed */
+	int timed = cupti_start(why, sizeof(why)) && cupti_enable(why, sizeof(why));
+	if (!timed)
+		h.flags |= MFU_HELLO_DEGRADED;
 	if (mfu_sender_new(&cfg, &h, &sender)) {
 		fprintf(stderr, "mfushim: cannot start its sender; passing calls through\n");
 		atomic_store(&state, ST_DISABLED);
 		goto out;
 	}
-	fprintf(stderr, "mfushim: kernel timing unavailable (this build has no CUPTI support); "
-			"counting GEMM FLOPs from cuBLAS calls\n");
+	if (timed)
+		cupti_run(sender);
+	else
+		fprintf(stderr, "mfushim: kernel timing unavailable: %s; counting GEMM FLOPs from cuBLAS calls\n",
+			why);
 	static int hooks;
 	if (!hooks++) {
 		pthread_atfork(NULL, NULL, forked_child);
@@ -244,14 +262,51 @@ void shim_enter(struct shim_call *c)
 	/* Nested (cuBLAS calling cublasLtMatmul through its PLT): forwarded, not
 	 * counted, so one GEMM is one record. */
 	c->counted = depth++ == 0 && shim_active();
-	if (c->counted)
-		c->t0 = now_ns();
+}
+
+void shim_begin(struct shim_call *c, const struct gemm_desc *g)
+{
+	c->call = atomic_fetch_add_explicit(&next_call, 1, memory_order_relaxed);
+	cur = (struct current_call){c->call, g->flops, g->cls, 1};
+	cupti_push(c->call);
+	c->t0 = now_ns();
+}
+
+int shim_launch_context(struct launch_info *out)
+{
+	uint32_t remat = remat_depth ? MFU_KF_REMAT : 0;
+
+	if (cur.active) {
+		/* the first kernel of a call carries all its FLOPs (split-K and
+		 * reductions follow with none), so they count once */
+		*out = (struct launch_info){cur.call, cur.flops_left, cur.cls | MFU_KF_GEMM | remat};
+		cur.flops_left = 0;
+		return 1;
+	}
+	int d = region_depth < REGION_DEPTH_MAX ? region_depth : REGION_DEPTH_MAX;
+	for (int i = d - 1; i >= 0; i--) {
+		if (!regions[i].flops_left)
+			continue;
+		*out = (struct launch_info){0, regions[i].flops_left,
+					    (regions[i].cls ? regions[i].cls : model_class) | MFU_KF_DECLARED | remat};
+		regions[i].flops_left = 0;
+		return 1;
+	}
+	*out = (struct launch_info){0, 0, remat};
+	return remat != 0;
 }
 
 void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 {
 	depth--;
-	if (!c->counted || !succeeded || atomic_load_explicit(&state, memory_order_relaxed) != ST_ACTIVE)
+	if (!c->counted)
+		return;
+	cupti_pop();
+	/* FLOPs no kernel took (no kernel timing, or a launch path CUPTI did
+	 * not report) travel on the gemm record itself. */
+	int untimed = cur.flops_left != 0 || !cupti_timing();
+	cur.active = 0;
+	if (!succeeded || atomic_load_explicit(&state, memory_order_relaxed) != ST_ACTIVE)
 		return;
 	unsigned dev = current_device();
 	describe_device(dev);
@@ -273,9 +328,9 @@ void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 	m->c_type = (uint64_t)(uint32_t)g->c_type;
 	m->compute_type = (uint64_t)(uint32_t)g->compute_type;
 	m->ops = g->ops;
-	m->flags = g->cls | MFU_KF_UNTIMED | (remat_depth ? MFU_KF_REMAT : 0);
+	m->flags = g->cls | (untimed ? MFU_KF_UNTIMED : 0) | (remat_depth ? MFU_KF_REMAT : 0);
 	m->flops = g->flops;
-	m->call = atomic_fetch_add_explicit(&next_call, 1, memory_order_relaxed);
+	m->call = c->call;
 	mfu_sender_put(sender, &r);
 }
 
@@ -315,8 +370,10 @@ void shim_set_model_flops(double model_flops)
 void shim_region_push(double flops, unsigned cls)
 {
 	int d = region_depth++;
-	if (d < REGION_DEPTH_MAX && shim_active())
-		regions[d] = (struct region){now_ns(), flops > 0 ? flops : 0, cls};
+	if (d < REGION_DEPTH_MAX && shim_active()) {
+		double f = flops > 0 && flops < 1.8e19 ? flops : 0;
+		regions[d] = (struct region){now_ns(), f, (uint64_t)(f + 0.5), cls};
+	}
 }
 
 void shim_region_pop(void)
@@ -324,10 +381,10 @@ void shim_region_pop(void)
 	if (region_depth <= 0)
 		return;
 	int d = --region_depth;
-	if (d >= REGION_DEPTH_MAX || !shim_active() || regions[d].flops <= 0)
+	if (d >= REGION_DEPTH_MAX || !shim_active() || !regions[d].flops_left)
 		return;
-	/* Without kernel records the region's FLOPs travel as one declared,
-	 * untimed record over the region's host time. */
+	/* FLOPs no kernel of the region took (no kernel timing, or no launch in
+	 * it) travel as one declared, untimed record over its host time. */
 	struct mfu_record r = {.type = MFU_REC_GEMM};
 	unsigned dev = current_device();
 	describe_device(dev);
@@ -341,7 +398,7 @@ void shim_region_pop(void)
 	r.u.gemm.batch = 1;
 	r.u.gemm.flags = (regions[d].cls ? regions[d].cls : model_class) | MFU_KF_DECLARED | MFU_KF_UNTIMED |
 			 (remat_depth ? MFU_KF_REMAT : 0);
-	r.u.gemm.flops = regions[d].flops < 1.8e19 ? (uint64_t)(regions[d].flops + 0.5) : 0;
+	r.u.gemm.flops = regions[d].flops_left;
 	r.u.gemm.call = atomic_fetch_add_explicit(&next_call, 1, memory_order_relaxed);
 	mfu_sender_put(sender, &r);
 }

@@ -21,7 +21,15 @@ struct gemm_desc {
 
 struct shim_call {
 	uint64_t t0;
+	uint64_t call;
 	int counted; /* 0: disabled, or nested inside another counted call */
+};
+
+/* What a kernel launched now, by this thread, carries (see kernel_timing.c). */
+struct launch_info {
+	uint64_t call;  /* gemm call id, 0 if none */
+	uint64_t flops; /* FLOPs handed to this kernel: a call's or region's, once */
+	uint32_t flags; /* dtype class | MFU_KF_* */
 };
 
 /* Returns 1 when the shim counts (started and not disabled). */
@@ -29,8 +37,16 @@ int shim_active(void);
 
 /* Before the real call.  Cheap when disabled. */
 void shim_enter(struct shim_call *c);
+/* For a counted call, once it is described: makes it the thread's current
+ * call, so the kernels it launches carry its FLOPs, and pushes its id as
+ * CUPTI's external correlation. */
+void shim_begin(struct shim_call *c, const struct gemm_desc *g);
 /* After it: emits a gemm record when the call was counted and succeeded. */
 void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded);
+
+/* Called from CUPTI's launch callback on the launching thread: fills *out
+ * and returns 1 when the kernel carries anything (FLOPs or flags). */
+int shim_launch_context(struct launch_info *out);
 
 /* Resolves a real function with dlsym(RTLD_NEXT); NULL if absent. */
 void *shim_real(const char *name);

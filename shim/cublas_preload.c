@@ -15,9 +15,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemm3m
 	if (!r->cublasCgemm3m)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemm3m(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM3M, handle, CUDA_C_32F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemm3m(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -31,9 +33,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemm3m
 	if (!r->cublasCgemm3mBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemm3mBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM3M_BATCHED, handle, CUDA_C_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemm3mBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -47,9 +51,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemm3m
 	if (!r->cublasCgemm3mBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemm3mBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM3M_BATCHED | API_64, handle, CUDA_C_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemm3mBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -63,9 +69,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemm3m
 	if (!r->cublasCgemm3mEx)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemm3mEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_ex(&g, API_CGEMM3MEX, handle, Atype, Btype, Ctype, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemm3mEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -79,9 +87,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemm3m
 	if (!r->cublasCgemm3mEx_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemm3mEx_64(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_ex(&g, API_CGEMM3MEX | API_64, handle, Atype, Btype, Ctype, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemm3mEx_64(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -95,9 +105,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemm3m
 	if (!r->cublasCgemm3mStridedBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemm3mStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM3M_STRIDED, handle, CUDA_C_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemm3mStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -111,9 +123,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemm3m
 	if (!r->cublasCgemm3mStridedBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemm3mStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM3M_STRIDED | API_64, handle, CUDA_C_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemm3mStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -127,9 +141,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemm3m
 	if (!r->cublasCgemm3m_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemm3m_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM3M | API_64, handle, CUDA_C_32F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemm3m_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -143,9 +159,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemmBa
 	if (!r->cublasCgemmBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemmBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM_BATCHED, handle, CUDA_C_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemmBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -159,9 +177,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemmBa
 	if (!r->cublasCgemmBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemmBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM_BATCHED | API_64, handle, CUDA_C_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemmBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -175,9 +195,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemmEx
 	if (!r->cublasCgemmEx)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_ex(&g, API_CGEMMEX, handle, Atype, Btype, Ctype, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -191,9 +213,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemmEx
 	if (!r->cublasCgemmEx_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemmEx_64(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_ex(&g, API_CGEMMEX | API_64, handle, Atype, Btype, Ctype, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemmEx_64(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -207,9 +231,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemmSt
 	if (!r->cublasCgemmStridedBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM_STRIDED, handle, CUDA_C_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -223,9 +249,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemmSt
 	if (!r->cublasCgemmStridedBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemmStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM_STRIDED | API_64, handle, CUDA_C_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemmStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -239,9 +267,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemm_v
 	if (!r->cublasCgemm_v2)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemm_v2(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM, handle, CUDA_C_32F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemm_v2(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -255,9 +285,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasCgemm_v
 	if (!r->cublasCgemm_v2_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasCgemm_v2_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_CGEMM | API_64, handle, CUDA_C_32F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasCgemm_v2_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -271,9 +303,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasDgemmBa
 	if (!r->cublasDgemmBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasDgemmBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_DGEMM_BATCHED, handle, CUDA_R_64F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasDgemmBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -287,9 +321,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasDgemmBa
 	if (!r->cublasDgemmBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasDgemmBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_DGEMM_BATCHED | API_64, handle, CUDA_R_64F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasDgemmBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -303,9 +339,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasDgemmGr
 	if (!r->cublasDgemmGroupedBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasDgemmGroupedBatched(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, lda_array, Barray, ldb_array, beta_array, Carray, ldc_array, group_count, group_size);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_grouped(&g, API_DGEMM_GROUPED, handle, CUDA_R_64F, -1, transa_array, transb_array, m_array, n_array, k_array, group_count, group_size, 0);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasDgemmGroupedBatched(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, lda_array, Barray, ldb_array, beta_array, Carray, ldc_array, group_count, group_size);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -319,9 +357,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasDgemmGr
 	if (!r->cublasDgemmGroupedBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasDgemmGroupedBatched_64(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, lda_array, Barray, ldb_array, beta_array, Carray, ldc_array, group_count, group_size);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_grouped(&g, API_DGEMM_GROUPED | API_64, handle, CUDA_R_64F, -1, transa_array, transb_array, m_array, n_array, k_array, group_count, group_size, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasDgemmGroupedBatched_64(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, lda_array, Barray, ldb_array, beta_array, Carray, ldc_array, group_count, group_size);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -335,9 +375,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasDgemmSt
 	if (!r->cublasDgemmStridedBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasDgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_DGEMM_STRIDED, handle, CUDA_R_64F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasDgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -351,9 +393,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasDgemmSt
 	if (!r->cublasDgemmStridedBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasDgemmStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_DGEMM_STRIDED | API_64, handle, CUDA_R_64F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasDgemmStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -367,9 +411,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasDgemm_v
 	if (!r->cublasDgemm_v2)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasDgemm_v2(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_DGEMM, handle, CUDA_R_64F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasDgemm_v2(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -383,9 +429,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasDgemm_v
 	if (!r->cublasDgemm_v2_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasDgemm_v2_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_DGEMM | API_64, handle, CUDA_R_64F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasDgemm_v2_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -399,9 +447,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasGemmBat
 	if (!r->cublasGemmBatchedEx)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasGemmBatchedEx(handle, transa, transb, m, n, k, alpha, Aarray, Atype, lda, Barray, Btype, ldb, beta, Carray, Ctype, ldc, batchCount, computeType, algo);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_gemmex(&g, API_GEMM_BATCHED_EX, handle, Atype, Btype, Ctype, computeType, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasGemmBatchedEx(handle, transa, transb, m, n, k, alpha, Aarray, Atype, lda, Barray, Btype, ldb, beta, Carray, Ctype, ldc, batchCount, computeType, algo);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -415,9 +465,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasGemmBat
 	if (!r->cublasGemmBatchedEx_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasGemmBatchedEx_64(handle, transa, transb, m, n, k, alpha, Aarray, Atype, lda, Barray, Btype, ldb, beta, Carray, Ctype, ldc, batchCount, computeType, algo);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_gemmex(&g, API_GEMM_BATCHED_EX | API_64, handle, Atype, Btype, Ctype, computeType, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasGemmBatchedEx_64(handle, transa, transb, m, n, k, alpha, Aarray, Atype, lda, Barray, Btype, ldb, beta, Carray, Ctype, ldc, batchCount, computeType, algo);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -431,9 +483,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasGemmEx(
 	if (!r->cublasGemmEx)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasGemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, computeType, algo);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_gemmex(&g, API_GEMMEX, handle, Atype, Btype, Ctype, computeType, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasGemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, computeType, algo);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -447,9 +501,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasGemmEx_
 	if (!r->cublasGemmEx_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasGemmEx_64(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, computeType, algo);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_gemmex(&g, API_GEMMEX | API_64, handle, Atype, Btype, Ctype, computeType, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasGemmEx_64(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, computeType, algo);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -463,9 +519,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasGemmGro
 	if (!r->cublasGemmGroupedBatchedEx)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasGemmGroupedBatchedEx(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, Atype, lda_array, Barray, Btype, ldb_array, beta_array, Carray, Ctype, ldc_array, group_count, group_size, computeType);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_grouped(&g, API_GEMM_GROUPED_EX, handle, Atype, computeType, transa_array, transb_array, m_array, n_array, k_array, group_count, group_size, 0);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasGemmGroupedBatchedEx(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, Atype, lda_array, Barray, Btype, ldb_array, beta_array, Carray, Ctype, ldc_array, group_count, group_size, computeType);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -479,9 +537,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasGemmGro
 	if (!r->cublasGemmGroupedBatchedEx_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasGemmGroupedBatchedEx_64(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, Atype, lda_array, Barray, Btype, ldb_array, beta_array, Carray, Ctype, ldc_array, group_count, group_size, computeType);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_grouped(&g, API_GEMM_GROUPED_EX | API_64, handle, Atype, computeType, transa_array, transb_array, m_array, n_array, k_array, group_count, group_size, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasGemmGroupedBatchedEx_64(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, Atype, lda_array, Barray, Btype, ldb_array, beta_array, Carray, Ctype, ldc_array, group_count, group_size, computeType);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -495,9 +555,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasGemmStr
 	if (!r->cublasGemmStridedBatchedEx)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasGemmStridedBatchedEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C, Ctype, ldc, strideC, batchCount, computeType, algo);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_gemmex(&g, API_GEMM_STRIDED_EX, handle, Atype, Btype, Ctype, computeType, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasGemmStridedBatchedEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C, Ctype, ldc, strideC, batchCount, computeType, algo);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -511,9 +573,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasGemmStr
 	if (!r->cublasGemmStridedBatchedEx_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasGemmStridedBatchedEx_64(handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C, Ctype, ldc, strideC, batchCount, computeType, algo);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_gemmex(&g, API_GEMM_STRIDED_EX | API_64, handle, Atype, Btype, Ctype, computeType, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasGemmStridedBatchedEx_64(handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, strideB, beta, C, Ctype, ldc, strideC, batchCount, computeType, algo);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -527,9 +591,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasHgemm(c
 	if (!r->cublasHgemm)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasHgemm(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_HGEMM, handle, CUDA_R_16F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasHgemm(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -543,9 +609,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasHgemmBa
 	if (!r->cublasHgemmBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasHgemmBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_HGEMM_BATCHED, handle, CUDA_R_16F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasHgemmBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -559,9 +627,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasHgemmBa
 	if (!r->cublasHgemmBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasHgemmBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_HGEMM_BATCHED | API_64, handle, CUDA_R_16F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasHgemmBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -575,9 +645,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasHgemmSt
 	if (!r->cublasHgemmStridedBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasHgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_HGEMM_STRIDED, handle, CUDA_R_16F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasHgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -591,9 +663,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasHgemmSt
 	if (!r->cublasHgemmStridedBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasHgemmStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_HGEMM_STRIDED | API_64, handle, CUDA_R_16F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasHgemmStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -607,9 +681,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasHgemm_6
 	if (!r->cublasHgemm_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasHgemm_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_HGEMM | API_64, handle, CUDA_R_16F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasHgemm_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -623,9 +699,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasSgemmBa
 	if (!r->cublasSgemmBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasSgemmBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_SGEMM_BATCHED, handle, CUDA_R_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasSgemmBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -639,9 +717,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasSgemmBa
 	if (!r->cublasSgemmBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasSgemmBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_SGEMM_BATCHED | API_64, handle, CUDA_R_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasSgemmBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -655,9 +735,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasSgemmEx
 	if (!r->cublasSgemmEx)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasSgemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_ex(&g, API_SGEMMEX, handle, Atype, Btype, Ctype, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasSgemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -671,9 +753,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasSgemmEx
 	if (!r->cublasSgemmEx_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasSgemmEx_64(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_ex(&g, API_SGEMMEX | API_64, handle, Atype, Btype, Ctype, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasSgemmEx_64(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -687,9 +771,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasSgemmGr
 	if (!r->cublasSgemmGroupedBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasSgemmGroupedBatched(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, lda_array, Barray, ldb_array, beta_array, Carray, ldc_array, group_count, group_size);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_grouped(&g, API_SGEMM_GROUPED, handle, CUDA_R_32F, -1, transa_array, transb_array, m_array, n_array, k_array, group_count, group_size, 0);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasSgemmGroupedBatched(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, lda_array, Barray, ldb_array, beta_array, Carray, ldc_array, group_count, group_size);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -703,9 +789,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasSgemmGr
 	if (!r->cublasSgemmGroupedBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasSgemmGroupedBatched_64(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, lda_array, Barray, ldb_array, beta_array, Carray, ldc_array, group_count, group_size);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_grouped(&g, API_SGEMM_GROUPED | API_64, handle, CUDA_R_32F, -1, transa_array, transb_array, m_array, n_array, k_array, group_count, group_size, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasSgemmGroupedBatched_64(handle, transa_array, transb_array, m_array, n_array, k_array, alpha_array, Aarray, lda_array, Barray, ldb_array, beta_array, Carray, ldc_array, group_count, group_size);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -719,9 +807,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasSgemmSt
 	if (!r->cublasSgemmStridedBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasSgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_SGEMM_STRIDED, handle, CUDA_R_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasSgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -735,9 +825,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasSgemmSt
 	if (!r->cublasSgemmStridedBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasSgemmStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_SGEMM_STRIDED | API_64, handle, CUDA_R_32F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasSgemmStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -751,9 +843,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasSgemm_v
 	if (!r->cublasSgemm_v2)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasSgemm_v2(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_SGEMM, handle, CUDA_R_32F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasSgemm_v2(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -767,9 +861,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasSgemm_v
 	if (!r->cublasSgemm_v2_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasSgemm_v2_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_SGEMM | API_64, handle, CUDA_R_32F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasSgemm_v2_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -783,9 +879,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasZgemm3m
 	if (!r->cublasZgemm3m)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasZgemm3m(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_ZGEMM3M, handle, CUDA_C_64F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasZgemm3m(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -799,9 +897,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasZgemm3m
 	if (!r->cublasZgemm3m_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasZgemm3m_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_ZGEMM3M | API_64, handle, CUDA_C_64F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasZgemm3m_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -815,9 +915,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasZgemmBa
 	if (!r->cublasZgemmBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasZgemmBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_ZGEMM_BATCHED, handle, CUDA_C_64F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasZgemmBatched(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -831,9 +933,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasZgemmBa
 	if (!r->cublasZgemmBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasZgemmBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_ZGEMM_BATCHED | API_64, handle, CUDA_C_64F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasZgemmBatched_64(handle, transa, transb, m, n, k, alpha, Aarray, lda, Barray, ldb, beta, Carray, ldc, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -847,9 +951,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasZgemmSt
 	if (!r->cublasZgemmStridedBatched)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasZgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_ZGEMM_STRIDED, handle, CUDA_C_64F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasZgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -863,9 +969,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasZgemmSt
 	if (!r->cublasZgemmStridedBatched_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasZgemmStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_ZGEMM_STRIDED | API_64, handle, CUDA_C_64F, transa, transb, m, n, k, batchCount);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasZgemmStridedBatched_64(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batchCount);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -879,9 +987,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasZgemm_v
 	if (!r->cublasZgemm_v2)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasZgemm_v2(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_ZGEMM, handle, CUDA_C_64F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasZgemm_v2(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }
@@ -895,9 +1005,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI cublasZgemm_v
 	if (!r->cublasZgemm_v2_64)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->cublasZgemm_v2_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {
 		describe_legacy(&g, API_ZGEMM | API_64, handle, CUDA_C_64F, transa, transb, m, n, k, 1);
+		shim_begin(&c, &g);
+	}
+	cublasStatus_t st = r->cublasZgemm_v2_64(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }

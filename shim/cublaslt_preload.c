@@ -92,10 +92,12 @@ cublasLtMatmul(cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t computeDesc, c
 	if (!r->cublasLtMatmul)
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
+	if (c.counted) {
+		describe_lt(&g, r, computeDesc, Adesc, Bdesc, Cdesc, Ddesc);
+		shim_begin(&c, &g);
+	}
 	cublasStatus_t st = r->cublasLtMatmul(lightHandle, computeDesc, alpha, A, Adesc, B, Bdesc, beta, C, Cdesc, D,
 					      Ddesc, algo, workspace, workspaceSizeInBytes, stream);
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
-		describe_lt(&g, r, computeDesc, Adesc, Bdesc, Cdesc, Ddesc);
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }

@@ -3,8 +3,9 @@
 """Writes shim/cublas_preload.c and shim/real_list.h from cublas_api.h.
 
 Every cuBLAS GEMM entry point gets a thin interposer with the header's
-exact prototype: resolve the real function, count the call (shim_enter /
-shim_leave), forward the arguments untouched, return the real status.  How
+exact prototype: resolve the real function, describe the call before it
+runs (its kernels are launched inside it and must find the call's FLOPs),
+forward the arguments untouched, return the real status.  How
 each call is described (its dtype class and FLOPs) is decided here from the
 parameter names, and done by the hand-written helpers in shim/describe.c.
 
@@ -97,9 +98,11 @@ __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI {name}({param
 	if (!r->{name})
 		return CUBLAS_STATUS_NOT_INITIALIZED;
 	shim_enter(&c);
-	cublasStatus_t st = r->{name}({args});
-	if (c.counted && st == CUBLAS_STATUS_SUCCESS)
+	if (c.counted) {{
 		{describe(name, base, names)};
+		shim_begin(&c, &g);
+	}}
+	cublasStatus_t st = r->{name}({args});
 	shim_leave(&c, &g, st == CUBLAS_STATUS_SUCCESS);
 	return st;
 }}

@@ -1,0 +1,542 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * CUPTI, found with dlopen and used through one table of pointers.
+ *
+ * Joining kernels to GEMM calls: a driver-API callback on the launch cbids
+ * runs on the launching thread, inside the cuBLAS call, before the kernel
+ * can finish; it files the kernel's correlation id with what the thread is
+ * doing (shim_launch_context).  The kernel's activity record, whenever and
+ * in whatever buffer it arrives, takes that entry.  cuBLAS, cudart and
+ * Triton all fetch cuLaunchKernel through cuGetProcAddress, which an
+ * interposer cannot see, but the driver's own callbacks see every launch.
+ * The CUSTOM2 external correlation id of each GEMM call is pushed too, for
+ * tools that correlate through it.
+ *
+ * CONCURRENT_KERNEL, never KERNEL (which serializes the GPU).  A thread
+ * flushes every 500 ms so the collector's 1 s window is real.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wundef"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <cupti.h>
+#pragma GCC diagnostic pop
+
+#include "core.h"
+#include "kernel_timing.h"
+#include "mfu/wire.h"
+#include "sender.h"
+
+#define FLUSH_PERIOD_MS 500
+#define BUFFER_BYTES (4u << 20)
+
+struct cupti_table {
+	__typeof__(cuptiSubscribe) *cuptiSubscribe;
+	__typeof__(cuptiUnsubscribe) *cuptiUnsubscribe;
+	__typeof__(cuptiEnableCallback) *cuptiEnableCallback;
+	__typeof__(cuptiActivityEnable) *cuptiActivityEnable;
+	__typeof__(cuptiActivityDisable) *cuptiActivityDisable;
+	__typeof__(cuptiActivityRegisterCallbacks) *cuptiActivityRegisterCallbacks;
+	__typeof__(cuptiActivityFlushAll) *cuptiActivityFlushAll;
+	__typeof__(cuptiActivityGetNextRecord) *cuptiActivityGetNextRecord;
+	__typeof__(cuptiActivityGetNumDroppedRecords) *cuptiActivityGetNumDroppedRecords;
+	__typeof__(cuptiActivityPushExternalCorrelationId) *cuptiActivityPushExternalCorrelationId;
+	__typeof__(cuptiActivityPopExternalCorrelationId) *cuptiActivityPopExternalCorrelationId;
+	__typeof__(cuptiActivityEnableDriverApi) *cuptiActivityEnableDriverApi;
+	__typeof__(cuptiGetResultString) *cuptiGetResultString;
+};
+
+static struct cupti_table cu;
+static CUpti_SubscriberHandle subscriber;
+static _Atomic int timing;
+static struct mfu_sender *out;
+
+static const CUpti_CallbackId launch_cbids[] = {
+	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel,
+	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz,
+	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx,
+	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz,
+	CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel,
+	CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz,
+	CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch,
+	CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch_ptsz,
+};
+
+/* ---- correlation id -> launch_info ---- */
+
+struct slot {
+	uint32_t corr; /* 0: empty */
+	struct launch_info info;
+};
+
+static pthread_mutex_t map_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct slot *map;
+static uint32_t map_cap, map_used;
+#define MAP_CAP_MAX (1u << 20)
+
+static uint32_t slot_of(uint32_t corr, uint32_t cap)
+{
+	return (corr * 2654435761u) & (cap - 1);
+}
+
+/* Open addressing with backward-shift deletion; caller holds map_mu. */
+static int map_grow(void)
+{
+	uint32_t cap = map_cap ? map_cap * 2 : 4096;
+	if (cap > MAP_CAP_MAX)
+		return -1;
+	struct slot *m = calloc(cap, sizeof(*m));
+	if (!m)
+		return -1;
+	for (uint32_t i = 0; i < map_cap; i++) {
+		if (!map[i].corr)
+			continue;
+		uint32_t j = slot_of(map[i].corr, cap);
+		while (m[j].corr)
+			j = (j + 1) & (cap - 1);
+		m[j] = map[i];
+	}
+	free(map);
+	map = m;
+	map_cap = cap;
+	return 0;
+}
+
+static void map_put(uint32_t corr, const struct launch_info *info)
+{
+	pthread_mutex_lock(&map_mu);
+	if ((map_used + 1) * 2 > map_cap && map_grow()) {
+		pthread_mutex_unlock(&map_mu);
+		return; /* full: the kernel goes out plain; its call's FLOPs ride on the gemm record */
+	}
+	uint32_t i = slot_of(corr, map_cap);
+	while (map[i].corr && map[i].corr != corr)
+		i = (i + 1) & (map_cap - 1);
+	if (!map[i].corr)
+		map_used++;
+	map[i] = (struct slot){corr, *info};
+	pthread_mutex_unlock(&map_mu);
+}
+
+static int map_take(uint32_t corr, struct launch_info *info)
+{
+	int found = 0;
+	pthread_mutex_lock(&map_mu);
+	if (map_cap && corr) {
+		uint32_t i = slot_of(corr, map_cap);
+		while (map[i].corr && map[i].corr != corr)
+			i = (i + 1) & (map_cap - 1);
+		if (map[i].corr == corr) {
+			*info = map[i].info;
+			found = 1;
+			/* backward-shift deletion keeps probe chains intact */
+			uint32_t j = i;
+			for (;;) {
+				map[i].corr = 0;
+				for (;;) {
+					j = (j + 1) & (map_cap - 1);
+					if (!map[j].corr)
+						goto done;
+					uint32_t home = slot_of(map[j].corr, map_cap);
+					if (i <= j ? (home <= i || home > j) : (home <= i && home > j))
+						break;
+				}
+				map[i] = map[j];
+				i = j;
+			}
+done:
+			map_used--;
+		}
+	}
+	pthread_mutex_unlock(&map_mu);
+	return found;
+}
+
+/* ---- kernel names ---- */
+
+#define NAMES_MAX 65536u
+
+static struct {
+	uint64_t hash;
+	uint32_t id;
+} names[NAMES_MAX * 2];
+static uint32_t next_name = 1;
+/* CUPTI may complete buffers on its own threads: one at a time here. */
+static pthread_mutex_t names_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t fnv(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h ? h : 1;
+}
+
+/* Called on the buffer thread only.  Returns the name's id, sending its
+ * string record the first time; 0 past the table's size. */
+static uint32_t name_id(const char *name)
+{
+	if (!name)
+		return 0;
+	uint64_t h = fnv(name);
+	uint32_t i = (uint32_t)h & (NAMES_MAX * 2 - 1);
+	while (names[i].hash && names[i].hash != h)
+		i = (i + 1) & (NAMES_MAX * 2 - 1);
+	if (names[i].hash)
+		return names[i].id;
+	if (next_name > NAMES_MAX)
+		return 0;
+	names[i].hash = h;
+	names[i].id = next_name++;
+	struct mfu_record r = {.type = MFU_REC_STRING};
+	r.u.string.id = names[i].id;
+	r.u.string.text = name;
+	size_t len = strlen(name);
+	r.u.string.len = (uint32_t)(len < MFU_STRING_MAX ? len : MFU_STRING_MAX);
+	mfu_sender_put(out, &r);
+	return names[i].id;
+}
+
+/* ---- callbacks ---- */
+
+static void CUPTIAPI on_callback(void *userdata, CUpti_CallbackDomain domain, CUpti_CallbackId cbid,
+				 const void *data)
+{
+	const CUpti_CallbackData *cb = data;
+	struct launch_info info;
+
+	(void)userdata;
+	if (domain != CUPTI_CB_DOMAIN_DRIVER_API || cb->callbackSite != CUPTI_API_ENTER)
+		return;
+	if (shim_launch_context(&info))
+		map_put(cb->correlationId, &info);
+}
+
+static void CUPTIAPI buffer_requested(uint8_t **buffer, size_t *size, size_t *max_records)
+{
+	*buffer = aligned_alloc(8, BUFFER_BYTES);
+	*size = *buffer ? BUFFER_BYTES : 0;
+	*max_records = 0;
+}
+
+static void emit_kernel(const CUpti_ActivityKernel10 *k)
+{
+	struct launch_info info = {0};
+	struct mfu_record r = {.type = MFU_REC_KERNEL};
+
+	map_take(k->correlationId, &info);
+	r.u.kernel.start_ns = k->start;
+	r.u.kernel.end_ns = k->end >= k->start ? k->end : k->start;
+	r.u.kernel.device = k->deviceId < 4096 ? k->deviceId : 0;
+	r.u.kernel.stream = k->streamId;
+	r.u.kernel.name_id = name_id(k->name);
+	r.u.kernel.corr = k->correlationId;
+	r.u.kernel.call = info.call;
+	r.u.kernel.flags = info.flags | (k->graphId ? MFU_KF_GRAPH : 0);
+	r.u.kernel.flops = info.flops;
+	mfu_sender_put(out, &r);
+}
+
+static void emit_api(const CUpti_ActivityAPI *a)
+{
+	struct mfu_record r = {.type = MFU_REC_API};
+	r.u.api.start_ns = a->start;
+	r.u.api.end_ns = a->end >= a->start ? a->end : a->start;
+	r.u.api.tid = a->threadId;
+	r.u.api.cbid = a->cbid;
+	r.u.api.corr = a->correlationId;
+	mfu_sender_put(out, &r);
+}
+
+static void emit_device(const CUpti_ActivityDevice5 *d)
+{
+	struct mfu_record r = {.type = MFU_REC_DEVICE};
+	r.u.device.index = d->id < 4096 ? d->id : 0;
+	r.u.device.name = d->name ? d->name : "";
+	r.u.device.name_len = (uint32_t)strnlen(r.u.device.name, 255);
+	r.u.device.sm_count = d->numMultiprocessors;
+	r.u.device.sm_clock_khz = d->coreClockRate;
+	r.u.device.cc_major = d->computeCapabilityMajor;
+	r.u.device.cc_minor = d->computeCapabilityMinor;
+	mfu_sender_put(out, &r);
+}
+
+static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, size_t size, size_t valid)
+{
+	CUpti_Activity *rec = NULL;
+	size_t dropped = 0;
+
+	(void)size;
+	pthread_mutex_lock(&names_mu);
+	while (out && cu.cuptiActivityGetNextRecord(buffer, valid, &rec) == CUPTI_SUCCESS) {
+		switch (rec->kind) {
+		case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL:
+			emit_kernel((const CUpti_ActivityKernel10 *)rec);
+			break;
+		case CUPTI_ACTIVITY_KIND_DRIVER:
+			emit_api((const CUpti_ActivityAPI *)rec);
+			break;
+		case CUPTI_ACTIVITY_KIND_DEVICE:
+			emit_device((const CUpti_ActivityDevice5 *)rec);
+			break;
+		default: /* external correlation: the launch callback already joined */
+			break;
+		}
+	}
+	if (out && cu.cuptiActivityGetNumDroppedRecords(ctx, stream, &dropped) == CUPTI_SUCCESS && dropped)
+		mfu_sender_count_drops(out, MFU_DROP_CUPTI, dropped);
+	pthread_mutex_unlock(&names_mu);
+	free(buffer);
+}
+
+/* ---- loading ---- */
+
+static void *try_open(const char *path)
+{
+	return path && *path ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
+}
+
+/* The directory of the library that defines sym, if loaded. */
+static int dir_of(const char *sym, char *buf, size_t cap)
+{
+	Dl_info info;
+	void *addr = dlsym(RTLD_DEFAULT, sym);
+	if (!addr || !dladdr(addr, &info) || !info.dli_fname)
+		return 0;
+	snprintf(buf, cap, "%s", info.dli_fname);
+	char *slash = strrchr(buf, '/');
+	if (!slash)
+		return 0;
+	*slash = 0;
+	return 1;
+}
+
+static void *load_cupti(void)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 64];
+	void *h;
+
+	/* the copy the process already has (PyTorch's, a profiler's) first */
+	if ((h = dlopen("libcupti.so.13", RTLD_NOW | RTLD_NOLOAD)) || (h = dlopen("libcupti.so.12", RTLD_NOW | RTLD_NOLOAD)))
+		return h;
+	if ((h = try_open(getenv("MFU_CUPTI_PATH"))))
+		return h;
+	/* next to the CUDA libraries the process loaded: pip wheels put CUPTI
+	 * in nvidia/cuda_cupti/lib beside nvidia/cublas/lib */
+	static const char *const anchors[] = {"cudaGetDevice", "cublasCreate_v2", "cuInit"};
+	static const char *const rel[] = {"/libcupti.so.13", "/../../cuda_cupti/lib/libcupti.so.13",
+					  "/../extras/CUPTI/lib64/libcupti.so.13"};
+	for (size_t a = 0; a < sizeof(anchors) / sizeof(anchors[0]); a++) {
+		if (!dir_of(anchors[a], dir, sizeof(dir)))
+			continue;
+		for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+			snprintf(path, sizeof(path), "%s%s", dir, rel[i]);
+			if ((h = try_open(path)))
+				return h;
+		}
+	}
+	static const char *const fixed[] = {"/usr/local/cuda/lib64/libcupti.so.13", "/usr/local/cuda/lib/libcupti.so.13",
+					    "/usr/local/cuda/extras/CUPTI/lib64/libcupti.so.13"};
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if ((h = try_open(fixed[i])))
+			return h;
+	return NULL;
+}
+
+static const char *result_name(CUptiResult r)
+{
+	const char *s = NULL;
+	if (cu.cuptiGetResultString && cu.cuptiGetResultString(r, &s) == CUPTI_SUCCESS && s)
+		return s;
+	return "unknown CUPTI error";
+}
+
+int cupti_start(char *why, size_t cap)
+{
+	void *h = load_cupti();
+	CUptiResult rc;
+
+	if (!h) {
+		snprintf(why, cap, "libcupti.so.13 not found (set MFU_CUPTI_PATH)");
+		return 0;
+	}
+#define CUPTI_SYM(fn)                                                        \
+	if (!(cu.fn = (__typeof__(fn) *)dlsym(h, #fn))) {                    \
+		snprintf(why, cap, "CUPTI has no %s", #fn);                  \
+		return 0;                                                    \
+	}
+	CUPTI_SYM(cuptiSubscribe)
+	CUPTI_SYM(cuptiUnsubscribe)
+	CUPTI_SYM(cuptiEnableCallback)
+	CUPTI_SYM(cuptiActivityEnable)
+	CUPTI_SYM(cuptiActivityDisable)
+	CUPTI_SYM(cuptiActivityRegisterCallbacks)
+	CUPTI_SYM(cuptiActivityFlushAll)
+	CUPTI_SYM(cuptiActivityGetNextRecord)
+	CUPTI_SYM(cuptiActivityGetNumDroppedRecords)
+	CUPTI_SYM(cuptiActivityPushExternalCorrelationId)
+	CUPTI_SYM(cuptiActivityPopExternalCorrelationId)
+	CUPTI_SYM(cuptiGetResultString)
+#undef CUPTI_SYM
+	cu.cuptiActivityEnableDriverApi = (__typeof__(cuptiActivityEnableDriverApi) *)dlsym(h, "cuptiActivityEnableDriverApi");
+
+	if ((rc = cu.cuptiSubscribe(&subscriber, on_callback, NULL)) != CUPTI_SUCCESS) {
+		if (rc == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED)
+			snprintf(why, cap, "CUPTI is in use by another profiler (torch.profiler, Nsight)");
+		else
+			snprintf(why, cap, "CUPTI cannot start (%s; no GPU driver, or no permission)", result_name(rc));
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(launch_cbids) / sizeof(launch_cbids[0]); i++) {
+		if ((rc = cu.cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API, launch_cbids[i])) !=
+		    CUPTI_SUCCESS) {
+			snprintf(why, cap, "CUPTI refused the launch callbacks (%s)", result_name(rc));
+			cu.cuptiUnsubscribe(subscriber);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* ---- flushing ---- */
+
+static pthread_t flusher;
+static int flusher_ok;
+static pthread_mutex_t flush_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t flush_cv = PTHREAD_COND_INITIALIZER;
+static int flush_stop, final_done;
+
+static void *flush_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&flush_mu);
+	while (!flush_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += FLUSH_PERIOD_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&flush_cv, &flush_mu, &ts);
+		int stop = flush_stop;
+		pthread_mutex_unlock(&flush_mu);
+		/* without this, CUPTI hands over only full buffers and the 1 s
+		 * window would show nothing for a long time */
+		cu.cuptiActivityFlushAll(stop ? CUPTI_ACTIVITY_FLAG_FLUSH_FORCED : 0);
+		pthread_mutex_lock(&flush_mu);
+	}
+	final_done = 1;
+	pthread_cond_broadcast(&flush_cv);
+	pthread_mutex_unlock(&flush_mu);
+	return NULL;
+}
+
+int cupti_enable(char *why, size_t cap)
+{
+	static const CUpti_ActivityKind kinds[] = {
+		CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL,
+		CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION,
+		CUPTI_ACTIVITY_KIND_DEVICE,
+	};
+	CUptiResult rc;
+
+	if ((rc = cu.cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed)) != CUPTI_SUCCESS) {
+		snprintf(why, cap, "CUPTI refused activity buffers (%s)", result_name(rc));
+		goto fail;
+	}
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		if ((rc = cu.cuptiActivityEnable(kinds[i])) != CUPTI_SUCCESS) {
+			snprintf(why, cap, "CUPTI cannot record kernels (%s)", result_name(rc));
+			for (size_t j = 0; j < i; j++)
+				cu.cuptiActivityDisable(kinds[j]);
+			goto fail;
+		}
+	}
+	/* Launch API records for gap analysis: only the launch cbids when this
+	 * CUPTI can select them, else all driver calls. */
+	int only_launches = cu.cuptiActivityEnableDriverApi != NULL;
+	for (size_t i = 0; only_launches && i < sizeof(launch_cbids) / sizeof(launch_cbids[0]); i++)
+		only_launches = cu.cuptiActivityEnableDriverApi(launch_cbids[i], 1) == CUPTI_SUCCESS;
+	if (!only_launches)
+		cu.cuptiActivityEnable(CUPTI_ACTIVITY_KIND_DRIVER);
+	atomic_store(&timing, 1);
+	return 1;
+fail:
+	cu.cuptiUnsubscribe(subscriber);
+	return 0;
+}
+
+void cupti_run(struct mfu_sender *s)
+{
+	pthread_mutex_lock(&names_mu);
+	out = s;
+	pthread_mutex_unlock(&names_mu);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	flusher_ok = pthread_create(&flusher, NULL, flush_main, NULL) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+int cupti_timing(void)
+{
+	return atomic_load_explicit(&timing, memory_order_relaxed);
+}
+
+void cupti_push(uint64_t call)
+{
+	if (cupti_timing())
+		cu.cuptiActivityPushExternalCorrelationId(CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM2, call);
+}
+
+void cupti_pop(void)
+{
+	uint64_t last;
+	if (cupti_timing())
+		cu.cuptiActivityPopExternalCorrelationId(CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM2, &last);
+}
+
+void cupti_finish(void)
+{
+	if (!flusher_ok)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 1;
+	pthread_mutex_lock(&flush_mu);
+	flush_stop = 1;
+	pthread_cond_broadcast(&flush_cv);
+	/* the forced flush runs on the flush thread; a wedged CUPTI must not
+	 * hold the process at exit past a second */
+	while (!final_done)
+		if (pthread_cond_timedwait(&flush_cv, &flush_mu, &ts))
+			break;
+	int done = final_done;
+	pthread_mutex_unlock(&flush_mu);
+	if (done)
+		pthread_join(flusher, NULL);
+	atomic_store(&timing, 0);
+}
+
+void cupti_forked_child(void)
+{
+	/* The child has no flush thread, and CUPTI's subscriber belongs to the
+	 * parent: the child reports untimed GEMM FLOPs if it uses cuBLAS. */
+	atomic_store(&timing, 0);
+	flusher_ok = 0;
+	out = NULL;
+	pthread_mutex_init(&map_mu, NULL);
+	pthread_mutex_init(&names_mu, NULL);
+	pthread_mutex_init(&flush_mu, NULL);
+}
