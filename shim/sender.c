@@ -583,6 +583,13 @@ void mfu_sender_shutdown(struct mfu_sender *s, int64_t exit_code, unsigned timeo
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
+	/* What never left is lost, and says so. */
+	for (struct frame *f = s->q_head; f; f = f->next)
+		s->st.dropped[MFU_DROP_DISCONNECTED] += f->records;
+	for (struct rawbuf *r = s->raw_head; r; r = r->next)
+		s->st.dropped[MFU_DROP_DISCONNECTED] += r->records;
+	if (s->open)
+		s->st.dropped[MFU_DROP_DISCONNECTED] += s->enc.records;
 	pthread_mutex_unlock(&s->mu);
 }
 

@@ -121,6 +121,19 @@ def absent_collector_costs_only_lost_records():
 
 
 @tap.check
+def forked_workers_neither_deadlock_nor_report():
+    s, w, r = run_scenario("fork")
+    by_pid = {p["pid"]: p for p in s["per_source"]}
+    assert s["sources"] == 2, s["per_source"]
+    calls = sorted(p["gemm_calls"] for p in s["per_source"])
+    # the child that used cuBLAS itself: its own source, exact
+    assert 50 in calls and any(p["gemm_flops"] == 50 * 2 * 16 ** 3 for p in by_pid.values())
+    parent = [p for p in by_pid.values() if p["gemm_calls"] != 50]
+    assert len(parent) == 1 and parent[0]["gemm_calls"] == w["gemm_calls"], (parent, w)
+    assert parent[0]["gemm_flops"] == w["gemm_flops"]
+
+
+@tap.check
 def the_shim_exports_only_interposers_and_the_api_and_links_no_cuda():
     out = subprocess.run(["nm", "-D", "--defined-only", SHIM], capture_output=True, text=True, check=True).stdout
     syms = [l.split()[-1] for l in out.splitlines() if l.strip()]

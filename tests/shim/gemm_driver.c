@@ -13,6 +13,9 @@
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +254,62 @@ static void scenario_many(void)
 	}
 }
 
+/* DataLoader-style: one child forked before any GEMM uses cuBLAS itself
+ * (and so starts its own shim); then 8 workers are forked while 4 threads
+ * of the parent are inside GEMM calls, do CPU work and exit.  Nothing may
+ * deadlock, and only the parent and the first child may report. */
+static volatile int stop_bg;
+
+static void *bg_main(void *arg)
+{
+	cublasHandle_t h = arg;
+	while (!stop_bg) {
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, P(1), P(2), 8, P(3), 8, P(4), P(5), 8) == 0);
+		expect_gemm(FP32, 8, 8, 8, 1, 0);
+	}
+	return NULL;
+}
+
+static void scenario_fork(void)
+{
+	pid_t first = fork();
+	if (first == 0) {
+		cublasHandle_t h;
+		cublasCreate(&h);
+		for (int i = 0; i < 50; i++)
+			cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 16, 16, 16, P(1), P(2), 16, P(3), 16, P(4), P(5), 16);
+		cublasDestroy(h);
+		exit(0); /* atexit: the child's own shim flushes */
+	}
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, bg_main, handle(CUBLAS_DEFAULT_MATH));
+	struct timespec ms = {0, 2000000};
+	pid_t workers[8];
+	for (int i = 0; i < 8; i++) {
+		nanosleep(&ms, NULL);
+		workers[i] = fork();
+		if (workers[i] == 0) {
+			volatile unsigned long x = 0;
+			for (unsigned long k = 0; k < 1000000; k++)
+				x += k;
+			if (i % 2)
+				_exit(0);
+			exit(0);
+		}
+	}
+	int status;
+	for (int i = 0; i < 8; i++) {
+		CHECK(waitpid(workers[i], &status, 0) == workers[i]);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	CHECK(waitpid(first, &status, 0) == first);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	stop_bg = 1;
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+}
+
 /* The public API is looked up at run time, as a program that must also run
  * without the shim would. */
 static void scenario_api(void)
@@ -355,6 +414,8 @@ int main(int argc, char **argv)
 		scenario_passthrough();
 	else if (!strcmp(sc, "many"))
 		scenario_many();
+	else if (!strcmp(sc, "fork"))
+		scenario_fork();
 	else {
 		fprintf(stderr, "gemm_driver: unknown scenario %s\n", sc);
 		return 2;
