@@ -51,13 +51,18 @@ struct current_call {
 	int active;
 };
 
-#define REGION_DEPTH_MAX 64
+#define REGION_DEPTH_MAX 16
 
-static __thread int depth;
-static __thread int remat_depth;
-static __thread int region_depth;
-static __thread struct region regions[REGION_DEPTH_MAX];
-static __thread struct current_call cur;
+/* initial-exec: the shim is preloaded, so its few hundred bytes of TLS come
+ * from the static block and every access is one instruction, not a call to
+ * __tls_get_addr on each GEMM. */
+#define TLS static __thread __attribute__((tls_model("initial-exec")))
+TLS int depth;
+TLS int remat_depth;
+TLS int region_depth;
+TLS struct region regions[REGION_DEPTH_MAX];
+TLS struct current_call cur;
+TLS uint32_t tid; /* gettid() is a system call: once per thread */
 
 static uint64_t now_ns(void)
 {
@@ -142,6 +147,7 @@ static void forked_child(void)
 	/* The parent's sender, its thread and its lock are not ours: forget
 	 * them and start afresh if this process uses cuBLAS itself. */
 	sender = NULL;
+	tid = 0; /* the forking thread's id is not the child's */
 	cupti_forked_child();
 	atomic_store(&state, ST_UNINIT);
 	atomic_store(&devices_described, 0);
@@ -316,7 +322,9 @@ void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 	m->end_ns = now_ns();
 	if (m->end_ns < m->start_ns)
 		m->end_ns = m->start_ns;
-	m->tid = (uint64_t)gettid();
+	if (!tid)
+		tid = (uint32_t)gettid();
+	m->tid = tid;
 	m->device = dev;
 	m->api = g->api;
 	m->m = (uint64_t)g->m;
@@ -392,7 +400,9 @@ void shim_region_pop(void)
 	r.u.gemm.end_ns = now_ns();
 	if (r.u.gemm.end_ns < r.u.gemm.start_ns)
 		r.u.gemm.end_ns = r.u.gemm.start_ns;
-	r.u.gemm.tid = (uint64_t)gettid();
+	if (!tid)
+		tid = (uint32_t)gettid();
+	r.u.gemm.tid = tid;
 	r.u.gemm.device = dev;
 	r.u.gemm.api = API_REGION;
 	r.u.gemm.batch = 1;

@@ -268,7 +268,9 @@ static void emit_device(const CUpti_ActivityDevice5 *d)
 	r.u.device.sm_clock_khz = d->coreClockRate;
 	r.u.device.cc_major = d->computeCapabilityMajor;
 	r.u.device.cc_minor = d->computeCapabilityMinor;
-	mfu_sender_put(out, &r);
+	mfu_sender_put(out, &r); /* device records are encoded at once: the name is copied */
+	/* cupti_activity.h: the client frees the device name */
+	free((void *)d->name);
 }
 
 static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, size_t size, size_t valid)
@@ -429,13 +431,19 @@ static void *flush_main(void *arg)
 			ts.tv_nsec -= 1000000000L;
 		}
 		pthread_cond_timedwait(&flush_cv, &flush_mu, &ts);
-		int stop = flush_stop;
+		if (flush_stop)
+			break;
 		pthread_mutex_unlock(&flush_mu);
 		/* without this, CUPTI hands over only full buffers and the 1 s
 		 * window would show nothing for a long time */
-		cu.cuptiActivityFlushAll(stop ? CUPTI_ACTIVITY_FLAG_FLUSH_FORCED : 0);
+		cu.cuptiActivityFlushAll(0);
 		pthread_mutex_lock(&flush_mu);
 	}
+	pthread_mutex_unlock(&flush_mu);
+	/* Always, even when exit came before this thread first ran: a short
+	 * process would otherwise lose every kernel record. */
+	cu.cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+	pthread_mutex_lock(&flush_mu);
 	final_done = 1;
 	pthread_cond_broadcast(&flush_cv);
 	pthread_mutex_unlock(&flush_mu);

@@ -60,6 +60,13 @@ struct mfu_sender {
 	uint64_t status_flags;
 	struct mfu_sender_stats st;
 
+	/* Fixed-size records (kernel, gemm, api, step, status, goodbye) are only
+	 * copied here by callers; the sender thread encodes them, so a caller
+	 * pays a struct copy under the lock, not the varint encoding. */
+	struct mfu_record *stage, *stage_spare;
+	uint32_t nstage, stage_cap;
+	uint64_t stage_since_ns;
+
 	/* preamble: hello + devices + strings, re-encoded on every connection */
 	uint8_t *pre;
 	size_t pre_len, pre_cap;
@@ -75,6 +82,9 @@ struct mfu_sender {
 	uint32_t seq;
 	uint64_t last_status_ns;
 	uint64_t sent_dropped[MFU_DROP__COUNT];
+	struct rawbuf *tbuf; /* the thread's own raw buffer for staged records */
+	struct mfu_enc tenc;
+	uint64_t tbuf_since_ns;
 };
 
 static uint64_t mono_ns(void)
@@ -158,11 +168,29 @@ static int open_buffer(struct mfu_sender *s)
 	return 0;
 }
 
+static int is_fixed(uint32_t type)
+{
+	return type == MFU_REC_KERNEL || type == MFU_REC_GEMM || type == MFU_REC_API || type == MFU_REC_STEP ||
+	       type == MFU_REC_STATUS || type == MFU_REC_GOODBYE;
+}
+
 int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r)
 {
-	int rc;
+	int rc = 0;
 
 	pthread_mutex_lock(&s->mu);
+	/* A full stage (a burst faster than the sender thread encodes) falls
+	 * back to encoding here, into the byte budget: still no I/O, and
+	 * nothing is dropped until the budget itself is spent. */
+	if (is_fixed(r->type) && s->nstage < s->stage_cap) {
+		if (!s->nstage)
+			s->stage_since_ns = mono_ns();
+		s->stage[s->nstage++] = *r;
+		s->st.records++;
+		if (s->nstage == s->stage_cap / 2)
+			pthread_cond_signal(&s->wake);
+		goto out;
+	}
 	if (r->type == MFU_REC_DEVICE || r->type == MFU_REC_STRING) {
 		rc = preamble_put(s, r);
 		if (rc == -EINVAL)
@@ -377,6 +405,50 @@ static void pump(struct mfu_sender *s, int wait_ms)
 	}
 }
 
+/* The thread's own encoder, for staged records: sealed into a frame when
+ * full or old.  Thread-only state, so no lock but for the accounting. */
+static void seal_private(struct mfu_sender *s)
+{
+	struct frame *f = compress(s, s->tbuf->data, s->tenc.len, s->tenc.records);
+
+	pthread_mutex_lock(&s->mu);
+	if (f)
+		s->held += f->len;
+	else
+		s->st.dropped[MFU_DROP_ENCODE] += s->tenc.records;
+	pthread_mutex_unlock(&s->mu);
+	if (f)
+		queue_frame(s, f, 0);
+	mfu_enc_reset(&s->tenc);
+}
+
+static void encode_staged(struct mfu_sender *s, const struct mfu_record *recs, uint32_t n)
+{
+	uint64_t bad = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (!s->tenc.len)
+			s->tbuf_since_ns = mono_ns();
+		int rc = mfu_enc_put(&s->tenc, &recs[i]);
+		if (rc == -MFU_WIRE_E_NOMEM || s->tenc.len >= s->frame_raw) {
+			if (rc == -MFU_WIRE_E_NOMEM) {
+				seal_private(s);
+				rc = mfu_enc_put(&s->tenc, &recs[i]);
+			} else {
+				seal_private(s);
+			}
+		}
+		if (rc)
+			bad++;
+	}
+	if (bad) {
+		pthread_mutex_lock(&s->mu);
+		s->st.dropped[MFU_DROP_ENCODE] += bad;
+		s->st.records -= bad;
+		pthread_mutex_unlock(&s->mu);
+	}
+}
+
 static void *sender_main(void *arg)
 {
 	struct mfu_sender *s = arg;
@@ -384,6 +456,9 @@ static void *sender_main(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&s->mu);
 		while (!s->stop && !s->raw_head && !s->flush_req &&
+		       !(s->nstage && (s->nstage >= s->stage_cap / 2 ||
+				       mono_ns() - s->stage_since_ns >= s->flush_ms * 1000000ull / 4)) &&
+		       !(s->tenc.len && mono_ns() - s->tbuf_since_ns >= s->flush_ms * 1000000ull) &&
 		       !(s->open && s->enc.len && mono_ns() - s->open_since_ns >= s->flush_ms * 1000000ull) &&
 		       !(s->q_head && (s->fd >= 0 || mono_ns() >= s->next_connect_ns))) {
 			struct timespec ts;
@@ -414,7 +489,20 @@ static void *sender_main(void *arg)
 		s->raw_tail = &s->raw_head;
 		int stop = s->stop, flushing = s->flush_req;
 		uint64_t gen = s->flush_gen;
+		/* take the staged records; callers go on staging into the spare */
+		struct mfu_record *batch = s->stage;
+		uint32_t nbatch = s->nstage;
+		if (nbatch) {
+			s->stage = s->stage_spare;
+			s->stage_spare = batch;
+			s->nstage = 0;
+		}
 		pthread_mutex_unlock(&s->mu);
+
+		encode_staged(s, batch, nbatch);
+		if (s->tenc.len && (stop || flushing || s->tenc.len >= s->frame_raw ||
+				    mono_ns() - s->tbuf_since_ns >= s->flush_ms * 1000000ull))
+			seal_private(s);
 
 		while (raw) {
 			struct rawbuf *next = raw->next;
@@ -441,13 +529,15 @@ static void *sender_main(void *arg)
 			drop_frame_head(s);
 
 		pthread_mutex_lock(&s->mu);
-		if (flushing && (!s->q_head || s->fd < 0) && !s->raw_head && !(s->open && s->enc.len)) {
+		if (flushing && (!s->q_head || s->fd < 0) && !s->raw_head && !(s->open && s->enc.len) && !s->nstage &&
+		    !s->tenc.len) {
 			s->done_gen = gen;
 			if (s->flush_gen == gen) /* a flush asked for meanwhile stays asked */
 				s->flush_req = 0;
 			pthread_cond_broadcast(&s->drained);
 		}
-		int quit = stop && ((!s->q_head && !s->raw_head) || mono_ns() >= s->stop_deadline_ns);
+		int quit = stop && ((!s->q_head && !s->raw_head && !s->nstage && !s->tenc.len) ||
+				    mono_ns() >= s->stop_deadline_ns);
 		pthread_mutex_unlock(&s->mu);
 		if (quit || (stop && s->fd < 0))
 			break;
@@ -499,6 +589,16 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
 	s->fd = -1;
 	s->raw_tail = &s->raw_head;
 	s->q_tail = &s->q_head;
+	size_t raw_cap = s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8);
+	/* two arrays of budget/8 each: memory stays within 1.25x the budget */
+	size_t cap = s->budget / 8 / sizeof(struct mfu_record);
+	s->stage_cap = (uint32_t)(cap < 1024 ? 1024 : cap > 262144 ? 262144 : cap);
+	s->stage = calloc(s->stage_cap, sizeof(*s->stage));
+	s->stage_spare = calloc(s->stage_cap, sizeof(*s->stage_spare));
+	s->tbuf = rawbuf_new(raw_cap);
+	if (!s->stage || !s->stage_spare || !s->tbuf)
+		goto fail;
+	mfu_enc_init(&s->tenc, s->tbuf->data, raw_cap);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	pthread_cond_init(&s->drained, NULL);
@@ -522,6 +622,9 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
 fail:
 	mfu_codec_free(s->codec);
 	free(s->pre);
+	free(s->stage);
+	free(s->stage_spare);
+	free(s->tbuf);
 	free(s);
 	return rc;
 }
@@ -590,6 +693,7 @@ void mfu_sender_shutdown(struct mfu_sender *s, int64_t exit_code, unsigned timeo
 		s->st.dropped[MFU_DROP_DISCONNECTED] += r->records;
 	if (s->open)
 		s->st.dropped[MFU_DROP_DISCONNECTED] += s->enc.records;
+	s->st.dropped[MFU_DROP_DISCONNECTED] += s->nstage + s->tenc.records;
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -609,6 +713,9 @@ void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_m
 		free(r);
 	}
 	free(s->open);
+	free(s->stage);
+	free(s->stage_spare);
+	free(s->tbuf);
 	mfu_codec_free(s->codec);
 	free(s->pre);
 	pthread_mutex_destroy(&s->mu);

@@ -37,9 +37,12 @@ struct mfu_sender;
  * sender thread.  Returns 0 or -errno. */
 int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hello *hello,
 		   struct mfu_sender **out);
-/* Queues a record.  Thread-safe, never blocks on I/O.  Device and string
- * records are also kept and re-sent on reconnect.  Returns 0, or -ENOBUFS
- * when the record was dropped (and counted), -EINVAL for an invalid record. */
+/* Queues a record.  Thread-safe, never blocks on I/O.  Fixed-size records
+ * (kernel, gemm, api, step, status, goodbye) are copied and encoded later on
+ * the sender thread, so an invalid one is counted as an encode drop there.
+ * Device and string records are encoded now, and kept and re-sent on
+ * reconnect.  Returns 0, or -ENOBUFS when the record was dropped (and
+ * counted), -EINVAL for an invalid device or string record. */
 int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r);
 /* Adds externally counted losses (e.g. CUPTI's) to the status counters. */
 void mfu_sender_count_drops(struct mfu_sender *s, enum mfu_drop_reason why, uint64_t n);

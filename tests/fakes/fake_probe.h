@@ -70,6 +70,85 @@ void fake_cublaslt_reset(void);
  */
 void fake_kernel_launch(const char *name, int stream);
 
+/* ======================================================================================== */
+/*
+ * Fake CUPTI (libcupti.so.13, tests/fakes/fake_cupti.c)
+ *
+ * Exports cuptiGetResultString, cuptiGetTimestamp, cuptiSubscribe, cuptiUnsubscribe,
+ * cuptiEnableCallback, cuptiEnableDomain, cuptiFinalize and the activity functions
+ * cuptiActivity{Enable,Disable,EnableDriverApi,EnableRuntimeApi,RegisterCallbacks,FlushAll,
+ * GetNextRecord,GetNumDroppedRecords,PushExternalCorrelationId,PopExternalCorrelationId} with the
+ * CUDA 13 signatures. What it simulates, per launch (on the launching thread):
+ *   1. a new correlation id (process-wide, from 1);
+ *   2. if the one subscriber enabled CUPTI_CB_DOMAIN_DRIVER_API or cbid 307 (cuLaunchKernel):
+ *      its callback at CUPTI_API_ENTER and CUPTI_API_EXIT, with a CUpti_CallbackData whose
+ *      functionName is "cuLaunchKernel", symbolName the kernel name, correlationId the id,
+ *      functionParams a cuLaunchKernel_params (hStream = the stream), context non-NULL;
+ *   3. queued records, if their kinds are on:
+ *      - API records on (CUPTI_ACTIVITY_KIND_DRIVER, or cuptiActivityEnableDriverApi(307, 1)):
+ *        first one CUpti_ActivityExternalCorrelation per external-id kind pushed on this thread
+ *        (top of that kind's stack), if CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION is on, then a
+ *        CUpti_ActivityAPI (kind DRIVER, cbid 307). As the header documents, external-correlation
+ *        records come only with API records: EXTERNAL_CORRELATION alone yields nothing;
+ *      - CONCURRENT_KERNEL (or KERNEL) on: a CUpti_ActivityKernel10, contextId 1, graphId and
+ *        graphNodeId 0, start = max(API end + 1000 ns, the stream's previous kernel end),
+ *        duration FAKE_CUPTI_KERNEL_NS (default 5000); name interned (valid for the process).
+ *   Enabling CUPTI_ACTIVITY_KIND_DEVICE queues one CUpti_ActivityDevice5 (device 0, an H100 SXM:
+ *   132 SMs, cc 9.0, 1980000 kHz) once per process (again after cuptiFinalize). Its name is
+ *   strdup()ed: cupti_activity.h says the client frees it.
+ * Delivery happens on cuptiActivityFlushAll (any flag; INVALID_OPERATION without registered
+ * buffer callbacks) or on the launching thread when more than FAKE_CUPTI_FLUSH_THRESHOLD
+ * (default 4096) records wait, on the calling thread, never under the fake's lock. Records are
+ * packed 8-byte aligned with the real struct sizes, and bufferCompleted gets (NULL, 0, buffer,
+ * size, validSize). Adversarial delivery: FAKE_CUPTI_SHUFFLE=<seed> shuffles each delivered batch
+ * (deterministically); FAKE_CUPTI_BUFFER_RECORDS=<n> ends a buffer after n records. A buffer that
+ * is declined (NULL), too small for a record or not 8-byte aligned drops records (counted).
+ * Refusal: FAKE_CUPTI_REFUSE=subscribe makes cuptiSubscribe return
+ * CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED (it does anyway while a subscriber exists);
+ * =activity makes cuptiActivityEnable, cuptiActivityEnableDriverApi and
+ * cuptiActivityEnableRuntimeApi return CUPTI_ERROR_UNKNOWN; =all both.
+ * cuptiFinalize drops the subscriber, every enabled kind, the buffer callbacks and undelivered
+ * records. All functions below are thread-safe.
+ */
+
+/* The kernel-launch hooks: fake_kernel_launch (libcublasLt) calls fake_cupti_kernel_launched;
+ * fake_cupti_launch is the same, for tests that launch non-GEMM (elementwise) kernels. */
+void fake_cupti_kernel_launched(const char *name, int device, int stream);
+void fake_cupti_launch(const char *name, int device, int stream);
+
+/* Launches seen (with or without a subscriber or enabled kinds). */
+unsigned long long fake_cupti_launches(void);
+/* Records handed to bufferCompleted, of one CUpti_ActivityKind (an int); kind < 0: all kinds. */
+unsigned long long fake_cupti_records_delivered(int kind);
+/* cuptiActivityFlushAll calls. */
+unsigned long long fake_cupti_flushes(void);
+/* bufferCompleted calls. */
+unsigned long long fake_cupti_buffers_completed(void);
+/* Current subscribers: 0 or 1. */
+int fake_cupti_subscribers(void);
+/* cuptiSubscribe calls, refused ones included. */
+unsigned long long fake_cupti_subscribe_calls(void);
+/* cuptiFinalize calls. */
+unsigned long long fake_cupti_finalizes(void);
+/* Records queued and not yet delivered. */
+size_t fake_cupti_pending(void);
+/* Whether an activity kind is on now. For CUPTI_ACTIVITY_KIND_DRIVER: whether cuLaunchKernel
+ * gets API records (the kind or cuptiActivityEnableDriverApi(307)). */
+int fake_cupti_activity_enabled(int kind);
+/* 1 if CUPTI_ACTIVITY_KIND_KERNEL (the serializing kind) was ever enabled since start or the last
+ * fake_cupti_reset (sticky: disabling it again does not clear it). */
+int fake_cupti_kernel_kind_enabled(void);
+/* Refuse (non-zero) or allow cuptiSubscribe / activity enabling from now on, overriding
+ * FAKE_CUPTI_REFUSE. Already granted subscriptions and kinds stay. */
+void fake_cupti_set_refuse(int subscribe, int activity);
+/* Adds n to what cuptiActivityGetNumDroppedRecords reports next (it reports the sum and resets). */
+void fake_cupti_add_dropped(size_t n);
+/* Discards undelivered records, zeroes the counters and dropped count, forgets the kernel-kind
+ * flag (unless KERNEL is on now) and the stream timelines, and reads the environment again.
+ * Subscriptions, enabled kinds and buffer callbacks (the code under test's state) stay. */
+void fake_cupti_reset(void);
+/* ======================================================================================== */
+
 #if !defined(__cplusplus) && defined(CUBLAS_API_H_)
 /*
  * cublas_api.h declares the half-precision GEMMs only for C++ (they take __half, which C does not

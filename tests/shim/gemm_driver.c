@@ -244,6 +244,20 @@ static void scenario_threads(void)
 		pthread_join(t[i], NULL);
 }
 
+/* One GEMM call, three kernels (split-K and a reduction): FLOPs once. */
+static void scenario_splitk(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	fake_cublas_set_kernels_per_call(3);
+	for (int i = 0; i < 20; i++) {
+		CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 4096, P(1), P(2), CUDA_R_16BF, 32, P(3),
+				   CUDA_R_16BF, 4096, P(4), P(5), CUDA_R_16BF, 32, CUBLAS_COMPUTE_32F,
+				   CUBLAS_GEMM_DEFAULT) == 0);
+		expect_gemm(BF16, 32, 32, 4096, 1, 0);
+	}
+	fake_cublas_set_kernels_per_call(1);
+}
+
 static void scenario_many(void)
 {
 	/* enough calls to overrun a small buffer when nobody reads */
@@ -416,12 +430,19 @@ int main(int argc, char **argv)
 		scenario_many();
 	else if (!strcmp(sc, "fork"))
 		scenario_fork();
+	else if (!strcmp(sc, "splitk"))
+		scenario_splitk();
 	else {
 		fprintf(stderr, "gemm_driver: unknown scenario %s\n", sc);
 		return 2;
 	}
 	for (int i = 0; i < nhandles; i++)
 		cublasDestroy(handles[i]);
+	/* the serializing KERNEL activity kind must never be on */
+	void *cupti = dlopen("libcupti.so.13", RTLD_LAZY | RTLD_NOLOAD);
+	int (*kernel_kind)(void) = cupti ? (int (*)(void))dlsym(cupti, "fake_cupti_kernel_kind_enabled") : NULL;
+	if (kernel_kind)
+		CHECK(kernel_kind() == 0);
 	FILE *f = fopen(argv[2], "w");
 	if (!f)
 		return 1;

@@ -111,7 +111,7 @@ static int emit(void *arg, const struct mfu_record *r)
 		}
 		/* A test producer must not lose records: let the sender drain now and
 		 * then.  (The shim never waits like this.) */
-		if (++k->since_flush >= 20000) {
+		if (++k->since_flush >= 5000) {
 			mfu_sender_flush(k->sender, 5000);
 			k->since_flush = 0;
 		}

@@ -1,0 +1,1064 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fake libcupti.so.13 for tests on machines without a GPU. It exports the CUPTI callback and
+ * activity entry points the shim uses, with the CUDA 13 header signatures (the real headers are
+ * in scope, so a mismatch fails to compile), and simulates what a real CUPTI does around kernel
+ * launches, simplified and deterministic:
+ *
+ * - A "launch" comes from the fake libcublas/libcublasLt (fake_kernel_launch finds
+ *   fake_cupti_kernel_launched) or from a test (fake_cupti_launch). It gets a new correlation id,
+ *   runs the subscriber's driver-API callback (cuLaunchKernel, cbid 307) at ENTER and EXIT on the
+ *   calling thread, and queues activity records: one EXTERNAL_CORRELATION record per external id
+ *   kind pushed on the calling thread (only when the launch also gets an API record, as the real
+ *   CUPTI documents), the DRIVER API record, and the CONCURRENT_KERNEL (or KERNEL) record on a
+ *   fake per-stream GPU timeline.
+ * - Records are delivered only by cuptiActivityFlushAll or when the queue passes a threshold,
+ *   packed into client buffers as the real CUPTI packs them (8-byte aligned, real struct sizes).
+ *   The environment can make delivery adversarial: shuffled records, few records per buffer.
+ * - The environment or a test hook can make it refuse subscribers or activity collection.
+ *
+ * Environment (read at first use; fake_cupti_reset reads it again):
+ *   FAKE_CUPTI_KERNEL_NS=<ns>        kernel duration on the fake timeline (default 5000)
+ *   FAKE_CUPTI_SHUFFLE=<seed>        shuffle each delivered batch with this seed (default off)
+ *   FAKE_CUPTI_BUFFER_RECORDS=<n>    at most n records per buffer (default 0 = as many as fit)
+ *   FAKE_CUPTI_FLUSH_THRESHOLD=<n>   deliver when more than n records wait (default 4096)
+ *   FAKE_CUPTI_REFUSE=subscribe|activity|all   refuse cuptiSubscribe and/or activity enabling
+ * The probe API is in fake_probe.h.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The project builds with -fvisibility=hidden; everything non-static here is meant to be seen. */
+#pragma GCC visibility push(default)
+
+/* CUDA's headers are not clean under the project's warning flags. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wundef"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#pragma GCC diagnostic ignored "-Wpedantic"
+#include "cupti.h"
+#pragma GCC diagnostic pop
+
+#include "fake_probe.h"
+
+#define LAUNCH_CBID CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel
+#define MAX_CBID 1024
+#define EXT_DEPTH 128
+#define MAX_STREAMS 64
+#define DEFAULT_KERNEL_NS 5000ull
+#define DEFAULT_THRESHOLD 4096u
+#define API_TO_KERNEL_NS 1000ull
+
+#define ALIGN8(x) (((x) + 7u) & ~(size_t)7u)
+
+/* ---- records ---- */
+
+struct prec {
+    union {
+        CUpti_Activity hdr;
+        CUpti_ActivityKernel10 kernel;
+        CUpti_ActivityAPI api;
+        CUpti_ActivityExternalCorrelation ext;
+        CUpti_ActivityDevice5 dev;
+    } u;
+};
+
+/* Size of the record struct that the real CUPTI 13 uses for each kind this fake emits; 0 for any
+ * other kind. */
+static size_t record_size(CUpti_ActivityKind kind)
+{
+    switch (kind) {
+    case CUPTI_ACTIVITY_KIND_KERNEL:
+    case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL:
+        return sizeof(CUpti_ActivityKernel10);
+    case CUPTI_ACTIVITY_KIND_DRIVER:
+    case CUPTI_ACTIVITY_KIND_RUNTIME:
+        return sizeof(CUpti_ActivityAPI);
+    case CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION:
+        return sizeof(CUpti_ActivityExternalCorrelation);
+    case CUPTI_ACTIVITY_KIND_DEVICE:
+        return sizeof(CUpti_ActivityDevice5);
+    default:
+        return 0;
+    }
+}
+
+/* ---- state ---- */
+
+struct CUpti_Subscriber_st {
+    CUpti_CallbackFunc callback;
+    void *userdata;
+    unsigned char enabled[CUPTI_CB_DOMAIN_SIZE][MAX_CBID];
+};
+
+struct stream_end {
+    int device, stream, used;
+    uint64_t end;
+};
+
+struct interned {
+    struct interned *next;
+    char name[];
+};
+
+static pthread_mutex_t lk = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+
+/* settings (env) */
+static uint64_t kernel_ns = DEFAULT_KERNEL_NS;
+static int shuffle_on;
+static uint64_t shuffle_state;
+static size_t buffer_records;
+static size_t flush_threshold = DEFAULT_THRESHOLD;
+static int refuse_subscribe, refuse_activity;
+
+/* CUPTI state */
+static struct CUpti_Subscriber_st *subscriber;
+static unsigned char act_enabled[CUPTI_ACTIVITY_KIND_COUNT];
+static unsigned char driver_api[CUPTI_DRIVER_TRACE_CBID_SIZE];
+static unsigned char runtime_api[CUPTI_RUNTIME_TRACE_CBID_SIZE];
+static CUpti_BuffersCallbackRequestFunc buf_requested;
+static CUpti_BuffersCallbackCompleteFunc buf_completed;
+static struct prec *pending;
+static size_t npending, cap_pending;
+static size_t dropped;
+static int device_emitted;
+static struct stream_end timeline[MAX_STREAMS];
+static struct interned *names;
+static uint32_t next_corr = 1; /* atomic */
+static char fake_context_obj;  /* CUcontext handed to callbacks: any stable non-NULL address */
+
+/* probe counters */
+static unsigned long long n_launches, n_flushes, n_buffers, n_subscribes, n_finalizes;
+static unsigned long long n_delivered[CUPTI_ACTIVITY_KIND_COUNT];
+static int kernel_kind_ever;
+
+static __thread struct {
+    uint64_t v[EXT_DEPTH];
+    int n;
+} ext_stack[CUPTI_EXTERNAL_CORRELATION_KIND_SIZE];
+
+static unsigned long long env_ull(const char *name, unsigned long long def, int *set)
+{
+    const char *s = getenv(name);
+    char *end;
+    unsigned long long v;
+
+    if (set)
+        *set = 0;
+    if (!s || !*s)
+        return def;
+    v = strtoull(s, &end, 0);
+    if (*end)
+        return def;
+    if (set)
+        *set = 1;
+    return v;
+}
+
+/* Called with lk held, or from pthread_once. */
+static void read_env(void)
+{
+    const char *r = getenv("FAKE_CUPTI_REFUSE");
+    int set;
+
+    kernel_ns = env_ull("FAKE_CUPTI_KERNEL_NS", DEFAULT_KERNEL_NS, NULL);
+    shuffle_state = env_ull("FAKE_CUPTI_SHUFFLE", 0, &set);
+    shuffle_on = set;
+    buffer_records = (size_t)env_ull("FAKE_CUPTI_BUFFER_RECORDS", 0, NULL);
+    flush_threshold = (size_t)env_ull("FAKE_CUPTI_FLUSH_THRESHOLD", DEFAULT_THRESHOLD, NULL);
+    refuse_subscribe = r && (strstr(r, "subscribe") || strcmp(r, "all") == 0);
+    refuse_activity = r && (strstr(r, "activity") || strcmp(r, "all") == 0);
+}
+
+static void init(void)
+{
+    pthread_once(&env_once, read_env);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* splitmix64: deterministic for a given seed and call sequence. */
+static uint64_t rng_next(void)
+{
+    uint64_t z = (shuffle_state += 0x9e3779b97f4a7c15ull);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Returns a copy of name that lives as long as the process. lk held. */
+static const char *intern(const char *name)
+{
+    struct interned *e;
+    size_t len;
+
+    if (!name)
+        name = "fake_unknown_kernel";
+    for (e = names; e; e = e->next)
+        if (strcmp(e->name, name) == 0)
+            return e->name;
+    len = strlen(name) + 1;
+    e = malloc(sizeof(*e) + len);
+    if (!e)
+        return "fake_unknown_kernel";
+    memcpy(e->name, name, len);
+    e->next = names;
+    names = e;
+    return e->name;
+}
+
+/* Appends a zeroed record of the given kind to the pending list. lk held. NULL if out of memory
+ * (the record is then counted as dropped). */
+static struct prec *pending_add(CUpti_ActivityKind kind)
+{
+    struct prec *p;
+
+    if (npending == cap_pending) {
+        size_t ncap = cap_pending ? cap_pending * 2 : 64;
+        struct prec *np = realloc(pending, ncap * sizeof(*np));
+
+        if (!np) {
+            dropped++;
+            return NULL;
+        }
+        pending = np;
+        cap_pending = ncap;
+    }
+    p = &pending[npending++];
+    memset(p, 0, sizeof(*p));
+    p->u.hdr.kind = kind;
+    return p;
+}
+
+/* lk held. */
+static void queue_device_record(void)
+{
+    struct prec *p = pending_add(CUPTI_ACTIVITY_KIND_DEVICE);
+    CUpti_ActivityDevice5 *d;
+
+    if (!p)
+        return;
+    d = &p->u.dev;
+    d->flags = CUPTI_ACTIVITY_FLAG_NONE;
+    d->globalMemoryBandwidth = 3352320000ull; /* kB/s */
+    d->globalMemorySize = 85029158912ull;
+    d->constantMemorySize = 65536;
+    d->l2CacheSize = 52428800;
+    d->numThreadsPerWarp = 32;
+    d->coreClockRate = 1980000; /* kHz */
+    d->numMemcpyEngines = 5;
+    d->numMultiprocessors = 132;
+    d->maxIPC = 4;
+    d->maxWarpsPerMultiprocessor = 64;
+    d->maxBlocksPerMultiprocessor = 32;
+    d->maxSharedMemoryPerMultiprocessor = 233472;
+    d->maxRegistersPerMultiprocessor = 65536;
+    d->maxRegistersPerBlock = 65536;
+    d->maxSharedMemoryPerBlock = 49152;
+    d->maxThreadsPerBlock = 1024;
+    d->maxBlockDimX = 1024;
+    d->maxBlockDimY = 1024;
+    d->maxBlockDimZ = 64;
+    d->maxGridDimX = 2147483647;
+    d->maxGridDimY = 65535;
+    d->maxGridDimZ = 65535;
+    d->computeCapabilityMajor = 9;
+    d->computeCapabilityMinor = 0;
+    d->id = 0;
+    d->eccEnabled = 1;
+    for (int i = 0; i < 16; i++)
+        d->uuid.bytes[i] = (char)(0xf0 + i);
+    /* cupti_activity.h: "Client is responsible for freeing this memory using the free function
+     * when done." So this one is heap memory, a fresh copy per record. */
+    d->name = strdup("NVIDIA H100 80GB HBM3");
+    d->isCudaVisible = 1;
+    d->isMigEnabled = 0;
+    d->numaId = (uint32_t)-1;
+}
+
+/* The fake GPU timeline: each (device, stream) runs its kernels back to back. lk held. */
+static uint64_t *stream_last_end(int device, int stream)
+{
+    struct stream_end *free_slot = NULL;
+
+    for (int i = 0; i < MAX_STREAMS; i++) {
+        if (timeline[i].used && timeline[i].device == device && timeline[i].stream == stream)
+            return &timeline[i].end;
+        if (!timeline[i].used && !free_slot)
+            free_slot = &timeline[i];
+    }
+    if (!free_slot)
+        free_slot = &timeline[MAX_STREAMS - 1]; /* full: the last slot is shared */
+    free_slot->used = 1;
+    free_slot->device = device;
+    free_slot->stream = stream;
+    free_slot->end = 0;
+    return &free_slot->end;
+}
+
+/* Takes the pending list out, shuffled if FAKE_CUPTI_SHUFFLE asks and shuffle is set. lk held. */
+static struct prec *take_pending(size_t *n, int shuffle)
+{
+    struct prec *p = pending;
+
+    *n = npending;
+    pending = NULL;
+    npending = cap_pending = 0;
+    if (p && shuffle && shuffle_on) {
+        for (size_t i = *n; i > 1; i--) {
+            size_t j = (size_t)(rng_next() % i);
+            struct prec t = p[i - 1];
+
+            p[i - 1] = p[j];
+            p[j] = t;
+        }
+    }
+    return p;
+}
+
+/* Frees what a record that never reaches a client owns. */
+static void release_record(struct prec *p)
+{
+    if (p->u.hdr.kind == CUPTI_ACTIVITY_KIND_DEVICE)
+        free((void *)p->u.dev.name);
+}
+
+/* Hands recs to the client through its buffer callbacks. Called without lk: the callbacks are the
+ * client's code. Frees recs. */
+static void deliver(struct prec *recs, size_t n, CUpti_BuffersCallbackRequestFunc req,
+                    CUpti_BuffersCallbackCompleteFunc done, size_t per_buffer)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        uint8_t *buf = NULL;
+        size_t size = 0, max_records = 0, off = 0, count = 0, limit;
+        size_t lost = 0;
+        unsigned long long per_kind[CUPTI_ACTIVITY_KIND_COUNT] = {0};
+
+        req(&buf, &size, &max_records);
+        if (!buf) {
+            /* The client declined: CUPTI drops what it cannot store. */
+            lost = n - i;
+            for (; i < n; i++)
+                release_record(&recs[i]);
+            pthread_mutex_lock(&lk);
+            dropped += lost;
+            pthread_mutex_unlock(&lk);
+            break;
+        }
+        limit = max_records;
+        if (per_buffer && (limit == 0 || per_buffer < limit))
+            limit = per_buffer;
+        if (((uintptr_t)buf & 7u) != 0) {
+            fprintf(stderr, "fake_cupti: activity buffer %p is not 8-byte aligned; records dropped\n",
+                    (void *)buf);
+            size = 0;
+        }
+        while (i < n && (limit == 0 || count < limit)) {
+            size_t rsz = ALIGN8(record_size(recs[i].u.hdr.kind));
+
+            if (rsz > size - off)
+                break;
+            memcpy(buf + off, &recs[i].u, record_size(recs[i].u.hdr.kind));
+            memset(buf + off + record_size(recs[i].u.hdr.kind), 0,
+                   rsz - record_size(recs[i].u.hdr.kind));
+            per_kind[recs[i].u.hdr.kind]++;
+            off += rsz;
+            count++;
+            i++;
+        }
+        if (count == 0) {
+            /* Not even one record fits in this buffer: that record is dropped. */
+            release_record(&recs[i]);
+            i++;
+            lost = 1;
+        }
+        pthread_mutex_lock(&lk);
+        dropped += lost;
+        n_buffers++;
+        for (int k = 0; k < CUPTI_ACTIVITY_KIND_COUNT; k++)
+            n_delivered[k] += per_kind[k];
+        pthread_mutex_unlock(&lk);
+        done(NULL, 0, buf, size, off);
+    }
+    free(recs);
+}
+
+/* Delivers everything pending now, unless no buffer callbacks are registered. */
+static CUptiResult deliver_pending(int drop_if_no_callbacks)
+{
+    CUpti_BuffersCallbackRequestFunc req;
+    CUpti_BuffersCallbackCompleteFunc done;
+    struct prec *recs;
+    size_t n, per_buffer;
+
+    pthread_mutex_lock(&lk);
+    req = buf_requested;
+    done = buf_completed;
+    per_buffer = buffer_records;
+    if (!req || !done) {
+        if (drop_if_no_callbacks) {
+            recs = take_pending(&n, 0);
+            for (size_t i = 0; i < n; i++)
+                release_record(&recs[i]);
+            free(recs);
+            dropped += n;
+        }
+        pthread_mutex_unlock(&lk);
+        return CUPTI_ERROR_INVALID_OPERATION;
+    }
+    recs = take_pending(&n, 1);
+    pthread_mutex_unlock(&lk);
+    if (n)
+        deliver(recs, n, req, done, per_buffer);
+    else
+        free(recs);
+    return CUPTI_SUCCESS;
+}
+
+/* ---- the fake GPU ---- */
+
+void fake_cupti_launch(const char *name, int device, int stream)
+{
+    uint32_t corr = __atomic_fetch_add(&next_corr, 1, __ATOMIC_RELAXED);
+    CUpti_CallbackFunc cb = NULL;
+    void *userdata = NULL;
+    uint64_t api_start, api_end, correlation_data = 0;
+    CUresult launch_result = CUDA_SUCCESS;
+    cuLaunchKernel_params params;
+    CUpti_CallbackData data;
+    int over;
+
+    init();
+    pthread_mutex_lock(&lk);
+    n_launches++;
+    if (subscriber && subscriber->enabled[CUPTI_CB_DOMAIN_DRIVER_API][LAUNCH_CBID]) {
+        cb = subscriber->callback;
+        userdata = subscriber->userdata;
+    }
+    pthread_mutex_unlock(&lk);
+
+    memset(&params, 0, sizeof(params));
+    params.gridDimX = params.gridDimY = params.gridDimZ = 1;
+    params.blockDimX = 128;
+    params.blockDimY = params.blockDimZ = 1;
+    params.hStream = (CUstream)(intptr_t)stream;
+    memset(&data, 0, sizeof(data));
+    data.functionName = "cuLaunchKernel";
+    data.functionParams = &params;
+    data.symbolName = name;
+    data.context = (CUcontext)(void *)&fake_context_obj;
+    data.contextUid = 1;
+    data.correlationData = &correlation_data;
+    data.correlationId = corr;
+
+    api_start = now_ns();
+    if (cb) {
+        data.callbackSite = CUPTI_API_ENTER;
+        cb(userdata, CUPTI_CB_DOMAIN_DRIVER_API, LAUNCH_CBID, &data);
+    }
+    api_end = now_ns();
+    if (api_end <= api_start)
+        api_end = api_start + 1;
+    if (cb) {
+        data.callbackSite = CUPTI_API_EXIT;
+        data.functionReturnValue = &launch_result;
+        cb(userdata, CUPTI_CB_DOMAIN_DRIVER_API, LAUNCH_CBID, &data);
+    }
+
+    pthread_mutex_lock(&lk);
+    if (driver_api[LAUNCH_CBID]) {
+        struct prec *p;
+
+        /* "When a CUPTI activity API record is created while within an external API region and
+         * CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION is enabled, the activity API record will be
+         * preceded by a CUpti_ActivityExternalCorrelation record for each kind." */
+        if (act_enabled[CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION]) {
+            for (int k = 1; k < CUPTI_EXTERNAL_CORRELATION_KIND_SIZE; k++) {
+                if (ext_stack[k].n == 0)
+                    continue;
+                p = pending_add(CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION);
+                if (!p)
+                    continue;
+                p->u.ext.externalKind = (CUpti_ExternalCorrelationKind)k;
+                p->u.ext.externalId = ext_stack[k].v[ext_stack[k].n - 1];
+                p->u.ext.correlationId = corr;
+            }
+        }
+        p = pending_add(CUPTI_ACTIVITY_KIND_DRIVER);
+        if (p) {
+            p->u.api.cbid = LAUNCH_CBID;
+            p->u.api.start = api_start;
+            p->u.api.end = api_end;
+            p->u.api.processId = (uint32_t)getpid();
+            p->u.api.threadId = (uint32_t)syscall(SYS_gettid);
+            p->u.api.correlationId = corr;
+            p->u.api.returnValue = CUDA_SUCCESS;
+        }
+    }
+    if (act_enabled[CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL] || act_enabled[CUPTI_ACTIVITY_KIND_KERNEL]) {
+        CUpti_ActivityKind kind = act_enabled[CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL]
+                                      ? CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL
+                                      : CUPTI_ACTIVITY_KIND_KERNEL;
+        uint64_t *last = stream_last_end(device, stream);
+        uint64_t start = api_end + API_TO_KERNEL_NS;
+        struct prec *p;
+
+        if (*last > start)
+            start = *last;
+        *last = start + kernel_ns;
+        p = pending_add(kind);
+        if (p) {
+            CUpti_ActivityKernel10 *k = &p->u.kernel;
+
+            k->registersPerThread = 32;
+            k->start = start;
+            k->end = start + kernel_ns;
+            k->completed = k->end;
+            k->deviceId = (uint32_t)device;
+            k->contextId = 1;
+            k->streamId = (uint32_t)stream;
+            k->gridX = k->gridY = k->gridZ = 1;
+            k->blockX = 128;
+            k->blockY = k->blockZ = 1;
+            k->correlationId = corr;
+            k->gridId = (int64_t)corr;
+            k->name = intern(name);
+            k->queued = CUPTI_TIMESTAMP_UNKNOWN;
+            k->submitted = CUPTI_TIMESTAMP_UNKNOWN;
+            k->launchType = CUPTI_ACTIVITY_LAUNCH_TYPE_REGULAR;
+            k->graphNodeId = 0;
+            k->graphId = 0;
+        }
+    }
+    over = npending > flush_threshold;
+    pthread_mutex_unlock(&lk);
+
+    /* A full set of buffers goes out as the real CUPTI's would, without a flush. */
+    if (over)
+        deliver_pending(1);
+}
+
+void fake_cupti_kernel_launched(const char *name, int device, int stream)
+{
+    fake_cupti_launch(name, device, stream);
+}
+
+/* ---- probe API ---- */
+
+unsigned long long fake_cupti_launches(void)
+{
+    unsigned long long n;
+
+    pthread_mutex_lock(&lk);
+    n = n_launches;
+    pthread_mutex_unlock(&lk);
+    return n;
+}
+
+unsigned long long fake_cupti_records_delivered(int kind)
+{
+    unsigned long long n = 0;
+
+    pthread_mutex_lock(&lk);
+    if (kind < 0) {
+        for (int i = 0; i < CUPTI_ACTIVITY_KIND_COUNT; i++)
+            n += n_delivered[i];
+    } else if (kind < CUPTI_ACTIVITY_KIND_COUNT) {
+        n = n_delivered[kind];
+    }
+    pthread_mutex_unlock(&lk);
+    return n;
+}
+
+unsigned long long fake_cupti_flushes(void)
+{
+    unsigned long long n;
+
+    pthread_mutex_lock(&lk);
+    n = n_flushes;
+    pthread_mutex_unlock(&lk);
+    return n;
+}
+
+unsigned long long fake_cupti_buffers_completed(void)
+{
+    unsigned long long n;
+
+    pthread_mutex_lock(&lk);
+    n = n_buffers;
+    pthread_mutex_unlock(&lk);
+    return n;
+}
+
+int fake_cupti_subscribers(void)
+{
+    int n;
+
+    pthread_mutex_lock(&lk);
+    n = subscriber != NULL;
+    pthread_mutex_unlock(&lk);
+    return n;
+}
+
+unsigned long long fake_cupti_subscribe_calls(void)
+{
+    unsigned long long n;
+
+    pthread_mutex_lock(&lk);
+    n = n_subscribes;
+    pthread_mutex_unlock(&lk);
+    return n;
+}
+
+unsigned long long fake_cupti_finalizes(void)
+{
+    unsigned long long n;
+
+    pthread_mutex_lock(&lk);
+    n = n_finalizes;
+    pthread_mutex_unlock(&lk);
+    return n;
+}
+
+size_t fake_cupti_pending(void)
+{
+    size_t n;
+
+    pthread_mutex_lock(&lk);
+    n = npending;
+    pthread_mutex_unlock(&lk);
+    return n;
+}
+
+int fake_cupti_activity_enabled(int kind)
+{
+    int on = 0;
+
+    pthread_mutex_lock(&lk);
+    if (kind == CUPTI_ACTIVITY_KIND_DRIVER)
+        on = driver_api[LAUNCH_CBID];
+    else if (kind > 0 && kind < CUPTI_ACTIVITY_KIND_COUNT)
+        on = act_enabled[kind];
+    pthread_mutex_unlock(&lk);
+    return on;
+}
+
+int fake_cupti_kernel_kind_enabled(void)
+{
+    int on;
+
+    pthread_mutex_lock(&lk);
+    on = kernel_kind_ever;
+    pthread_mutex_unlock(&lk);
+    return on;
+}
+
+void fake_cupti_set_refuse(int subscribe, int activity)
+{
+    init();
+    pthread_mutex_lock(&lk);
+    refuse_subscribe = subscribe != 0;
+    refuse_activity = activity != 0;
+    pthread_mutex_unlock(&lk);
+}
+
+void fake_cupti_add_dropped(size_t n)
+{
+    pthread_mutex_lock(&lk);
+    dropped += n;
+    pthread_mutex_unlock(&lk);
+}
+
+void fake_cupti_reset(void)
+{
+    struct prec *recs;
+    size_t n;
+
+    init();
+    pthread_mutex_lock(&lk);
+    recs = take_pending(&n, 0);
+    for (size_t i = 0; i < n; i++)
+        release_record(&recs[i]);
+    free(recs);
+    read_env();
+    dropped = 0;
+    n_launches = n_flushes = n_buffers = n_subscribes = n_finalizes = 0;
+    memset(n_delivered, 0, sizeof(n_delivered));
+    kernel_kind_ever = act_enabled[CUPTI_ACTIVITY_KIND_KERNEL];
+    memset(timeline, 0, sizeof(timeline));
+    pthread_mutex_unlock(&lk);
+}
+
+/* ---- CUPTI: results and time ---- */
+
+#define RESULTS(X)                                                                                 \
+    X(CUPTI_SUCCESS) X(CUPTI_ERROR_INVALID_PARAMETER) X(CUPTI_ERROR_INVALID_DEVICE)                \
+    X(CUPTI_ERROR_INVALID_CONTEXT) X(CUPTI_ERROR_INVALID_EVENT_DOMAIN_ID)                          \
+    X(CUPTI_ERROR_INVALID_EVENT_ID) X(CUPTI_ERROR_INVALID_EVENT_NAME)                              \
+    X(CUPTI_ERROR_INVALID_OPERATION) X(CUPTI_ERROR_OUT_OF_MEMORY) X(CUPTI_ERROR_HARDWARE)          \
+    X(CUPTI_ERROR_PARAMETER_SIZE_NOT_SUFFICIENT) X(CUPTI_ERROR_API_NOT_IMPLEMENTED)                \
+    X(CUPTI_ERROR_MAX_LIMIT_REACHED) X(CUPTI_ERROR_NOT_READY) X(CUPTI_ERROR_NOT_COMPATIBLE)        \
+    X(CUPTI_ERROR_NOT_INITIALIZED) X(CUPTI_ERROR_INVALID_METRIC_ID)                                \
+    X(CUPTI_ERROR_INVALID_METRIC_NAME) X(CUPTI_ERROR_QUEUE_EMPTY) X(CUPTI_ERROR_INVALID_HANDLE)    \
+    X(CUPTI_ERROR_INVALID_STREAM) X(CUPTI_ERROR_INVALID_KIND) X(CUPTI_ERROR_INVALID_EVENT_VALUE)   \
+    X(CUPTI_ERROR_DISABLED) X(CUPTI_ERROR_INVALID_MODULE) X(CUPTI_ERROR_INVALID_METRIC_VALUE)      \
+    X(CUPTI_ERROR_HARDWARE_BUSY) X(CUPTI_ERROR_NOT_SUPPORTED)                                      \
+    X(CUPTI_ERROR_UM_PROFILING_NOT_SUPPORTED) X(CUPTI_ERROR_UM_PROFILING_NOT_SUPPORTED_ON_DEVICE)  \
+    X(CUPTI_ERROR_UM_PROFILING_NOT_SUPPORTED_WITH_MPS) X(CUPTI_ERROR_CDP_TRACING_NOT_SUPPORTED)    \
+    X(CUPTI_ERROR_VIRTUALIZED_DEVICE_NOT_SUPPORTED) X(CUPTI_ERROR_CUDA_COMPILER_NOT_COMPATIBLE)    \
+    X(CUPTI_ERROR_INSUFFICIENT_PRIVILEGES) X(CUPTI_ERROR_OLD_PROFILER_API_INITIALIZED)             \
+    X(CUPTI_ERROR_OPENACC_UNDEFINED_ROUTINE) X(CUPTI_ERROR_LEGACY_PROFILER_NOT_SUPPORTED)          \
+    X(CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED)                                              \
+    X(CUPTI_ERROR_VIRTUALIZED_DEVICE_INSUFFICIENT_PRIVILEGES)                                      \
+    X(CUPTI_ERROR_CONFIDENTIAL_COMPUTING_NOT_SUPPORTED) X(CUPTI_ERROR_CMP_DEVICE_NOT_SUPPORTED)    \
+    X(CUPTI_ERROR_MIG_DEVICE_NOT_SUPPORTED) X(CUPTI_ERROR_SLI_DEVICE_NOT_SUPPORTED)                \
+    X(CUPTI_ERROR_WSL_DEVICE_NOT_SUPPORTED) X(CUPTI_ERROR_INVALID_CHIP_NAME) X(CUPTI_ERROR_UNKNOWN)
+
+/* As the real one: the enum's name; "<unknown>" and INVALID_PARAMETER for other codes. */
+CUptiResult CUPTIAPI cuptiGetResultString(CUptiResult result, const char **str)
+{
+    if (!str)
+        return CUPTI_ERROR_INVALID_PARAMETER;
+    switch (result) {
+#define CASE(c)                                                                                    \
+    case c:                                                                                        \
+        *str = #c;                                                                                 \
+        return CUPTI_SUCCESS;
+        RESULTS(CASE)
+#undef CASE
+    default:
+        *str = "<unknown>";
+        return CUPTI_ERROR_INVALID_PARAMETER;
+    }
+}
+
+CUptiResult CUPTIAPI cuptiGetTimestamp(uint64_t *timestamp)
+{
+    if (!timestamp)
+        return CUPTI_ERROR_INVALID_PARAMETER;
+    *timestamp = now_ns();
+    return CUPTI_SUCCESS;
+}
+
+/* ---- CUPTI: callback API ---- */
+
+static size_t domain_cbids(CUpti_CallbackDomain domain)
+{
+    switch (domain) {
+    case CUPTI_CB_DOMAIN_DRIVER_API:
+        return CUPTI_DRIVER_TRACE_CBID_SIZE;
+    case CUPTI_CB_DOMAIN_RUNTIME_API:
+        return CUPTI_RUNTIME_TRACE_CBID_SIZE;
+    case CUPTI_CB_DOMAIN_RESOURCE:
+        return CUPTI_CBID_RESOURCE_SIZE;
+    case CUPTI_CB_DOMAIN_SYNCHRONIZE:
+        return CUPTI_CBID_SYNCHRONIZE_SIZE;
+    case CUPTI_CB_DOMAIN_NVTX:
+        return CUPTI_CBID_NVTX_SIZE;
+    case CUPTI_CB_DOMAIN_STATE:
+        return CUPTI_CBID_STATE_SIZE;
+    default:
+        return 0;
+    }
+}
+
+_Static_assert(CUPTI_DRIVER_TRACE_CBID_SIZE <= MAX_CBID, "driver cbids fit");
+_Static_assert(CUPTI_RUNTIME_TRACE_CBID_SIZE <= MAX_CBID, "runtime cbids fit");
+
+CUptiResult CUPTIAPI cuptiSubscribe(CUpti_SubscriberHandle *subscriberHandle,
+                                    CUpti_CallbackFunc callback, void *userdata)
+{
+    struct CUpti_Subscriber_st *s;
+
+    init();
+    if (!subscriberHandle)
+        return CUPTI_ERROR_INVALID_PARAMETER;
+    pthread_mutex_lock(&lk);
+    n_subscribes++;
+    if (refuse_subscribe || subscriber) {
+        pthread_mutex_unlock(&lk);
+        return CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        pthread_mutex_unlock(&lk);
+        return CUPTI_ERROR_OUT_OF_MEMORY;
+    }
+    s->callback = callback;
+    s->userdata = userdata;
+    subscriber = s;
+    pthread_mutex_unlock(&lk);
+    *subscriberHandle = s;
+    return CUPTI_SUCCESS;
+}
+
+CUptiResult CUPTIAPI cuptiUnsubscribe(CUpti_SubscriberHandle subscriberHandle)
+{
+    pthread_mutex_lock(&lk);
+    if (!subscriberHandle || subscriberHandle != subscriber) {
+        pthread_mutex_unlock(&lk);
+        return CUPTI_ERROR_INVALID_PARAMETER;
+    }
+    subscriber = NULL;
+    pthread_mutex_unlock(&lk);
+    free(subscriberHandle);
+    return CUPTI_SUCCESS;
+}
+
+CUptiResult CUPTIAPI cuptiEnableCallback(uint32_t enable, CUpti_SubscriberHandle subscriberHandle,
+                                         CUpti_CallbackDomain domain, CUpti_CallbackId cbid)
+{
+    CUptiResult r = CUPTI_SUCCESS;
+
+    pthread_mutex_lock(&lk);
+    if (!subscriberHandle || subscriberHandle != subscriber || cbid >= domain_cbids(domain))
+        r = CUPTI_ERROR_INVALID_PARAMETER;
+    else
+        subscriberHandle->enabled[domain][cbid] = enable != 0;
+    pthread_mutex_unlock(&lk);
+    return r;
+}
+
+CUptiResult CUPTIAPI cuptiEnableDomain(uint32_t enable, CUpti_SubscriberHandle subscriberHandle,
+                                       CUpti_CallbackDomain domain)
+{
+    CUptiResult r = CUPTI_SUCCESS;
+    size_t n = domain_cbids(domain);
+
+    pthread_mutex_lock(&lk);
+    if (!subscriberHandle || subscriberHandle != subscriber || n == 0)
+        r = CUPTI_ERROR_INVALID_PARAMETER;
+    else
+        memset(subscriberHandle->enabled[domain], enable != 0, n);
+    pthread_mutex_unlock(&lk);
+    return r;
+}
+
+/* ---- CUPTI: activity API ---- */
+
+CUptiResult CUPTIAPI cuptiActivityEnable(CUpti_ActivityKind kind)
+{
+    init();
+    if ((int)kind <= (int)CUPTI_ACTIVITY_KIND_INVALID || kind >= CUPTI_ACTIVITY_KIND_COUNT)
+        return CUPTI_ERROR_INVALID_KIND;
+    pthread_mutex_lock(&lk);
+    if (refuse_activity) {
+        pthread_mutex_unlock(&lk);
+        return CUPTI_ERROR_UNKNOWN;
+    }
+    act_enabled[kind] = 1;
+    switch (kind) {
+    case CUPTI_ACTIVITY_KIND_KERNEL:
+        kernel_kind_ever = 1;
+        break;
+    case CUPTI_ACTIVITY_KIND_DRIVER:
+        /* Overrides earlier cuptiActivityEnableDriverApi calls. */
+        memset(driver_api, 1, sizeof(driver_api));
+        break;
+    case CUPTI_ACTIVITY_KIND_RUNTIME:
+        memset(runtime_api, 1, sizeof(runtime_api));
+        break;
+    case CUPTI_ACTIVITY_KIND_DEVICE:
+        if (!device_emitted) {
+            device_emitted = 1;
+            queue_device_record();
+        }
+        break;
+    default:
+        break;
+    }
+    pthread_mutex_unlock(&lk);
+    return CUPTI_SUCCESS;
+}
+
+CUptiResult CUPTIAPI cuptiActivityDisable(CUpti_ActivityKind kind)
+{
+    init();
+    if ((int)kind <= (int)CUPTI_ACTIVITY_KIND_INVALID || kind >= CUPTI_ACTIVITY_KIND_COUNT)
+        return CUPTI_ERROR_INVALID_KIND;
+    pthread_mutex_lock(&lk);
+    act_enabled[kind] = 0;
+    if (kind == CUPTI_ACTIVITY_KIND_DRIVER)
+        memset(driver_api, 0, sizeof(driver_api));
+    else if (kind == CUPTI_ACTIVITY_KIND_RUNTIME)
+        memset(runtime_api, 0, sizeof(runtime_api));
+    pthread_mutex_unlock(&lk);
+    return CUPTI_SUCCESS;
+}
+
+CUptiResult CUPTIAPI cuptiActivityEnableDriverApi(CUpti_CallbackId cbid, uint8_t enable)
+{
+    CUptiResult r = CUPTI_SUCCESS;
+
+    init();
+    pthread_mutex_lock(&lk);
+    if (refuse_activity)
+        r = CUPTI_ERROR_UNKNOWN;
+    else if (cbid >= CUPTI_DRIVER_TRACE_CBID_SIZE)
+        r = CUPTI_ERROR_INVALID_PARAMETER;
+    else
+        driver_api[cbid] = enable != 0;
+    pthread_mutex_unlock(&lk);
+    return r;
+}
+
+CUptiResult CUPTIAPI cuptiActivityEnableRuntimeApi(CUpti_CallbackId cbid, uint8_t enable)
+{
+    CUptiResult r = CUPTI_SUCCESS;
+
+    init();
+    pthread_mutex_lock(&lk);
+    if (refuse_activity)
+        r = CUPTI_ERROR_UNKNOWN;
+    else if (cbid >= CUPTI_RUNTIME_TRACE_CBID_SIZE)
+        r = CUPTI_ERROR_INVALID_PARAMETER;
+    else
+        runtime_api[cbid] = enable != 0;
+    pthread_mutex_unlock(&lk);
+    return r;
+}
+
+CUptiResult CUPTIAPI cuptiActivityRegisterCallbacks(CUpti_BuffersCallbackRequestFunc funcBufferRequested,
+                                                    CUpti_BuffersCallbackCompleteFunc funcBufferCompleted)
+{
+    if (!funcBufferRequested || !funcBufferCompleted)
+        return CUPTI_ERROR_INVALID_PARAMETER;
+    pthread_mutex_lock(&lk);
+    buf_requested = funcBufferRequested;
+    buf_completed = funcBufferCompleted;
+    pthread_mutex_unlock(&lk);
+    return CUPTI_SUCCESS;
+}
+
+CUptiResult CUPTIAPI cuptiActivityFlushAll(uint32_t flag)
+{
+    (void)flag;
+    init();
+    pthread_mutex_lock(&lk);
+    n_flushes++;
+    pthread_mutex_unlock(&lk);
+    return deliver_pending(0);
+}
+
+/* As the real one: MAX_LIMIT_REACHED at the end (and for a record cut short by validSize),
+ * INVALID_KIND for a kind it does not know, *record left alone on failure. */
+CUptiResult CUPTIAPI cuptiActivityGetNextRecord(uint8_t *buffer, size_t validBufferSizeBytes,
+                                                CUpti_Activity **record)
+{
+    size_t off, size;
+    CUpti_Activity *r;
+
+    if (!buffer || !record)
+        return CUPTI_ERROR_INVALID_PARAMETER;
+    if (*record == NULL) {
+        off = 0;
+    } else {
+        uint8_t *prev = (uint8_t *)*record;
+
+        if (prev < buffer || prev >= buffer + validBufferSizeBytes)
+            return CUPTI_ERROR_INVALID_PARAMETER;
+        size = record_size((*record)->kind);
+        if (size == 0)
+            return CUPTI_ERROR_INVALID_KIND;
+        off = (size_t)(prev - buffer) + ALIGN8(size);
+    }
+    if (off >= validBufferSizeBytes || validBufferSizeBytes - off < sizeof(CUpti_Activity))
+        return CUPTI_ERROR_MAX_LIMIT_REACHED;
+    r = (CUpti_Activity *)(void *)(buffer + off);
+    size = record_size(r->kind);
+    if (size == 0)
+        return CUPTI_ERROR_INVALID_KIND;
+    if (size > validBufferSizeBytes - off)
+        return CUPTI_ERROR_MAX_LIMIT_REACHED;
+    *record = r;
+    return CUPTI_SUCCESS;
+}
+
+CUptiResult CUPTIAPI cuptiActivityGetNumDroppedRecords(CUcontext context, uint32_t streamId,
+                                                       size_t *droppedRecords)
+{
+    (void)context;
+    (void)streamId;
+    if (!droppedRecords)
+        return CUPTI_ERROR_INVALID_PARAMETER;
+    pthread_mutex_lock(&lk);
+    *droppedRecords = dropped;
+    dropped = 0;
+    pthread_mutex_unlock(&lk);
+    return CUPTI_SUCCESS;
+}
+
+CUptiResult CUPTIAPI cuptiActivityPushExternalCorrelationId(CUpti_ExternalCorrelationKind kind,
+                                                            uint64_t id)
+{
+    if ((int)kind <= (int)CUPTI_EXTERNAL_CORRELATION_KIND_INVALID ||
+        kind >= CUPTI_EXTERNAL_CORRELATION_KIND_SIZE)
+        return CUPTI_ERROR_INVALID_PARAMETER;
+    if (ext_stack[kind].n == EXT_DEPTH)
+        return CUPTI_ERROR_OUT_OF_MEMORY;
+    ext_stack[kind].v[ext_stack[kind].n++] = id;
+    return CUPTI_SUCCESS;
+}
+
+CUptiResult CUPTIAPI cuptiActivityPopExternalCorrelationId(CUpti_ExternalCorrelationKind kind,
+                                                           uint64_t *lastId)
+{
+    if ((int)kind <= (int)CUPTI_EXTERNAL_CORRELATION_KIND_INVALID ||
+        kind >= CUPTI_EXTERNAL_CORRELATION_KIND_SIZE)
+        return CUPTI_ERROR_INVALID_PARAMETER;
+    if (ext_stack[kind].n == 0)
+        return CUPTI_ERROR_QUEUE_EMPTY;
+    ext_stack[kind].n--;
+    if (lastId)
+        *lastId = ext_stack[kind].v[ext_stack[kind].n];
+    return CUPTI_SUCCESS;
+}
+
+/* Detaches as the real one does: the subscriber, every enabled kind and API, the buffer callbacks
+ * and the records not yet delivered are gone (the client was meant to flush first). Correlation
+ * ids keep counting; probe counters and refusal settings stay. */
+CUptiResult CUPTIAPI cuptiFinalize(void)
+{
+    struct CUpti_Subscriber_st *s;
+    struct prec *recs;
+    size_t n;
+
+    init();
+    pthread_mutex_lock(&lk);
+    n_finalizes++;
+    s = subscriber;
+    subscriber = NULL;
+    memset(act_enabled, 0, sizeof(act_enabled));
+    memset(driver_api, 0, sizeof(driver_api));
+    memset(runtime_api, 0, sizeof(runtime_api));
+    buf_requested = NULL;
+    buf_completed = NULL;
+    recs = take_pending(&n, 0);
+    for (size_t i = 0; i < n; i++)
+        release_record(&recs[i]);
+    free(recs);
+    dropped = 0;
+    device_emitted = 0;
+    pthread_mutex_unlock(&lk);
+    free(s);
+    return CUPTI_SUCCESS;
+}
+
+#pragma GCC visibility pop
