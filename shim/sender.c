@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,19 @@ struct frame {
 	uint32_t records;
 	size_t len, off;
 	uint8_t data[];
+};
+
+/* One calling thread's records, single producer (that thread), single
+ * consumer (the sender thread): a put is a struct copy and a release store,
+ * with no lock and no cache line shared with other callers. */
+#define RING_SIZE 4096u
+
+struct ring {
+	struct ring *next;      /* in the sender's list, under its lock */
+	_Atomic uint32_t head;  /* producer: records ever put */
+	_Atomic uint32_t tail;  /* consumer: records ever taken */
+	_Atomic int dead;       /* the thread exited; freed once drained */
+	struct mfu_record slot[RING_SIZE];
 };
 
 struct mfu_sender {
@@ -66,6 +80,11 @@ struct mfu_sender {
 	struct mfu_record *stage, *stage_spare;
 	uint32_t nstage, stage_cap;
 	uint64_t stage_since_ns;
+
+	struct ring *rings;
+	uint64_t rings_retired; /* records put through rings since freed */
+	uint64_t id;            /* unique per sender: a new one at a freed one's
+				 * address must not reuse a thread's old ring */
 
 	/* preamble: hello + devices + strings, re-encoded on every connection */
 	uint8_t *pre;
@@ -174,10 +193,62 @@ static int is_fixed(uint32_t type)
 	       type == MFU_REC_STATUS || type == MFU_REC_GOODBYE;
 }
 
+#define TLS static __thread __attribute__((tls_model("initial-exec")))
+TLS struct ring *my_ring;
+TLS uint64_t my_sender;
+static _Atomic uint64_t next_sender_id = 1;
+static pthread_key_t ring_key;
+static pthread_once_t ring_key_once = PTHREAD_ONCE_INIT;
+
+static void ring_orphan(void *arg)
+{
+	atomic_store_explicit(&((struct ring *)arg)->dead, 1, memory_order_release);
+}
+
+static void ring_key_make(void)
+{
+	pthread_key_create(&ring_key, ring_orphan);
+}
+
+/* The calling thread's ring for s, made on its first put; NULL if memory
+ * is short (the caller then takes the locked path). */
+static struct ring *ring_attach(struct mfu_sender *s)
+{
+	struct ring *q = calloc(1, sizeof(*q));
+
+	my_sender = s->id;
+	my_ring = q;
+	if (!q)
+		return NULL;
+	pthread_once(&ring_key_once, ring_key_make);
+	pthread_setspecific(ring_key, q);
+	pthread_mutex_lock(&s->mu);
+	q->next = s->rings;
+	s->rings = q;
+	pthread_mutex_unlock(&s->mu);
+	return q;
+}
+
 int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r)
 {
 	int rc = 0;
 
+	if (is_fixed(r->type)) {
+		struct ring *q = my_ring;
+		if (__builtin_expect(my_sender != s->id, 0))
+			q = ring_attach(s);
+		if (q) {
+			uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+			uint32_t t = atomic_load_explicit(&q->tail, memory_order_acquire);
+			if (h - t < RING_SIZE) {
+				q->slot[h & (RING_SIZE - 1)] = *r;
+				atomic_store_explicit(&q->head, h + 1, memory_order_release);
+				if (h - t == RING_SIZE / 2)
+					pthread_cond_signal(&s->wake); /* a hint; the thread also polls */
+				return 0;
+			}
+		}
+	}
 	pthread_mutex_lock(&s->mu);
 	/* A full stage (a burst faster than the sender thread encodes) falls
 	 * back to encoding here, into the byte budget: still no I/O, and
@@ -237,6 +308,9 @@ void mfu_sender_stats(struct mfu_sender *s, struct mfu_sender_stats *out)
 {
 	pthread_mutex_lock(&s->mu);
 	*out = s->st;
+	out->records += s->rings_retired;
+	for (struct ring *q = s->rings; q; q = q->next)
+		out->records += atomic_load_explicit(&q->head, memory_order_acquire);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -449,6 +523,56 @@ static void encode_staged(struct mfu_sender *s, const struct mfu_record *recs, u
 	}
 }
 
+/* Takes what every ring holds and encodes it; frees rings whose thread
+ * exited once they are empty.  Returns 1 if anything was taken. */
+static int drain_rings(struct mfu_sender *s)
+{
+	struct ring *list[256];
+	unsigned n = 0;
+	int any = 0;
+
+	pthread_mutex_lock(&s->mu);
+	for (struct ring **pp = &s->rings; *pp;) {
+		struct ring *q = *pp;
+		if (atomic_load_explicit(&q->dead, memory_order_acquire) &&
+		    atomic_load_explicit(&q->head, memory_order_acquire) == atomic_load(&q->tail)) {
+			*pp = q->next;
+			s->rings_retired += atomic_load(&q->head);
+			free(q);
+			continue;
+		}
+		if (n < sizeof(list) / sizeof(list[0]))
+			list[n++] = q;
+		pp = &q->next;
+	}
+	pthread_mutex_unlock(&s->mu);
+	for (unsigned i = 0; i < n; i++) {
+		struct ring *q = list[i];
+		uint32_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+		uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+		while (t != h) {
+			/* up to the end of the array, then from its start */
+			uint32_t at = t & (RING_SIZE - 1), k = h - t;
+			if (k > RING_SIZE - at)
+				k = RING_SIZE - at;
+			encode_staged(s, &q->slot[at], k);
+			t += k;
+			atomic_store_explicit(&q->tail, t, memory_order_release);
+			any = 1;
+		}
+	}
+	return any;
+}
+
+/* 1 when no ring holds a record; caller holds s->mu. */
+static int rings_empty(struct mfu_sender *s)
+{
+	for (struct ring *q = s->rings; q; q = q->next)
+		if (atomic_load_explicit(&q->head, memory_order_acquire) != atomic_load(&q->tail))
+			return 0;
+	return 1;
+}
+
 static void *sender_main(void *arg)
 {
 	struct mfu_sender *s = arg;
@@ -468,7 +592,10 @@ static void *sender_main(void *arg)
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
 			}
-			pthread_cond_timedwait(&s->wake, &s->mu, &ts);
+			/* every 50 ms a pass regardless: the rings fill without a lock,
+			 * so nothing here sees them change */
+			if (pthread_cond_timedwait(&s->wake, &s->mu, &ts) == ETIMEDOUT)
+				break;
 		}
 		if (s->open && s->enc.len &&
 		    (s->flush_req || s->stop || mono_ns() - s->open_since_ns >= s->flush_ms * 1000000ull))
@@ -500,6 +627,7 @@ static void *sender_main(void *arg)
 		pthread_mutex_unlock(&s->mu);
 
 		encode_staged(s, batch, nbatch);
+		drain_rings(s);
 		if (s->tenc.len && (stop || flushing || s->tenc.len >= s->frame_raw ||
 				    mono_ns() - s->tbuf_since_ns >= s->flush_ms * 1000000ull))
 			seal_private(s);
@@ -530,13 +658,14 @@ static void *sender_main(void *arg)
 
 		pthread_mutex_lock(&s->mu);
 		if (flushing && (!s->q_head || s->fd < 0) && !s->raw_head && !(s->open && s->enc.len) && !s->nstage &&
+		    rings_empty(s) &&
 		    !s->tenc.len) {
 			s->done_gen = gen;
 			if (s->flush_gen == gen) /* a flush asked for meanwhile stays asked */
 				s->flush_req = 0;
 			pthread_cond_broadcast(&s->drained);
 		}
-		int quit = stop && ((!s->q_head && !s->raw_head && !s->nstage && !s->tenc.len) ||
+		int quit = stop && ((!s->q_head && !s->raw_head && !s->nstage && !s->tenc.len && rings_empty(s)) ||
 				    mono_ns() >= s->stop_deadline_ns);
 		pthread_mutex_unlock(&s->mu);
 		if (quit || (stop && s->fd < 0))
@@ -586,6 +715,7 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
 	s->clock_arg = cfg->clock_arg;
 	if (hello->flags & MFU_HELLO_DEGRADED)
 		s->status_flags = MFU_STATUS_DEGRADED;
+	s->id = atomic_fetch_add(&next_sender_id, 1);
 	s->fd = -1;
 	s->raw_tail = &s->raw_head;
 	s->q_tail = &s->q_head;
@@ -694,6 +824,8 @@ void mfu_sender_shutdown(struct mfu_sender *s, int64_t exit_code, unsigned timeo
 	if (s->open)
 		s->st.dropped[MFU_DROP_DISCONNECTED] += s->enc.records;
 	s->st.dropped[MFU_DROP_DISCONNECTED] += s->nstage + s->tenc.records;
+	for (struct ring *q = s->rings; q; q = q->next)
+		s->st.dropped[MFU_DROP_DISCONNECTED] += atomic_load(&q->head) - atomic_load(&q->tail);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -716,6 +848,11 @@ void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_m
 	free(s->stage);
 	free(s->stage_spare);
 	free(s->tbuf);
+	while (s->rings) {
+		struct ring *q = s->rings;
+		s->rings = q->next;
+		free(q);
+	}
 	mfu_codec_free(s->codec);
 	free(s->pre);
 	pthread_mutex_destroy(&s->mu);
