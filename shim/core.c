@@ -232,16 +232,21 @@ static unsigned current_device(void)
 static void describe_device(unsigned dev)
 {
 	uint64_t bit = dev < 64 ? UINT64_C(1) << dev : 0;
-	if (!bit || (atomic_fetch_or(&devices_described, bit) & bit))
+	/* a plain load first: this runs on every GEMM call, from every thread */
+	if (!bit || (atomic_load_explicit(&devices_described, memory_order_relaxed) & bit) ||
+	    (atomic_fetch_or(&devices_described, bit) & bit))
 		return;
-	/* Name and SM count through the driver, when it is loaded. */
+	/* Name and SM count through the driver, when it is loaded; without it
+	 * there is nothing to say (CUPTI's device records say it otherwise). */
 	void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
-	int (*get_name)(char *, int, int) = h ? (int (*)(char *, int, int))dlsym(h, "cuDeviceGetName") : NULL;
-	int (*get_attr)(int *, int, int) = h ? (int (*)(int *, int, int))dlsym(h, "cuDeviceGetAttribute") : NULL;
+	if (!h)
+		return;
+	int (*get_name)(char *, int, int) = (int (*)(char *, int, int))dlsym(h, "cuDeviceGetName");
+	int (*get_attr)(int *, int, int) = (int (*)(int *, int, int))dlsym(h, "cuDeviceGetAttribute");
 	char name[256] = "";
 	int sms = 0, major = 0, minor = 0, clock = 0, memclock = 0;
-	if (get_name)
-		get_name(name, sizeof(name), (int)dev);
+	if (get_name && get_name(name, sizeof(name), (int)dev) != 0)
+		name[0] = 0;
 	if (get_attr) {
 		get_attr(&sms, 16, (int)dev);      /* CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT */
 		get_attr(&clock, 13, (int)dev);    /* CU_DEVICE_ATTRIBUTE_CLOCK_RATE (kHz) */
@@ -249,8 +254,9 @@ static void describe_device(unsigned dev)
 		get_attr(&major, 75, (int)dev);    /* COMPUTE_CAPABILITY_MAJOR */
 		get_attr(&minor, 76, (int)dev);    /* COMPUTE_CAPABILITY_MINOR */
 	}
-	if (h)
-		dlclose(h);
+	dlclose(h);
+	if (!name[0])
+		return;
 	struct mfu_record r = {.type = MFU_REC_DEVICE};
 	r.u.device.index = dev;
 	r.u.device.name = name;
