@@ -74,13 +74,6 @@ struct mfu_sender {
 	uint64_t status_flags;
 	struct mfu_sender_stats st;
 
-	/* Fixed-size records (kernel, gemm, api, step, status, goodbye) are only
-	 * copied here by callers; the sender thread encodes them, so a caller
-	 * pays a struct copy under the lock, not the varint encoding. */
-	struct mfu_record *stage, *stage_spare;
-	uint32_t nstage, stage_cap;
-	uint64_t stage_since_ns;
-
 	struct ring *rings;
 	uint64_t rings_retired; /* records put through rings since freed */
 	uint64_t id;            /* unique per sender: a new one at a freed one's
@@ -101,7 +94,7 @@ struct mfu_sender {
 	uint32_t seq;
 	uint64_t last_status_ns;
 	uint64_t sent_dropped[MFU_DROP__COUNT];
-	struct rawbuf *tbuf; /* the thread's own raw buffer for staged records */
+	struct rawbuf *tbuf; /* the thread's own raw buffer for ring records */
 	struct mfu_enc tenc;
 	uint64_t tbuf_since_ns;
 };
@@ -119,6 +112,13 @@ static uint64_t real_ns(void *unused)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A raw buffer holds a frame's worth plus one record of any size, so a put
+ * that starts below frame_raw always fits. */
+static size_t rawbuf_cap(const struct mfu_sender *s)
+{
+	return s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8);
 }
 
 static struct rawbuf *rawbuf_new(size_t cap)
@@ -174,7 +174,7 @@ static void seal_open(struct mfu_sender *s)
 
 static int open_buffer(struct mfu_sender *s)
 {
-	size_t cap = s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8);
+	size_t cap = rawbuf_cap(s);
 
 	if (s->held + cap > s->budget)
 		return -ENOBUFS;
@@ -250,18 +250,9 @@ int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r)
 		}
 	}
 	pthread_mutex_lock(&s->mu);
-	/* A full stage (a burst faster than the sender thread encodes) falls
-	 * back to encoding here, into the byte budget: still no I/O, and
+	/* Text records, and a full ring (a burst faster than the sender thread
+	 * drains): encoded here, into the byte budget.  Still no I/O, and
 	 * nothing is dropped until the budget itself is spent. */
-	if (is_fixed(r->type) && s->nstage < s->stage_cap) {
-		if (!s->nstage)
-			s->stage_since_ns = mono_ns();
-		s->stage[s->nstage++] = *r;
-		s->st.records++;
-		if (s->nstage == s->stage_cap / 2)
-			pthread_cond_signal(&s->wake);
-		goto out;
-	}
 	if (r->type == MFU_REC_DEVICE || r->type == MFU_REC_STRING) {
 		rc = preamble_put(s, r);
 		if (rc == -EINVAL)
@@ -479,7 +470,7 @@ static void pump(struct mfu_sender *s, int wait_ms)
 	}
 }
 
-/* The thread's own encoder, for staged records: sealed into a frame when
+/* The thread's own encoder, for ring records: sealed into a frame when
  * full or old.  Thread-only state, so no lock but for the accounting. */
 static void seal_private(struct mfu_sender *s)
 {
@@ -496,7 +487,7 @@ static void seal_private(struct mfu_sender *s)
 	mfu_enc_reset(&s->tenc);
 }
 
-static void encode_staged(struct mfu_sender *s, const struct mfu_record *recs, uint32_t n)
+static void encode_ring_records(struct mfu_sender *s, const struct mfu_record *recs, uint32_t n)
 {
 	uint64_t bad = 0;
 
@@ -555,7 +546,7 @@ static int drain_rings(struct mfu_sender *s)
 			uint32_t at = t & (RING_SIZE - 1), k = h - t;
 			if (k > RING_SIZE - at)
 				k = RING_SIZE - at;
-			encode_staged(s, &q->slot[at], k);
+			encode_ring_records(s, &q->slot[at], k);
 			t += k;
 			atomic_store_explicit(&q->tail, t, memory_order_release);
 			any = 1;
@@ -580,8 +571,6 @@ static void *sender_main(void *arg)
 	for (;;) {
 		pthread_mutex_lock(&s->mu);
 		while (!s->stop && !s->raw_head && !s->flush_req &&
-		       !(s->nstage && (s->nstage >= s->stage_cap / 2 ||
-				       mono_ns() - s->stage_since_ns >= s->flush_ms * 1000000ull / 4)) &&
 		       !(s->tenc.len && mono_ns() - s->tbuf_since_ns >= s->flush_ms * 1000000ull) &&
 		       !(s->open && s->enc.len && mono_ns() - s->open_since_ns >= s->flush_ms * 1000000ull) &&
 		       !(s->q_head && (s->fd >= 0 || mono_ns() >= s->next_connect_ns))) {
@@ -616,17 +605,8 @@ static void *sender_main(void *arg)
 		s->raw_tail = &s->raw_head;
 		int stop = s->stop, flushing = s->flush_req;
 		uint64_t gen = s->flush_gen;
-		/* take the staged records; callers go on staging into the spare */
-		struct mfu_record *batch = s->stage;
-		uint32_t nbatch = s->nstage;
-		if (nbatch) {
-			s->stage = s->stage_spare;
-			s->stage_spare = batch;
-			s->nstage = 0;
-		}
 		pthread_mutex_unlock(&s->mu);
 
-		encode_staged(s, batch, nbatch);
 		drain_rings(s);
 		if (s->tenc.len && (stop || flushing || s->tenc.len >= s->frame_raw ||
 				    mono_ns() - s->tbuf_since_ns >= s->flush_ms * 1000000ull))
@@ -634,7 +614,7 @@ static void *sender_main(void *arg)
 
 		while (raw) {
 			struct rawbuf *next = raw->next;
-			size_t cap = s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8);
+			size_t cap = rawbuf_cap(s);
 			struct frame *f = compress(s, raw->data, raw->len, raw->records);
 			pthread_mutex_lock(&s->mu);
 			s->held -= cap;
@@ -657,7 +637,7 @@ static void *sender_main(void *arg)
 			drop_frame_head(s);
 
 		pthread_mutex_lock(&s->mu);
-		if (flushing && (!s->q_head || s->fd < 0) && !s->raw_head && !(s->open && s->enc.len) && !s->nstage &&
+		if (flushing && (!s->q_head || s->fd < 0) && !s->raw_head && !(s->open && s->enc.len) &&
 		    rings_empty(s) &&
 		    !s->tenc.len) {
 			s->done_gen = gen;
@@ -665,7 +645,7 @@ static void *sender_main(void *arg)
 				s->flush_req = 0;
 			pthread_cond_broadcast(&s->drained);
 		}
-		int quit = stop && ((!s->q_head && !s->raw_head && !s->nstage && !s->tenc.len && rings_empty(s)) ||
+		int quit = stop && ((!s->q_head && !s->raw_head && !s->tenc.len && rings_empty(s)) ||
 				    mono_ns() >= s->stop_deadline_ns);
 		pthread_mutex_unlock(&s->mu);
 		if (quit || (stop && s->fd < 0))
@@ -708,8 +688,8 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
 	if (s->frame_raw > MFU_FRAME_RAW_MAX / 2)
 		s->frame_raw = MFU_FRAME_RAW_MAX / 2;
 	/* One open buffer and one in flight must fit, or nothing ever moves. */
-	if (s->budget < 3 * (s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8)))
-		s->budget = 3 * (s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8));
+	if (s->budget < 3 * rawbuf_cap(s))
+		s->budget = 3 * rawbuf_cap(s);
 	s->flush_ms = cfg->flush_ms ? cfg->flush_ms : 200;
 	s->clock_ns = cfg->clock_ns ? cfg->clock_ns : real_ns;
 	s->clock_arg = cfg->clock_arg;
@@ -719,14 +699,9 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
 	s->fd = -1;
 	s->raw_tail = &s->raw_head;
 	s->q_tail = &s->q_head;
-	size_t raw_cap = s->frame_raw + MFU_RECORD_FIXED_MAX + 4 * (MFU_STRING_MAX + 8);
-	/* two arrays of budget/8 each: memory stays within 1.25x the budget */
-	size_t cap = s->budget / 8 / sizeof(struct mfu_record);
-	s->stage_cap = (uint32_t)(cap < 1024 ? 1024 : cap > 262144 ? 262144 : cap);
-	s->stage = calloc(s->stage_cap, sizeof(*s->stage));
-	s->stage_spare = calloc(s->stage_cap, sizeof(*s->stage_spare));
+	size_t raw_cap = rawbuf_cap(s);
 	s->tbuf = rawbuf_new(raw_cap);
-	if (!s->stage || !s->stage_spare || !s->tbuf)
+	if (!s->tbuf)
 		goto fail;
 	mfu_enc_init(&s->tenc, s->tbuf->data, raw_cap);
 	pthread_mutex_init(&s->mu, NULL);
@@ -752,8 +727,6 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
 fail:
 	mfu_codec_free(s->codec);
 	free(s->pre);
-	free(s->stage);
-	free(s->stage_spare);
 	free(s->tbuf);
 	free(s);
 	return rc;
@@ -823,7 +796,7 @@ void mfu_sender_shutdown(struct mfu_sender *s, int64_t exit_code, unsigned timeo
 		s->st.dropped[MFU_DROP_DISCONNECTED] += r->records;
 	if (s->open)
 		s->st.dropped[MFU_DROP_DISCONNECTED] += s->enc.records;
-	s->st.dropped[MFU_DROP_DISCONNECTED] += s->nstage + s->tenc.records;
+	s->st.dropped[MFU_DROP_DISCONNECTED] += s->tenc.records;
 	for (struct ring *q = s->rings; q; q = q->next)
 		s->st.dropped[MFU_DROP_DISCONNECTED] += atomic_load(&q->head) - atomic_load(&q->tail);
 	pthread_mutex_unlock(&s->mu);
@@ -845,8 +818,6 @@ void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_m
 		free(r);
 	}
 	free(s->open);
-	free(s->stage);
-	free(s->stage_spare);
 	free(s->tbuf);
 	while (s->rings) {
 		struct ring *q = s->rings;
