@@ -3,11 +3,10 @@
  * The exported public API (include/mfu/mfu.h): thin wrappers over the core,
  * each a cheap no-op when the shim is disabled.
  */
-#include <string.h>
+#include <stddef.h>
 
 #include "core.h"
 #include "mfu/mfu.h"
-#include "mfu/wire.h"
 
 #define API __attribute__((visibility("default")))
 
@@ -31,24 +30,16 @@ API void mfu_set_model_flops_per_step(double model_flops)
 	shim_set_model_flops(model_flops);
 }
 
-static unsigned class_named(const char *dtype)
-{
-	for (unsigned c = 1; dtype && c < MFU_CLASS_COUNT; c++)
-		if (!strcmp(dtype, mfu_class_name(c)))
-			return c;
-	return 0;
-}
-
 API void mfu_region_push(const char *name, double flops)
 {
 	(void)name;
-	shim_region_push(flops, 0);
+	shim_region_push(flops, NULL);
 }
 
 API void mfu_region_push_dtype(const char *name, double flops, const char *dtype)
 {
 	(void)name;
-	shim_region_push(flops, class_named(dtype));
+	shim_region_push(flops, dtype);
 }
 
 API void mfu_region_pop(void)

@@ -40,7 +40,6 @@ static unsigned model_class;
 
 struct region {
 	uint64_t start_ns;
-	double flops;
 	uint64_t flops_left; /* not yet handed to a kernel */
 	unsigned cls;
 };
@@ -308,6 +307,26 @@ int shim_launch_context(struct launch_info *out)
 	return remat != 0;
 }
 
+/* Completes and sends a gemm record begun at start: the host times, the
+ * thread, the device, and the remat flag. */
+static void put_gemm(struct mfu_record *r, uint64_t start)
+{
+	struct mfu_rec_gemm *m = &r->u.gemm;
+	unsigned dev = current_device();
+
+	describe_device(dev);
+	m->start_ns = start;
+	m->end_ns = now_ns();
+	if (m->end_ns < m->start_ns)
+		m->end_ns = m->start_ns;
+	if (!tid)
+		tid = (uint32_t)gettid();
+	m->tid = tid;
+	m->device = dev;
+	m->flags |= remat_depth ? MFU_KF_REMAT : 0;
+	mfu_sender_put(sender, r);
+}
+
 void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 {
 	depth--;
@@ -320,18 +339,8 @@ void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 	cur.active = 0;
 	if (!succeeded || atomic_load_explicit(&state, memory_order_relaxed) != ST_ACTIVE)
 		return;
-	unsigned dev = current_device();
-	describe_device(dev);
 	struct mfu_record r = {.type = MFU_REC_GEMM};
 	struct mfu_rec_gemm *m = &r.u.gemm;
-	m->start_ns = c->t0;
-	m->end_ns = now_ns();
-	if (m->end_ns < m->start_ns)
-		m->end_ns = m->start_ns;
-	if (!tid)
-		tid = (uint32_t)gettid();
-	m->tid = tid;
-	m->device = dev;
 	m->api = g->api;
 	m->m = (uint64_t)g->m;
 	m->n = (uint64_t)g->n;
@@ -342,10 +351,10 @@ void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 	m->c_type = (uint64_t)(uint32_t)g->c_type;
 	m->compute_type = (uint64_t)(uint32_t)g->compute_type;
 	m->ops = g->ops;
-	m->flags = g->cls | (untimed ? MFU_KF_UNTIMED : 0) | (remat_depth ? MFU_KF_REMAT : 0);
+	m->flags = g->cls | (untimed ? MFU_KF_UNTIMED : 0);
 	m->flops = g->flops;
 	m->call = c->call;
-	mfu_sender_put(sender, &r);
+	put_gemm(&r, c->t0);
 }
 
 /* ---- public API backends ---- */
@@ -381,12 +390,13 @@ void shim_set_model_flops(double model_flops)
 		model_flops_default = model_flops;
 }
 
-void shim_region_push(double flops, unsigned cls)
+void shim_region_push(double flops, const char *dtype)
 {
+	unsigned cls = class_from_name(dtype);
 	int d = region_depth++;
 	if (d < REGION_DEPTH_MAX && shim_active()) {
 		double f = flops > 0 && flops < 1.8e19 ? flops : 0;
-		regions[d] = (struct region){now_ns(), f, (uint64_t)(f + 0.5), cls};
+		regions[d] = (struct region){now_ns(), (uint64_t)(f + 0.5), cls};
 	}
 }
 
@@ -400,23 +410,12 @@ void shim_region_pop(void)
 	/* FLOPs no kernel of the region took (no kernel timing, or no launch in
 	 * it) travel as one declared, untimed record over its host time. */
 	struct mfu_record r = {.type = MFU_REC_GEMM};
-	unsigned dev = current_device();
-	describe_device(dev);
-	r.u.gemm.start_ns = regions[d].start_ns;
-	r.u.gemm.end_ns = now_ns();
-	if (r.u.gemm.end_ns < r.u.gemm.start_ns)
-		r.u.gemm.end_ns = r.u.gemm.start_ns;
-	if (!tid)
-		tid = (uint32_t)gettid();
-	r.u.gemm.tid = tid;
-	r.u.gemm.device = dev;
 	r.u.gemm.api = API_REGION;
 	r.u.gemm.batch = 1;
-	r.u.gemm.flags = (regions[d].cls ? regions[d].cls : model_class) | MFU_KF_DECLARED | MFU_KF_UNTIMED |
-			 (remat_depth ? MFU_KF_REMAT : 0);
+	r.u.gemm.flags = (regions[d].cls ? regions[d].cls : model_class) | MFU_KF_DECLARED | MFU_KF_UNTIMED;
 	r.u.gemm.flops = regions[d].flops_left;
 	r.u.gemm.call = atomic_fetch_add_explicit(&next_call, 1, memory_order_relaxed);
-	mfu_sender_put(sender, &r);
+	put_gemm(&r, regions[d].start_ns);
 }
 
 void shim_remat_push(void)

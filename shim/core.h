@@ -55,7 +55,8 @@ void *shim_real(const char *name);
 void shim_step_begin(void);
 void shim_step_end(double model_flops);
 void shim_set_model_flops(double model_flops);
-void shim_region_push(double flops, unsigned cls);
+/* dtype: a class name ("bf16", ...), NULL or unknown for the model's class */
+void shim_region_push(double flops, const char *dtype);
 void shim_region_pop(void);
 void shim_remat_push(void);
 void shim_remat_pop(void);
