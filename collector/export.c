@@ -137,16 +137,19 @@ static double wfig_value(enum wfig k, const struct figures *f)
 	}
 }
 
-void export_job_figures(const struct agg *a, uint64_t window_ns, uint64_t now_mono_ns,
+void export_job_figures(const struct agg *a, const char *job, uint64_t window_ns, uint64_t now_mono_ns,
 			struct figures *out)
 {
-	const struct agg_device *d;
 	struct figures f;
 
 	figures_zero(out);
-	FOR_EACH_DEVICE(a, d) {
-		figures_device(a, d, window_ns, now_mono_ns, &f);
-		figures_add(out, &f);
+	for (unsigned i = 0; i < a->nsrc; i++) {
+		if (job && strcmp(a->src[i]->job, job))
+			continue;
+		for (unsigned di = 0; di < a->src[i]->ndev; di++) {
+			figures_device(a, a->src[i]->dev[di], window_ns, now_mono_ns, &f);
+			figures_add(out, &f);
+		}
 	}
 	figures_finish(out);
 }
@@ -360,17 +363,8 @@ static void export_job(const struct agg *a, uint64_t now, struct strbuf *sb)
 			if (!first)
 				continue;
 			for (unsigned w = 0; w < EXPORT_WINDOWS; w++) {
-				struct figures acc, f;
-				figures_zero(&acc);
-				for (unsigned j = i; j < a->nsrc; j++) {
-					if (strcmp(a->src[j]->job, job))
-						continue;
-					for (unsigned di = 0; di < a->src[j]->ndev; di++) {
-						figures_device(a, a->src[j]->dev[di], export_windows[w].ns, now, &f);
-						figures_add(&acc, &f);
-					}
-				}
-				figures_finish(&acc);
+				struct figures acc;
+				export_job_figures(a, job, export_windows[w].ns, now, &acc);
 				double v = k == 0 ? acc.hfu
 					   : k == 1 ? acc.mfu
 					   : k == 2 ? (acc.wall_s > 0 ? acc.hw_flops / acc.wall_s : NAN)
@@ -532,7 +526,7 @@ void export_json_summary(const struct agg *a, uint64_t now, struct strbuf *sb)
 
 	for (unsigned i = 0; i < a->nsrc; i++)
 		exact_add_source(a, a->src[i], now, &job);
-	export_job_figures(a, 0, now, &total);
+	export_job_figures(a, NULL, 0, now, &total);
 
 	sb_printf(sb, "{\"version\":\"%s\",", MFU_VERSION);
 	json_exact(sb, &job);
@@ -565,7 +559,7 @@ void export_json_summary(const struct agg *a, uint64_t now, struct strbuf *sb)
 		  any_synthetic(a) ? "true" : "false");
 	for (unsigned w = 0; w < EXPORT_WINDOWS; w++) {
 		struct figures f;
-		export_job_figures(a, export_windows[w].ns, now, &f);
+		export_job_figures(a, NULL, export_windows[w].ns, now, &f);
 		sb_printf(sb, "%s\"%s\":", w ? "," : "", export_windows[w].label);
 		json_figures(sb, &f);
 	}
@@ -626,7 +620,7 @@ void export_status_line(const struct agg *a, uint64_t window_ns, const char *lab
 {
 	struct figures f;
 
-	export_job_figures(a, window_ns, now, &f);
+	export_job_figures(a, NULL, window_ns, now, &f);
 	sb_printf(sb, "[mfu %s] %8.1f TFLOP/s", label, f.wall_s > 0 ? f.hw_flops / f.wall_s / 1e12 : 0.0);
 	pct(sb, "HFU", f.hfu);
 	pct(sb, "MFU", f.mfu);
@@ -658,7 +652,7 @@ void export_summary_table(const struct agg *a, uint64_t now, struct strbuf *sb)
 
 	for (unsigned i = 0; i < a->nsrc; i++)
 		exact_add_source(a, a->src[i], now, &e);
-	export_job_figures(a, 0, now, &f);
+	export_job_figures(a, NULL, 0, now, &f);
 	sb_puts(sb, "mfu summary");
 	if (any_synthetic(a))
 		sb_puts(sb, " (SYNTHETIC data, not a measurement)");
@@ -702,7 +696,7 @@ void export_top_table(const struct agg *a, uint64_t now, struct strbuf *sb)
 {
 	struct figures job;
 
-	export_job_figures(a, UINT64_C(10000000000), now, &job);
+	export_job_figures(a, NULL, UINT64_C(10000000000), now, &job);
 	sb_printf(sb, "mfu top: %u source%s, 10 s window", a->nsrc, a->nsrc == 1 ? "" : "s");
 	if (any_synthetic(a))
 		sb_puts(sb, "  (SYNTHETIC data)");

@@ -34,8 +34,9 @@ void export_prometheus(const struct agg *a, uint64_t now_mono_ns, const struct e
 		       struct strbuf *out);
 void export_json_summary(const struct agg *a, uint64_t now_mono_ns, struct strbuf *out);
 
-/* Job-level figures over all sources for one window (0 = since start). */
-void export_job_figures(const struct agg *a, uint64_t window_ns, uint64_t now_mono_ns,
+/* Job-level figures for one window (0 = since start), over the sources of
+ * one job, or of all when job is NULL. */
+void export_job_figures(const struct agg *a, const char *job, uint64_t window_ns, uint64_t now_mono_ns,
 			struct figures *out);
 /* "table:NVIDIA H100 SXM5", "override:--peak-tflops", "unknown", "mixed". */
 void export_peak_source(const struct agg *a, const struct agg_device *d, unsigned cls, char *buf,
