@@ -230,11 +230,17 @@ static __attribute__((noinline)) int apply_kernel(struct agg_source *s, const st
 	unsigned cls = (unsigned)(k->flags & 0xf);
 	int remat = (k->flags & MFU_KF_REMAT) != 0;
 
+	/* Known: the kernel belongs to a counted GEMM call or a declared region,
+	 * whose FLOPs ride on its first kernel (split-K and reductions follow
+	 * with none): all of the call's kernel time is covered. */
+	int known = k->flops || (k->flags & (MFU_KF_GEMM | MFU_KF_DECLARED));
+
 	d->tot.kernels++;
 	d->tot.kernel_ns += dur;
+	if (known)
+		d->tot.known_kernel_ns += dur;
 	if (k->flops) {
 		d->tot.flops[cls] += k->flops;
-		d->tot.known_kernel_ns += dur;
 		if (remat)
 			d->tot.remat_flops += k->flops;
 	}
@@ -247,9 +253,10 @@ static __attribute__((noinline)) int apply_kernel(struct agg_source *s, const st
 	if (b) {
 		b->v[WF_KERNELS] += 1;
 		b->v[WF_KERNEL_NS] += (double)dur;
+		if (known)
+			b->v[WF_KNOWN_KERNEL_NS] += (double)dur;
 		if (k->flops) {
 			b->v[WF_FLOPS + cls] += (double)k->flops;
-			b->v[WF_KNOWN_KERNEL_NS] += (double)dur;
 			if (remat)
 				b->v[WF_REMAT_FLOPS] += (double)k->flops;
 		}
@@ -259,9 +266,10 @@ static __attribute__((noinline)) int apply_kernel(struct agg_source *s, const st
 		unsigned work = 0;
 		window_add_at(&d->win, WF_KERNELS, k->end_ns, 1);
 		work += window_add_span(&d->win, WF_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
+		if (known)
+			work += window_add_span(&d->win, WF_KNOWN_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
 		if (k->flops) {
 			work += window_add_span(&d->win, WF_FLOPS + cls, k->start_ns, k->end_ns, (double)k->flops);
-			work += window_add_span(&d->win, WF_KNOWN_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
 			if (remat)
 				work += window_add_span(&d->win, WF_REMAT_FLOPS, k->start_ns, k->end_ns,
 							(double)k->flops);

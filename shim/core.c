@@ -294,6 +294,9 @@ int shim_launch_context(struct launch_info *out)
 		cur.flops_left = 0;
 		return 1;
 	}
+	/* Inside a declared region, every kernel is the region's work (so its
+	 * time counts as covered); the first one carries the FLOPs not yet
+	 * handed out, innermost region first. */
 	int d = region_depth < REGION_DEPTH_MAX ? region_depth : REGION_DEPTH_MAX;
 	for (int i = d - 1; i >= 0; i--) {
 		if (!regions[i].flops_left)
@@ -303,8 +306,8 @@ int shim_launch_context(struct launch_info *out)
 		regions[i].flops_left = 0;
 		return 1;
 	}
-	*out = (struct launch_info){0, 0, remat};
-	return remat != 0;
+	*out = (struct launch_info){0, 0, (region_depth ? MFU_KF_DECLARED : 0) | remat};
+	return out->flags != 0;
 }
 
 /* Completes and sends a gemm record begun at start: the host times, the

@@ -12,6 +12,13 @@
  * The CUSTOM2 external correlation id of each GEMM call is pushed too, for
  * tools that correlate through it.
  *
+ * CUDA graphs: a launch into a capturing stream runs nothing; the driver
+ * reports the graph node it became (GRAPHNODE_CREATED, on the launching
+ * thread, between the launch's ENTER and EXIT), and that node id takes the
+ * launch's entry.  Instantiation clones nodes (GRAPHNODE_CLONED), and each
+ * replayed kernel's record names its clone, so every replay carries the
+ * captured call's FLOPs again.
+ *
  * CONCURRENT_KERNEL, never KERNEL (which serializes the GPU).  A thread
  * flushes every 500 ms so the collector's 1 s window is real.
  */
@@ -54,6 +61,7 @@ struct cupti_table {
 	__typeof__(cuptiActivityPopExternalCorrelationId) *cuptiActivityPopExternalCorrelationId;
 	__typeof__(cuptiActivityEnableDriverApi) *cuptiActivityEnableDriverApi;
 	__typeof__(cuptiGetResultString) *cuptiGetResultString;
+	__typeof__(cuptiGetGraphNodeId) *cuptiGetGraphNodeId; /* optional: graph attribution */
 };
 
 static struct cupti_table cu;
@@ -72,94 +80,159 @@ static const CUpti_CallbackId launch_cbids[] = {
 	CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch_ptsz,
 };
 
-/* ---- correlation id -> launch_info ---- */
+static const CUpti_CallbackId graph_cbids[] = {
+	CUPTI_CBID_RESOURCE_GRAPHNODE_CREATED,
+	CUPTI_CBID_RESOURCE_GRAPHNODE_CLONED,
+	CUPTI_CBID_RESOURCE_GRAPHNODE_DESTROY_STARTING,
+};
+
+/* ---- id -> launch_info: launches by correlation id, graph nodes by node id ---- */
 
 struct slot {
-	uint32_t corr; /* 0: empty */
+	uint64_t key; /* 0: empty */
 	struct launch_info info;
 };
 
+struct idmap {
+	struct slot *s;
+	uint32_t cap, used;
+};
+
+/* A kernel's correlation id is taken by its first activity record; a graph
+ * node's entry lives until the node is destroyed, since every replay runs it
+ * again. */
 static pthread_mutex_t map_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct slot *map;
-static uint32_t map_cap, map_used;
+static struct idmap launches, nodes;
 #define MAP_CAP_MAX (1u << 20)
 
-static uint32_t slot_of(uint32_t corr, uint32_t cap)
+static uint32_t slot_of(uint64_t key, uint32_t cap)
 {
-	return (corr * 2654435761u) & (cap - 1);
+	return (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 32) & (cap - 1);
 }
 
 /* Open addressing with backward-shift deletion; caller holds map_mu. */
-static int map_grow(void)
+static int map_grow(struct idmap *m)
 {
-	uint32_t cap = map_cap ? map_cap * 2 : 4096;
+	uint32_t cap = m->cap ? m->cap * 2 : 4096;
 	if (cap > MAP_CAP_MAX)
 		return -1;
-	struct slot *m = calloc(cap, sizeof(*m));
-	if (!m)
+	struct slot *t = calloc(cap, sizeof(*t));
+	if (!t)
 		return -1;
-	for (uint32_t i = 0; i < map_cap; i++) {
-		if (!map[i].corr)
+	for (uint32_t i = 0; i < m->cap; i++) {
+		if (!m->s[i].key)
 			continue;
-		uint32_t j = slot_of(map[i].corr, cap);
-		while (m[j].corr)
+		uint32_t j = slot_of(m->s[i].key, cap);
+		while (t[j].key)
 			j = (j + 1) & (cap - 1);
-		m[j] = map[i];
+		t[j] = m->s[i];
 	}
-	free(map);
-	map = m;
-	map_cap = cap;
+	free(m->s);
+	m->s = t;
+	m->cap = cap;
 	return 0;
 }
 
-static void map_put(uint32_t corr, const struct launch_info *info)
+static void map_put(struct idmap *m, uint64_t key, const struct launch_info *info)
 {
+	if (!key)
+		return;
 	pthread_mutex_lock(&map_mu);
-	if ((map_used + 1) * 2 > map_cap && map_grow()) {
+	if ((m->used + 1) * 2 > m->cap && map_grow(m)) {
 		pthread_mutex_unlock(&map_mu);
 		return; /* full: the kernel goes out plain; its call's FLOPs ride on the gemm record */
 	}
-	uint32_t i = slot_of(corr, map_cap);
-	while (map[i].corr && map[i].corr != corr)
-		i = (i + 1) & (map_cap - 1);
-	if (!map[i].corr)
-		map_used++;
-	map[i] = (struct slot){corr, *info};
+	uint32_t i = slot_of(key, m->cap);
+	while (m->s[i].key && m->s[i].key != key)
+		i = (i + 1) & (m->cap - 1);
+	if (!m->s[i].key)
+		m->used++;
+	m->s[i] = (struct slot){key, *info};
 	pthread_mutex_unlock(&map_mu);
 }
 
-static int map_take(uint32_t corr, struct launch_info *info)
+/* Finds key's entry; copies it to *info when info is not NULL, and removes
+ * it when take is set.  Returns whether it was there. */
+static int map_get(struct idmap *m, uint64_t key, struct launch_info *info, int take)
 {
 	int found = 0;
 	pthread_mutex_lock(&map_mu);
-	if (map_cap && corr) {
-		uint32_t i = slot_of(corr, map_cap);
-		while (map[i].corr && map[i].corr != corr)
-			i = (i + 1) & (map_cap - 1);
-		if (map[i].corr == corr) {
-			*info = map[i].info;
+	if (m->cap && key) {
+		uint32_t i = slot_of(key, m->cap);
+		while (m->s[i].key && m->s[i].key != key)
+			i = (i + 1) & (m->cap - 1);
+		if (m->s[i].key == key) {
+			if (info)
+				*info = m->s[i].info;
 			found = 1;
-			/* backward-shift deletion keeps probe chains intact */
-			uint32_t j = i;
-			for (;;) {
-				map[i].corr = 0;
+			if (take) {
+				/* backward-shift deletion keeps probe chains intact */
+				uint32_t j = i;
 				for (;;) {
-					j = (j + 1) & (map_cap - 1);
-					if (!map[j].corr)
-						goto done;
-					uint32_t home = slot_of(map[j].corr, map_cap);
-					if (i <= j ? (home <= i || home > j) : (home <= i && home > j))
-						break;
+					m->s[i].key = 0;
+					for (;;) {
+						j = (j + 1) & (m->cap - 1);
+						if (!m->s[j].key)
+							goto done;
+						uint32_t home = slot_of(m->s[j].key, m->cap);
+						if (i <= j ? (home <= i || home > j) : (home <= i && home > j))
+							break;
+					}
+					m->s[i] = m->s[j];
+					i = j;
 				}
-				map[i] = map[j];
-				i = j;
-			}
 done:
-			map_used--;
+				m->used--;
+			}
 		}
 	}
 	pthread_mutex_unlock(&map_mu);
 	return found;
+}
+
+/* A destroyed graph's last replays may still be running, and their records
+ * arrive with a later flush: its nodes are forgotten two flushes after the
+ * destruction, not at once.  Node ids are never reused. */
+#define RETIRED_MAX 65536u
+
+static struct {
+	uint64_t id;
+	uint64_t flush; /* flushes completed when it was destroyed */
+} retired[RETIRED_MAX];
+static uint32_t retired_head, retired_tail; /* under map_mu */
+static _Atomic uint64_t flushes_done;
+
+static void retire_node(uint64_t id)
+{
+	if (!id)
+		return;
+	pthread_mutex_lock(&map_mu);
+	if (retired_tail - retired_head == RETIRED_MAX) {
+		/* too many at once: the oldest goes now */
+		uint64_t old = retired[retired_head++ % RETIRED_MAX].id;
+		pthread_mutex_unlock(&map_mu);
+		map_get(&nodes, old, NULL, 1);
+		pthread_mutex_lock(&map_mu);
+	}
+	retired[retired_tail++ % RETIRED_MAX].id = id;
+	retired[(retired_tail - 1) % RETIRED_MAX].flush = atomic_load(&flushes_done);
+	pthread_mutex_unlock(&map_mu);
+}
+
+/* On the flush thread, after each flush. */
+static void forget_retired_nodes(void)
+{
+	uint64_t done = atomic_fetch_add(&flushes_done, 1) + 1;
+	for (;;) {
+		pthread_mutex_lock(&map_mu);
+		if (retired_head == retired_tail || retired[retired_head % RETIRED_MAX].flush + 2 > done) {
+			pthread_mutex_unlock(&map_mu);
+			return;
+		}
+		uint64_t id = retired[retired_head++ % RETIRED_MAX].id;
+		pthread_mutex_unlock(&map_mu);
+		map_get(&nodes, id, NULL, 1);
+	}
 }
 
 /* ---- kernel names ---- */
@@ -209,17 +282,80 @@ static uint32_t name_id(const char *name)
 
 /* ---- callbacks ---- */
 
+/* The launch this thread is inside, between its ENTER and EXIT callbacks:
+ * stream capture turns it into a graph node instead of a kernel, and the
+ * node's creation is reported on this thread in between. */
+static __thread struct {
+	uint64_t corr;
+	struct launch_info info;
+	int armed, captured;
+} in_launch;
+
+static uint64_t node_id(CUgraphNode node)
+{
+	uint64_t id = 0;
+	if (!node || cu.cuptiGetGraphNodeId(node, &id) != CUPTI_SUCCESS)
+		return 0;
+	return id;
+}
+
+static void on_launch(const CUpti_CallbackData *cb)
+{
+	struct launch_info info;
+
+	if (cb->callbackSite == CUPTI_API_ENTER) {
+		in_launch.armed = shim_launch_context(&info);
+		if (!in_launch.armed)
+			return;
+		in_launch.corr = cb->correlationId;
+		in_launch.info = info;
+		in_launch.captured = 0;
+		map_put(&launches, cb->correlationId, &info);
+	} else if (in_launch.armed && in_launch.corr == cb->correlationId) {
+		/* Captured, not run: no kernel record will ever take this entry;
+		 * the graph node has the FLOPs now. */
+		if (in_launch.captured)
+			map_get(&launches, in_launch.corr, NULL, 1);
+		in_launch.armed = 0;
+	}
+}
+
+static void on_graph_node(CUpti_CallbackId cbid, const CUpti_GraphData *g)
+{
+	struct launch_info info;
+
+	switch (cbid) {
+	case CUPTI_CBID_RESOURCE_GRAPHNODE_CREATED:
+		/* a kernel node captured from a launch that carries something */
+		if (in_launch.armed) {
+			map_put(&nodes, node_id(g->node), &in_launch.info);
+			in_launch.captured = 1;
+		}
+		break;
+	case CUPTI_CBID_RESOURCE_GRAPHNODE_CLONED:
+		/* instantiation clones every node: replays report the clone's id */
+		if (map_get(&nodes, node_id(g->originalNode), &info, 0))
+			map_put(&nodes, node_id(g->node), &info);
+		break;
+	case CUPTI_CBID_RESOURCE_GRAPHNODE_DESTROY_STARTING:
+		retire_node(node_id(g->node));
+		break;
+	default:
+		break;
+	}
+}
+
 static void CUPTIAPI on_callback(void *userdata, CUpti_CallbackDomain domain, CUpti_CallbackId cbid,
 				 const void *data)
 {
-	const CUpti_CallbackData *cb = data;
-	struct launch_info info;
-
 	(void)userdata;
-	if (domain != CUPTI_CB_DOMAIN_DRIVER_API || cb->callbackSite != CUPTI_API_ENTER)
-		return;
-	if (shim_launch_context(&info))
-		map_put(cb->correlationId, &info);
+	if (domain == CUPTI_CB_DOMAIN_DRIVER_API) {
+		on_launch(data);
+	} else if (domain == CUPTI_CB_DOMAIN_RESOURCE) {
+		const CUpti_ResourceData *r = data;
+		if (r && r->resourceDescriptor)
+			on_graph_node(cbid, r->resourceDescriptor);
+	}
 }
 
 static void CUPTIAPI buffer_requested(uint8_t **buffer, size_t *size, size_t *max_records)
@@ -231,10 +367,14 @@ static void CUPTIAPI buffer_requested(uint8_t **buffer, size_t *size, size_t *ma
 
 static void emit_kernel(const CUpti_ActivityKernel10 *k)
 {
-	struct launch_info info = {0};
+	struct launch_info info = {0}, node;
 	struct mfu_record r = {.type = MFU_REC_KERNEL};
 
-	map_take(k->correlationId, &info);
+	/* Always taken, so a graph launch's entry goes with its first kernel.
+	 * A replayed node carries what its capture carried, every replay. */
+	map_get(&launches, k->correlationId, &info, 1);
+	if (k->graphNodeId && map_get(&nodes, k->graphNodeId, &node, 0))
+		info = node;
 	r.u.kernel.start_ns = k->start;
 	r.u.kernel.end_ns = k->end >= k->start ? k->end : k->start;
 	r.u.kernel.device = k->deviceId < 4096 ? k->deviceId : 0;
@@ -391,6 +531,7 @@ int cupti_start(char *why, size_t cap)
 	CUPTI_SYM(cuptiGetResultString)
 #undef CUPTI_SYM
 	cu.cuptiActivityEnableDriverApi = (__typeof__(cuptiActivityEnableDriverApi) *)dlsym(h, "cuptiActivityEnableDriverApi");
+	cu.cuptiGetGraphNodeId = (__typeof__(cuptiGetGraphNodeId) *)dlsym(h, "cuptiGetGraphNodeId");
 
 	if ((rc = cu.cuptiSubscribe(&subscriber, on_callback, NULL)) != CUPTI_SUCCESS) {
 		if (rc == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED)
@@ -407,6 +548,10 @@ int cupti_start(char *why, size_t cap)
 			return 0;
 		}
 	}
+	/* Without these, graph replays are timed but carry no FLOPs: coverage
+	 * shows it. */
+	for (size_t i = 0; cu.cuptiGetGraphNodeId && i < sizeof(graph_cbids) / sizeof(graph_cbids[0]); i++)
+		cu.cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_RESOURCE, graph_cbids[i]);
 	return 1;
 }
 
@@ -437,6 +582,7 @@ static void *flush_main(void *arg)
 		/* without this, CUPTI hands over only full buffers and the 1 s
 		 * window would show nothing for a long time */
 		cu.cuptiActivityFlushAll(0);
+		forget_retired_nodes();
 		pthread_mutex_lock(&flush_mu);
 	}
 	pthread_mutex_unlock(&flush_mu);

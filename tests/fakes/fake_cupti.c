@@ -434,7 +434,140 @@ static CUptiResult deliver_pending(int drop_if_no_callbacks)
 
 /* ---- the fake GPU ---- */
 
-void fake_cupti_launch(const char *name, int device, int stream)
+/* ---- CUDA graphs: stream capture, instantiation, replay ---- */
+
+#define MAX_GRAPH_NODES 4096
+
+/* A node of a captured graph (owner: a graph id) or of an instantiated one (owner: an exec id,
+ * origin: the node it was cloned from). The CUgraphNode handed to callbacks is its address. */
+struct fnode {
+    int used;
+    int owner;
+    uint64_t id;
+    const char *name;
+};
+
+static struct fnode gnodes[MAX_GRAPH_NODES];
+static uint64_t next_node_id = 1;
+static int next_graph = 1;
+static __thread int capturing; /* graph id this thread captures into; 0: none */
+
+/* lk held. NULL when the table is full. */
+static struct fnode *node_new(int owner, const char *name)
+{
+    for (size_t i = 0; i < MAX_GRAPH_NODES; i++) {
+        if (!gnodes[i].used) {
+            gnodes[i] = (struct fnode){1, owner, next_node_id++, name};
+            return &gnodes[i];
+        }
+    }
+    return NULL;
+}
+
+/* Runs the subscriber's resource callback for a graph event, if enabled; lk not held. */
+static void graph_callback(CUpti_CallbackId cbid, struct fnode *node, struct fnode *original)
+{
+    CUpti_CallbackFunc cb = NULL;
+    void *userdata = NULL;
+    CUpti_GraphData g;
+    CUpti_ResourceData r;
+
+    pthread_mutex_lock(&lk);
+    if (subscriber && subscriber->enabled[CUPTI_CB_DOMAIN_RESOURCE][cbid]) {
+        cb = subscriber->callback;
+        userdata = subscriber->userdata;
+    }
+    pthread_mutex_unlock(&lk);
+    if (!cb)
+        return;
+    memset(&g, 0, sizeof(g));
+    g.node = (CUgraphNode)(void *)node;
+    g.originalNode = (CUgraphNode)(void *)original;
+    memset(&r, 0, sizeof(r));
+    r.context = (CUcontext)(void *)&fake_context_obj;
+    r.resourceDescriptor = &g;
+    cb(userdata, CUPTI_CB_DOMAIN_RESOURCE, cbid, &r);
+}
+
+CUptiResult CUPTIAPI cuptiGetGraphNodeId(CUgraphNode node, uint64_t *nodeId)
+{
+    struct fnode *n = (struct fnode *)(void *)node;
+    CUptiResult r = CUPTI_ERROR_INVALID_PARAMETER;
+
+    pthread_mutex_lock(&lk);
+    if (nodeId && n >= gnodes && n < gnodes + MAX_GRAPH_NODES && n->used) {
+        *nodeId = n->id;
+        r = CUPTI_SUCCESS;
+    }
+    pthread_mutex_unlock(&lk);
+    return r;
+}
+
+int fake_cupti_capture_begin(void)
+{
+    pthread_mutex_lock(&lk);
+    capturing = next_graph++;
+    pthread_mutex_unlock(&lk);
+    return capturing;
+}
+
+int fake_cupti_capture_end(void)
+{
+    int g = capturing;
+
+    capturing = 0;
+    return g;
+}
+
+int fake_cupti_graph_instantiate(int graph)
+{
+    struct fnode *made[MAX_GRAPH_NODES][2];
+    size_t n = 0;
+    int exec;
+
+    pthread_mutex_lock(&lk);
+    exec = next_graph++;
+    for (size_t i = 0; i < MAX_GRAPH_NODES; i++) {
+        if (gnodes[i].used && gnodes[i].owner == graph) {
+            struct fnode *c = node_new(exec, gnodes[i].name);
+            if (!c)
+                break;
+            made[n][0] = c;
+            made[n][1] = &gnodes[i];
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&lk);
+    for (size_t i = 0; i < n; i++)
+        graph_callback(CUPTI_CBID_RESOURCE_GRAPHNODE_CLONED, made[i][0], made[i][1]);
+    return exec;
+}
+
+void fake_cupti_graph_destroy(int graph)
+{
+    for (size_t i = 0; i < MAX_GRAPH_NODES; i++) {
+        pthread_mutex_lock(&lk);
+        int mine = gnodes[i].used && gnodes[i].owner == graph;
+        pthread_mutex_unlock(&lk);
+        if (!mine)
+            continue;
+        graph_callback(CUPTI_CBID_RESOURCE_GRAPHNODE_DESTROY_STARTING, &gnodes[i], NULL);
+        pthread_mutex_lock(&lk);
+        gnodes[i].used = 0;
+        pthread_mutex_unlock(&lk);
+    }
+}
+
+/* ---- launches ---- */
+
+static __thread uint32_t my_tid;
+
+/* One launch API call (cbid) with its ENTER and EXIT callbacks and its API record. A kernel
+ * launch captured into a graph becomes a node (GRAPHNODE_CREATED, on this thread, between ENTER
+ * and EXIT) and runs nothing; otherwise each of the n kernels (knames[i], graph node nodes[i]
+ * or none) gets a record on the stream's timeline. */
+static void launch(CUpti_CallbackId cbid, const char *const *knames, struct fnode *const *nodes, size_t n,
+                   int graph, int device, int stream)
 {
     uint32_t corr = __atomic_fetch_add(&next_corr, 1, __ATOMIC_RELAXED);
     CUpti_CallbackFunc cb = NULL;
@@ -442,13 +575,14 @@ void fake_cupti_launch(const char *name, int device, int stream)
     uint64_t api_start, api_end, correlation_data = 0;
     CUresult launch_result = CUDA_SUCCESS;
     cuLaunchKernel_params params;
+    cuGraphLaunch_params gparams;
     CUpti_CallbackData data;
-    int over;
+    int over, capture = capturing && cbid == LAUNCH_CBID;
 
     init();
     pthread_mutex_lock(&lk);
     n_launches++;
-    if (subscriber && subscriber->enabled[CUPTI_CB_DOMAIN_DRIVER_API][LAUNCH_CBID]) {
+    if (subscriber && subscriber->enabled[CUPTI_CB_DOMAIN_DRIVER_API][cbid]) {
         cb = subscriber->callback;
         userdata = subscriber->userdata;
     }
@@ -459,10 +593,12 @@ void fake_cupti_launch(const char *name, int device, int stream)
     params.blockDimX = 128;
     params.blockDimY = params.blockDimZ = 1;
     params.hStream = (CUstream)(intptr_t)stream;
+    memset(&gparams, 0, sizeof(gparams));
+    gparams.hStream = (CUstream)(intptr_t)stream;
     memset(&data, 0, sizeof(data));
-    data.functionName = "cuLaunchKernel";
-    data.functionParams = &params;
-    data.symbolName = name;
+    data.functionName = cbid == LAUNCH_CBID ? "cuLaunchKernel" : "cuGraphLaunch";
+    data.functionParams = cbid == LAUNCH_CBID ? (const void *)&params : (const void *)&gparams;
+    data.symbolName = cbid == LAUNCH_CBID ? knames[0] : NULL;
     data.context = (CUcontext)(void *)&fake_context_obj;
     data.contextUid = 1;
     data.correlationData = &correlation_data;
@@ -471,7 +607,14 @@ void fake_cupti_launch(const char *name, int device, int stream)
     api_start = now_ns();
     if (cb) {
         data.callbackSite = CUPTI_API_ENTER;
-        cb(userdata, CUPTI_CB_DOMAIN_DRIVER_API, LAUNCH_CBID, &data);
+        cb(userdata, CUPTI_CB_DOMAIN_DRIVER_API, cbid, &data);
+    }
+    if (capture) {
+        pthread_mutex_lock(&lk);
+        struct fnode *node = node_new(capturing, intern(knames[0]));
+        pthread_mutex_unlock(&lk);
+        if (node)
+            graph_callback(CUPTI_CBID_RESOURCE_GRAPHNODE_CREATED, node, NULL);
     }
     api_end = now_ns();
     if (api_end <= api_start)
@@ -479,11 +622,13 @@ void fake_cupti_launch(const char *name, int device, int stream)
     if (cb) {
         data.callbackSite = CUPTI_API_EXIT;
         data.functionReturnValue = &launch_result;
-        cb(userdata, CUPTI_CB_DOMAIN_DRIVER_API, LAUNCH_CBID, &data);
+        cb(userdata, CUPTI_CB_DOMAIN_DRIVER_API, cbid, &data);
     }
+    if (!my_tid)
+        my_tid = (uint32_t)syscall(SYS_gettid);
 
     pthread_mutex_lock(&lk);
-    if (driver_api[LAUNCH_CBID]) {
+    if (driver_api[cbid]) {
         struct prec *p;
 
         /* "When a CUPTI activity API record is created while within an external API region and
@@ -503,28 +648,31 @@ void fake_cupti_launch(const char *name, int device, int stream)
         }
         p = pending_add(CUPTI_ACTIVITY_KIND_DRIVER);
         if (p) {
-            p->u.api.cbid = LAUNCH_CBID;
+            p->u.api.cbid = cbid;
             p->u.api.start = api_start;
             p->u.api.end = api_end;
             p->u.api.processId = (uint32_t)getpid();
-            p->u.api.threadId = (uint32_t)syscall(SYS_gettid);
+            p->u.api.threadId = my_tid;
             p->u.api.correlationId = corr;
             p->u.api.returnValue = CUDA_SUCCESS;
         }
     }
-    if (act_enabled[CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL] || act_enabled[CUPTI_ACTIVITY_KIND_KERNEL]) {
+    if (!capture && (act_enabled[CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL] || act_enabled[CUPTI_ACTIVITY_KIND_KERNEL])) {
         CUpti_ActivityKind kind = act_enabled[CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL]
                                       ? CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL
                                       : CUPTI_ACTIVITY_KIND_KERNEL;
         uint64_t *last = stream_last_end(device, stream);
-        uint64_t start = api_end + API_TO_KERNEL_NS;
-        struct prec *p;
 
-        if (*last > start)
-            start = *last;
-        *last = start + kernel_ns;
-        p = pending_add(kind);
-        if (p) {
+        for (size_t i = 0; i < n; i++) {
+            uint64_t start = api_end + API_TO_KERNEL_NS;
+            struct prec *p;
+
+            if (*last > start)
+                start = *last;
+            *last = start + kernel_ns;
+            p = pending_add(kind);
+            if (!p)
+                continue;
             CUpti_ActivityKernel10 *k = &p->u.kernel;
 
             k->registersPerThread = 32;
@@ -538,13 +686,13 @@ void fake_cupti_launch(const char *name, int device, int stream)
             k->blockX = 128;
             k->blockY = k->blockZ = 1;
             k->correlationId = corr;
-            k->gridId = (int64_t)corr;
-            k->name = intern(name);
+            k->gridId = (int64_t)corr * 64 + (int64_t)i;
+            k->name = intern(knames[i]);
             k->queued = CUPTI_TIMESTAMP_UNKNOWN;
             k->submitted = CUPTI_TIMESTAMP_UNKNOWN;
             k->launchType = CUPTI_ACTIVITY_LAUNCH_TYPE_REGULAR;
-            k->graphNodeId = 0;
-            k->graphId = 0;
+            k->graphNodeId = nodes ? nodes[i]->id : 0;
+            k->graphId = nodes ? (uint32_t)graph : 0;
         }
     }
     over = npending > flush_threshold;
@@ -553,6 +701,31 @@ void fake_cupti_launch(const char *name, int device, int stream)
     /* A full set of buffers goes out as the real CUPTI's would, without a flush. */
     if (over)
         deliver_pending(1);
+}
+
+void fake_cupti_launch(const char *name, int device, int stream)
+{
+    launch(LAUNCH_CBID, &name, NULL, 1, 0, device, stream);
+}
+
+void fake_cupti_graph_launch(int exec, int device, int stream)
+{
+    static const char *knames[MAX_GRAPH_NODES];
+    static struct fnode *nodes[MAX_GRAPH_NODES];
+    static pthread_mutex_t one_at_a_time = PTHREAD_MUTEX_INITIALIZER;
+    size_t n = 0;
+
+    pthread_mutex_lock(&one_at_a_time);
+    pthread_mutex_lock(&lk);
+    for (size_t i = 0; i < MAX_GRAPH_NODES; i++) {
+        if (gnodes[i].used && gnodes[i].owner == exec) {
+            knames[n] = gnodes[i].name;
+            nodes[n++] = &gnodes[i];
+        }
+    }
+    pthread_mutex_unlock(&lk);
+    launch(CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch, knames, nodes, n, exec, device, stream);
+    pthread_mutex_unlock(&one_at_a_time);
 }
 
 void fake_cupti_kernel_launched(const char *name, int device, int stream)

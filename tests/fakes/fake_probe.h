@@ -116,6 +116,20 @@ void fake_kernel_launch(const char *name, int stream);
 void fake_cupti_kernel_launched(const char *name, int device, int stream);
 void fake_cupti_launch(const char *name, int device, int stream);
 
+/* CUDA graphs. Between capture_begin and capture_end, this thread's kernel launches are captured
+ * into a new graph: the launch callbacks run (ENTER, then GRAPHNODE_CREATED for the new node,
+ * then EXIT) and the API record is made, but no kernel runs. instantiate clones every node of a
+ * graph into a new executable graph (GRAPHNODE_CLONED: node = the clone, originalNode = the
+ * captured node) and returns its id; graph_launch is one cuGraphLaunch (cbid 514) whose kernels,
+ * one per node, carry the launch's correlation id, graphId = the exec id and graphNodeId = the
+ * clone's id. destroy (a graph or an exec id) reports GRAPHNODE_DESTROY_STARTING for each of its
+ * nodes. cuptiGetGraphNodeId answers for every live node. At most 4096 nodes live at a time. */
+int fake_cupti_capture_begin(void);
+int fake_cupti_capture_end(void);
+int fake_cupti_graph_instantiate(int graph);
+void fake_cupti_graph_launch(int exec, int device, int stream);
+void fake_cupti_graph_destroy(int graph);
+
 /* Launches seen (with or without a subscriber or enabled kinds). */
 unsigned long long fake_cupti_launches(void);
 /* Records handed to bufferCompleted, of one CUpti_ActivityKind (an int); kind < 0: all kinds. */

@@ -90,8 +90,29 @@ def a_call_split_over_three_kernels_counts_its_flops_once():
     s, w, _ = run_scenario("splitk")
     assert_totals(s, w)
     assert s["kernels"] == 3 * s["gemm_calls"] == 60
-    # one kernel of three carries the FLOPs (the fake's kernels all last as long)
-    assert abs(s["windows"]["total"]["coverage"] - 1 / 3) < 1e-9, s["windows"]["total"]
+    # one kernel of three carries the FLOPs, and all three are the call's
+    # work: the whole kernel time is covered
+    assert s["windows"]["total"]["coverage"] == 1.0, s["windows"]["total"]
+
+
+@tap.check
+def cuda_graph_replays_count_the_captured_gemms_at_every_replay():
+    # 1 GEMM, a captured graph (3 GEMMs, one split over 3 kernels, one under
+    # remat, and an elementwise kernel), instantiated twice and replayed 4+2
+    # times, its graphs destroyed right after the replays, then 1 more GEMM
+    s, w, _ = run_scenario("graph")
+    assert_totals(s, w)
+    assert s["gemm_calls"] == 5
+    assert s["kernels"] == 2 + 6 * 6, s["kernels"]
+    # the elementwise node is the one kernel in six per replay without FLOPs
+    assert abs(s["windows"]["total"]["coverage"] - 32 / 38) < 1e-9, s["windows"]["total"]
+    assert s["remat_flops"] > 0 and s["hw_flops"] > s["gemm_flops"]
+
+
+@tap.check
+def cuda_graph_replays_with_shuffled_delivery_still_count_exactly():
+    s, w, _ = run_scenario("graph", FAKE_CUPTI_SHUFFLE="3", FAKE_CUPTI_BUFFER_RECORDS="2")
+    assert_totals(s, w)
 
 
 @tap.check
@@ -137,6 +158,9 @@ def steps_regions_and_remat_split_model_hardware_and_remat_flops():
     # a declared region adds hardware FLOPs but is not a GEMM call
     assert s["hw_flops"] == s["gemm_flops"] + 3 * 1000000
     assert s["hfu"] is not None or s["peak_source"] == "unknown"
+    # the region's kernels carry its FLOPs (one) and its coverage (both)
+    assert s["kernels"] == s["gemm_calls"] + 2 * 2, s["kernels"]
+    assert s["windows"]["total"]["coverage"] == 1.0, s["windows"]["total"]
 
 
 @tap.check

@@ -9,7 +9,8 @@
  *
  *   gemm_driver SCENARIO EXPECTED.json
  *
- * Scenarios: table, nested, threads, api, passthrough, many.
+ * Scenarios: table, nested, threads, api, passthrough, many, fork, splitk,
+ * graph.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -338,6 +339,12 @@ static void scenario_api(void)
 	if (failures)
 		return;
 	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	/* the shim loads CUPTI on its first call; a fake one launches kernels */
+	CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, P(1), P(2), 8, P(3), 8, P(4), P(5), 8) == 0);
+	expect_gemm(FP32, 8, 8, 8, 1, 0);
+	void *cupti = dlopen("libcupti.so.13", RTLD_LAZY | RTLD_NOLOAD);
+	void (*elementwise)(const char *, int, int) =
+		cupti ? (void (*)(const char *, int, int))dlsym(cupti, "fake_cupti_launch") : NULL;
 	for (int s = 0; s < 3; s++) {
 		step_begin();
 		/* forward */
@@ -345,8 +352,12 @@ static void scenario_api(void)
 				   CUDA_R_16BF, 128, P(4), P(5), CUDA_R_16BF, 128, CUBLAS_COMPUTE_32F,
 				   CUBLAS_GEMM_DEFAULT) == 0);
 		expect_gemm(BF16, 128, 128, 128, 1, 0);
-		/* attention, declared: its FLOPs are hardware FLOPs of the model class */
+		/* attention, declared: its FLOPs are hardware FLOPs of the model
+		 * class; in two of the three steps it launches two kernels, which
+		 * are both its work */
 		region_push("attention", 1.0e6);
+		for (int i = 0; s > 0 && elementwise && i < 2; i++)
+			elementwise(i ? "flash_bwd_kernel" : "flash_fwd_kernel", 0, 0);
 		region_pop();
 		want.by_class[BF16] += 1000000;
 		/* recomputation: hardware and remat, never model */
@@ -361,6 +372,74 @@ static void scenario_api(void)
 		want.model += 30000000;
 		want.steps++;
 	}
+}
+
+/* CUDA graphs: GEMMs captured once, then replayed from two instantiations.
+ * Every replay runs the captured kernels again, so hardware (and remat)
+ * FLOPs count per replay, while the calls and their API FLOPs count once,
+ * at capture.  The fake CUPTI simulates capture, cloning and replay. */
+static void expect_replayed(int cls, unsigned long long m, unsigned long long n, unsigned long long k,
+			    unsigned long long replays, int remat)
+{
+	want.calls++;
+	want.flops += 2ull * m * n * k;
+	want.by_class[cls] += replays * 2ull * m * n * k;
+	if (remat)
+		want.remat += replays * 2ull * m * n * k;
+}
+
+static void scenario_graph(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	/* the shim loads CUPTI on its first call */
+	CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 64, 64, 64, P(1), P(2), 64, P(3), 64, P(4), P(5), 64) == 0);
+	expect_gemm(FP32, 64, 64, 64, 1, 0);
+
+	void *cupti = dlopen("libcupti.so.13", RTLD_LAZY | RTLD_NOLOAD);
+	int (*capture_begin)(void) = cupti ? (int (*)(void))dlsym(cupti, "fake_cupti_capture_begin") : NULL;
+	int (*capture_end)(void) = cupti ? (int (*)(void))dlsym(cupti, "fake_cupti_capture_end") : NULL;
+	int (*instantiate)(int) = cupti ? (int (*)(int))dlsym(cupti, "fake_cupti_graph_instantiate") : NULL;
+	void (*graph_launch)(int, int, int) = cupti ? (void (*)(int, int, int))dlsym(cupti, "fake_cupti_graph_launch") : NULL;
+	void (*destroy)(int) = cupti ? (void (*)(int))dlsym(cupti, "fake_cupti_graph_destroy") : NULL;
+	void (*elementwise)(const char *, int, int) =
+		cupti ? (void (*)(const char *, int, int))dlsym(cupti, "fake_cupti_launch") : NULL;
+	void (*remat_push)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "mfu_remat_push");
+	void (*remat_pop)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "mfu_remat_pop");
+	CHECK(capture_begin && capture_end && instantiate && graph_launch && destroy && elementwise && remat_push &&
+	      remat_pop);
+	if (failures)
+		return;
+
+	const unsigned long long replays = 4 + 2;
+	int g = capture_begin();
+	CHECK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, 64, 32, 16, P(1), P(2), 16, P(3), 16, P(4), P(5), 64) == 0);
+	expect_replayed(FP32, 64, 32, 16, replays, 0);
+	fake_cublas_set_kernels_per_call(3); /* split-K: the FLOPs ride on one node of three */
+	CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 4096, P(1), P(2), CUDA_R_16BF, 32, P(3), CUDA_R_16BF,
+			   4096, P(4), P(5), CUDA_R_16BF, 32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == 0);
+	fake_cublas_set_kernels_per_call(1);
+	expect_replayed(BF16, 32, 32, 4096, replays, 0);
+	remat_push();
+	CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 128, 128, 128, P(1), P(2), CUDA_R_16BF, 128, P(3),
+			   CUDA_R_16BF, 128, P(4), P(5), CUDA_R_16BF, 128, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == 0);
+	remat_pop();
+	expect_replayed(BF16, 128, 128, 128, replays, 1);
+	elementwise("vectorized_elementwise_kernel", 0, 7);
+	CHECK(capture_end() == g);
+
+	int e1 = instantiate(g), e2 = instantiate(g);
+	/* the captured graph may go once instantiated: its clones keep their FLOPs */
+	destroy(g);
+	for (int i = 0; i < 4; i++)
+		graph_launch(e1, 0, 7);
+	for (int i = 0; i < 2; i++)
+		graph_launch(e2, 0, 8);
+	destroy(e1);
+	destroy(e2);
+
+	/* plain launches after the graphs are gone are joined as before */
+	CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 16, 16, 16, P(1), P(2), 16, P(3), 16, P(4), P(5), 16) == 0);
+	expect_gemm(FP32, 16, 16, 16, 1, 0);
 }
 
 static void scenario_passthrough(void)
@@ -432,6 +511,8 @@ int main(int argc, char **argv)
 		scenario_fork();
 	else if (!strcmp(sc, "splitk"))
 		scenario_splitk();
+	else if (!strcmp(sc, "graph"))
+		scenario_graph();
 	else {
 		fprintf(stderr, "gemm_driver: unknown scenario %s\n", sc);
 		return 2;
