@@ -31,7 +31,10 @@ enum { ST_UNINIT, ST_STARTING, ST_ACTIVE, ST_DISABLED, ST_FINISHED };
 static _Atomic int state = ST_UNINIT;
 static struct mfu_sender *sender;
 static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic uint64_t next_call = 1;
+/* Call ids are unique per process; threads take them in blocks so that a
+ * GEMM call does not write a cache line every other thread writes too. */
+#define CALL_BLOCK 4096u
+static _Atomic uint64_t next_call_block = 1;
 static _Atomic uint64_t next_step;
 static _Atomic uint64_t step_begin_ns;
 static _Atomic uint64_t devices_described; /* bit i: device i sent (i < 64) */
@@ -62,12 +65,22 @@ TLS int region_depth;
 TLS struct region regions[REGION_DEPTH_MAX];
 TLS struct current_call cur;
 TLS uint32_t tid; /* gettid() is a system call: once per thread */
+TLS uint64_t call_next, call_end; /* this thread's block of call ids */
 
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts); /* CUPTI's default clock, so records line up */
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t new_call_id(void)
+{
+	if (__builtin_expect(call_next == call_end, 0)) {
+		call_next = atomic_fetch_add_explicit(&next_call_block, CALL_BLOCK, memory_order_relaxed);
+		call_end = call_next + CALL_BLOCK;
+	}
+	return call_next++;
 }
 
 void *shim_real(const char *name)
@@ -277,10 +290,9 @@ void shim_enter(struct shim_call *c)
 
 void shim_begin(struct shim_call *c, const struct gemm_desc *g)
 {
-	c->call = atomic_fetch_add_explicit(&next_call, 1, memory_order_relaxed);
+	c->call = new_call_id();
 	cur = (struct current_call){c->call, g->flops, g->cls, 1};
 	cupti_push(c->call);
-	c->t0 = now_ns();
 }
 
 int shim_launch_context(struct launch_info *out)
@@ -310,18 +322,18 @@ int shim_launch_context(struct launch_info *out)
 	return out->flags != 0;
 }
 
-/* Completes and sends a gemm record begun at start: the host times, the
- * thread, the device, and the remat flag. */
+/* Completes and sends a gemm record begun at start (0: a cuBLAS call, which
+ * is stamped once, when it returns: a second clock read per call would cost
+ * a third of the shim's budget, and launch timing comes from CUPTI's API
+ * records): the host times, the thread, the device, and the remat flag. */
 static void put_gemm(struct mfu_record *r, uint64_t start)
 {
 	struct mfu_rec_gemm *m = &r->u.gemm;
 	unsigned dev = current_device();
 
 	describe_device(dev);
-	m->start_ns = start;
 	m->end_ns = now_ns();
-	if (m->end_ns < m->start_ns)
-		m->end_ns = m->start_ns;
+	m->start_ns = start && start <= m->end_ns ? start : m->end_ns;
 	if (!tid)
 		tid = (uint32_t)gettid();
 	m->tid = tid;
@@ -357,7 +369,7 @@ void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 	m->flags = g->cls | (untimed ? MFU_KF_UNTIMED : 0);
 	m->flops = g->flops;
 	m->call = c->call;
-	put_gemm(&r, c->t0);
+	put_gemm(&r, 0);
 }
 
 /* ---- public API backends ---- */
@@ -417,7 +429,7 @@ void shim_region_pop(void)
 	r.u.gemm.batch = 1;
 	r.u.gemm.flags = (regions[d].cls ? regions[d].cls : model_class) | MFU_KF_DECLARED | MFU_KF_UNTIMED;
 	r.u.gemm.flops = regions[d].flops_left;
-	r.u.gemm.call = atomic_fetch_add_explicit(&next_call, 1, memory_order_relaxed);
+	r.u.gemm.call = new_call_id();
 	put_gemm(&r, regions[d].start_ns);
 }
 

@@ -20,7 +20,6 @@ struct gemm_desc {
 };
 
 struct shim_call {
-	uint64_t t0;
 	uint64_t call;
 	int counted; /* 0: disabled, or nested inside another counted call */
 };

@@ -243,7 +243,7 @@ int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r)
 			if (h - t < RING_SIZE) {
 				q->slot[h & (RING_SIZE - 1)] = *r;
 				atomic_store_explicit(&q->head, h + 1, memory_order_release);
-				if (h - t == RING_SIZE / 2)
+				if (h - t == RING_SIZE / 4)
 					pthread_cond_signal(&s->wake); /* a hint; the thread also polls */
 				return 0;
 			}
@@ -555,13 +555,20 @@ static int drain_rings(struct mfu_sender *s)
 	return any;
 }
 
-/* 1 when no ring holds a record; caller holds s->mu. */
+/* Records in the fullest ring; caller holds s->mu. */
+static uint32_t ring_fill(struct mfu_sender *s)
+{
+	uint32_t most = 0;
+	for (struct ring *q = s->rings; q; q = q->next) {
+		uint32_t n = atomic_load_explicit(&q->head, memory_order_acquire) - atomic_load(&q->tail);
+		most = n > most ? n : most;
+	}
+	return most;
+}
+
 static int rings_empty(struct mfu_sender *s)
 {
-	for (struct ring *q = s->rings; q; q = q->next)
-		if (atomic_load_explicit(&q->head, memory_order_acquire) != atomic_load(&q->tail))
-			return 0;
-	return 1;
+	return ring_fill(s) == 0;
 }
 
 static void *sender_main(void *arg)
@@ -574,15 +581,22 @@ static void *sender_main(void *arg)
 		       !(s->tenc.len && mono_ns() - s->tbuf_since_ns >= s->flush_ms * 1000000ull) &&
 		       !(s->open && s->enc.len && mono_ns() - s->open_since_ns >= s->flush_ms * 1000000ull) &&
 		       !(s->q_head && (s->fd >= 0 || mono_ns() >= s->next_connect_ns))) {
+			/* The rings fill without a lock, and a caller's wake-up can
+			 * come between this check and the wait: a ring a quarter full
+			 * is drained now, one with anything in it within 5 ms, and
+			 * every 50 ms a pass regardless.  Otherwise a missed wake-up
+			 * let a ring sit full for 50 ms, and every call meanwhile took
+			 * the slow, locked path. */
+			uint32_t fill = ring_fill(s);
+			if (fill >= RING_SIZE / 4)
+				break;
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 50 * 1000000;
+			ts.tv_nsec += (fill ? 5 : 50) * 1000000;
 			if (ts.tv_nsec >= 1000000000) {
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
 			}
-			/* every 50 ms a pass regardless: the rings fill without a lock,
-			 * so nothing here sees them change */
 			if (pthread_cond_timedwait(&s->wake, &s->mu, &ts) == ETIMEDOUT)
 				break;
 		}
