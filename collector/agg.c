@@ -292,8 +292,9 @@ static __attribute__((noinline)) int apply_gemm(struct agg_source *s, const stru
 	if ((rc = device_get(s, g->device, &d)))
 		return rc;
 	/* A declared region without kernel timing travels as a declared gemm
-	 * record: hardware FLOPs, but no cuBLAS call. */
-	if (!(g->flags & MFU_KF_DECLARED)) {
+	 * record, and the FLOPs of kernels whose records never came as an
+	 * orphan one: hardware FLOPs, but no cuBLAS call. */
+	if (!(g->flags & (MFU_KF_DECLARED | MFU_KF_ORPHAN))) {
 		d->tot.gemm_calls++;
 		d->tot.gemm_flops += g->flops;
 		window_add_at(&d->win, WF_GEMM_CALLS, g->start_ns, 1);

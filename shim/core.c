@@ -44,12 +44,12 @@ static unsigned model_class;
 struct region {
 	uint64_t start_ns;
 	uint64_t flops_left; /* not yet handed to a kernel */
-	unsigned cls;
+	unsigned cls, device;
 };
 
 struct current_call {
 	uint64_t call, flops_left;
-	unsigned cls;
+	unsigned cls, device;
 	int active;
 };
 
@@ -150,8 +150,9 @@ static void finish(void)
 	for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
 		lost += st.dropped[i];
 	if (lost)
-		fprintf(stderr, "mfushim: %llu records lost (collector unreachable or too slow; see mfu_dropped_records_total)\n",
-			(unsigned long long)lost);
+		fprintf(stderr, "mfushim: %llu records lost (%llu kernel records CUPTI did not deliver; the rest: collector "
+				"unreachable or too slow; see mfu_dropped_records_total)\n",
+			(unsigned long long)lost, (unsigned long long)st.dropped[MFU_DROP_CUPTI]);
 }
 
 static void forked_child(void)
@@ -291,7 +292,7 @@ void shim_enter(struct shim_call *c)
 void shim_begin(struct shim_call *c, const struct gemm_desc *g)
 {
 	c->call = new_call_id();
-	cur = (struct current_call){c->call, g->flops, g->cls, 1};
+	cur = (struct current_call){c->call, g->flops, g->cls, current_device(), 1};
 	cupti_push(c->call);
 }
 
@@ -302,7 +303,7 @@ int shim_launch_context(struct launch_info *out)
 	if (cur.active) {
 		/* the first kernel of a call carries all its FLOPs (split-K and
 		 * reductions follow with none), so they count once */
-		*out = (struct launch_info){cur.call, cur.flops_left, cur.cls | MFU_KF_GEMM | remat};
+		*out = (struct launch_info){cur.call, cur.flops_left, cur.cls | MFU_KF_GEMM | remat, cur.device};
 		cur.flops_left = 0;
 		return 1;
 	}
@@ -314,11 +315,12 @@ int shim_launch_context(struct launch_info *out)
 		if (!regions[i].flops_left)
 			continue;
 		*out = (struct launch_info){0, regions[i].flops_left,
-					    (regions[i].cls ? regions[i].cls : model_class) | MFU_KF_DECLARED | remat};
+					    (regions[i].cls ? regions[i].cls : model_class) | MFU_KF_DECLARED | remat,
+					    regions[i].device};
 		regions[i].flops_left = 0;
 		return 1;
 	}
-	*out = (struct launch_info){0, 0, (region_depth ? MFU_KF_DECLARED : 0) | remat};
+	*out = (struct launch_info){0, 0, (region_depth ? MFU_KF_DECLARED : 0) | remat, 0};
 	return out->flags != 0;
 }
 
@@ -326,10 +328,9 @@ int shim_launch_context(struct launch_info *out)
  * is stamped once, when it returns: a second clock read per call would cost
  * a third of the shim's budget, and launch timing comes from CUPTI's API
  * records): the host times, the thread, the device, and the remat flag. */
-static void put_gemm(struct mfu_record *r, uint64_t start)
+static void put_gemm(struct mfu_record *r, uint64_t start, unsigned dev)
 {
 	struct mfu_rec_gemm *m = &r->u.gemm;
-	unsigned dev = current_device();
 
 	describe_device(dev);
 	m->end_ns = now_ns();
@@ -369,7 +370,27 @@ void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 	m->flags = g->cls | (untimed ? MFU_KF_UNTIMED : 0);
 	m->flops = g->flops;
 	m->call = c->call;
-	put_gemm(&r, 0);
+	put_gemm(&r, 0, cur.device);
+}
+
+void shim_orphan_flops(const struct launch_info *info, uint64_t when_ns)
+{
+	/* also while finishing: the exit sweep runs after the state says so,
+	 * before the sender shuts down */
+	int st = atomic_load_explicit(&state, memory_order_relaxed);
+	if (!info->flops || !sender || (st != ST_ACTIVE && st != ST_FINISHED))
+		return;
+	/* Hardware FLOPs only: the call itself was counted by its gemm record. */
+	struct mfu_record r = {.type = MFU_REC_GEMM};
+	r.u.gemm.api = API_ORPHAN;
+	r.u.gemm.batch = 1;
+	r.u.gemm.flags = (info->flags & ~(uint32_t)(MFU_KF_GEMM | MFU_KF_DECLARED)) | MFU_KF_UNTIMED | MFU_KF_ORPHAN;
+	r.u.gemm.flops = info->flops;
+	r.u.gemm.call = info->call;
+	r.u.gemm.start_ns = r.u.gemm.end_ns = when_ns;
+	r.u.gemm.tid = 0;
+	r.u.gemm.device = info->device;
+	mfu_sender_put(sender, &r);
 }
 
 /* ---- public API backends ---- */
@@ -411,7 +432,7 @@ void shim_region_push(double flops, const char *dtype)
 	int d = region_depth++;
 	if (d < REGION_DEPTH_MAX && shim_active()) {
 		double f = flops > 0 && flops < 1.8e19 ? flops : 0;
-		regions[d] = (struct region){now_ns(), (uint64_t)(f + 0.5), cls};
+		regions[d] = (struct region){now_ns(), (uint64_t)(f + 0.5), cls, current_device()};
 	}
 }
 
@@ -430,7 +451,7 @@ void shim_region_pop(void)
 	r.u.gemm.flags = (regions[d].cls ? regions[d].cls : model_class) | MFU_KF_DECLARED | MFU_KF_UNTIMED;
 	r.u.gemm.flops = regions[d].flops_left;
 	r.u.gemm.call = new_call_id();
-	put_gemm(&r, regions[d].start_ns);
+	put_gemm(&r, regions[d].start_ns, regions[d].device);
 }
 
 void shim_remat_push(void)

@@ -29,6 +29,7 @@ struct launch_info {
 	uint64_t call;  /* gemm call id, 0 if none */
 	uint64_t flops; /* FLOPs handed to this kernel: a call's or region's, once */
 	uint32_t flags; /* dtype class | MFU_KF_* */
+	uint32_t device;
 };
 
 /* Returns 1 when the shim counts (started and not disabled). */
@@ -46,6 +47,11 @@ void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded);
 /* Called from CUPTI's launch callback on the launching thread: fills *out
  * and returns 1 when the kernel carries anything (FLOPs or flags). */
 int shim_launch_context(struct launch_info *out);
+
+/* A launch whose kernel record never came (another profiler took CUPTI's
+ * buffers, or the record was lost): its FLOPs go out as hardware FLOPs of
+ * an untimed orphan record at when_ns, so they are not lost. */
+void shim_orphan_flops(const struct launch_info *info, uint64_t when_ns);
 
 /* Resolves a real function with dlsym(RTLD_NEXT); NULL if absent. */
 void *shim_real(const char *name);

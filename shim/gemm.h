@@ -19,6 +19,7 @@ enum gemm_api {
 	API_SGEMM_GROUPED, API_DGEMM_GROUPED, API_GEMM_GROUPED_EX,
 	API_LT_MATMUL,
 	API_REGION, /* a declared region, not a cuBLAS call */
+	API_ORPHAN, /* FLOPs of launches whose kernel records never came */
 	API_64 = 0x100, /* or-ed in for the _64 variants */
 };
 

@@ -91,6 +91,8 @@ static const CUpti_CallbackId graph_cbids[] = {
 struct slot {
 	uint64_t key; /* 0: empty */
 	struct launch_info info;
+	uint64_t born_flush; /* flushes done when it was filed */
+	uint64_t born_ns;    /* when the flush before it ended */
 };
 
 struct idmap {
@@ -103,6 +105,8 @@ struct idmap {
  * again. */
 static pthread_mutex_t map_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct idmap launches, nodes;
+static _Atomic uint64_t flushes_done;  /* periodic flushes completed */
+static _Atomic uint64_t last_flush_ns; /* CLOCK_REALTIME when the last one ended */
 #define MAP_CAP_MAX (1u << 20)
 
 static uint32_t slot_of(uint64_t key, uint32_t cap)
@@ -147,7 +151,8 @@ static void map_put(struct idmap *m, uint64_t key, const struct launch_info *inf
 		i = (i + 1) & (m->cap - 1);
 	if (!m->s[i].key)
 		m->used++;
-	m->s[i] = (struct slot){key, *info};
+	m->s[i] = (struct slot){key, *info, atomic_load_explicit(&flushes_done, memory_order_relaxed),
+				atomic_load_explicit(&last_flush_ns, memory_order_relaxed)};
 	pthread_mutex_unlock(&map_mu);
 }
 
@@ -200,7 +205,6 @@ static struct {
 	uint64_t flush; /* flushes completed when it was destroyed */
 } retired[RETIRED_MAX];
 static uint32_t retired_head, retired_tail; /* under map_mu */
-static _Atomic uint64_t flushes_done;
 
 static void retire_node(uint64_t id)
 {
@@ -233,6 +237,54 @@ static void forget_retired_nodes(void)
 		pthread_mutex_unlock(&map_mu);
 		map_get(&nodes, id, NULL, 1);
 	}
+}
+
+/* A launch whose kernel record has not come after this many flushes never
+ * will: CUPTI lost it, or another profiler (torch.profiler, Nsight) took
+ * CUPTI's buffers.  Its FLOPs are then sent untimed, as an orphan, rather
+ * than lost; at exit, after the forced flush, every launch left is one. */
+static uint64_t orphan_flushes = 20; /* MFU_KERNEL_TIMEOUT_MS, default 10 s */
+static uint64_t orphans_total;        /* flush thread only */
+
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* On the flush thread.  all: every launch left, else those filed at least
+ * orphan_flushes flushes ago. */
+static void sweep_orphans(int all)
+{
+	uint64_t done = atomic_load(&flushes_done), found = 0;
+	struct slot batch[256];
+
+	for (;;) {
+		uint32_t n = 0;
+		pthread_mutex_lock(&map_mu);
+		for (uint32_t i = 0; i < launches.cap && n < 256; i++)
+			if (launches.s[i].key && (all || launches.s[i].born_flush + orphan_flushes <= done))
+				batch[n++] = launches.s[i];
+		pthread_mutex_unlock(&map_mu);
+		if (!n)
+			break;
+		for (uint32_t i = 0; i < n; i++) {
+			/* a record that came meanwhile took it first: nothing to do */
+			if (!map_get(&launches, batch[i].key, NULL, 1))
+				continue;
+			found++;
+			shim_orphan_flops(&batch[i].info, batch[i].born_ns ? batch[i].born_ns : wall_ns());
+		}
+	}
+	if (!found || !out)
+		return;
+	mfu_sender_count_drops(out, MFU_DROP_CUPTI, found);
+	if (!orphans_total)
+		fprintf(stderr, "mfushim: CUPTI delivered no record for %llu kernel launches (another profiler may "
+				"hold its buffers); their FLOPs are counted from the cuBLAS calls, untimed\n",
+			(unsigned long long)found);
+	orphans_total += found;
 }
 
 /* ---- kernel names ---- */
@@ -313,8 +365,10 @@ static void on_launch(const CUpti_CallbackData *cb)
 		map_put(&launches, cb->correlationId, &info);
 	} else if (in_launch.armed && in_launch.corr == cb->correlationId) {
 		/* Captured, not run: no kernel record will ever take this entry;
-		 * the graph node has the FLOPs now. */
-		if (in_launch.captured)
+		 * the graph node has the FLOPs now.  A launch that failed runs
+		 * nothing either, and its FLOPs must not turn up as an orphan. */
+		const CUresult *rc = cb->functionReturnValue;
+		if (in_launch.captured || (rc && *rc != CUDA_SUCCESS))
 			map_get(&launches, in_launch.corr, NULL, 1);
 		in_launch.armed = 0;
 	}
@@ -582,13 +636,16 @@ static void *flush_main(void *arg)
 		/* without this, CUPTI hands over only full buffers and the 1 s
 		 * window would show nothing for a long time */
 		cu.cuptiActivityFlushAll(0);
-		forget_retired_nodes();
+		atomic_store(&last_flush_ns, wall_ns());
+		forget_retired_nodes(); /* counts the flush */
+		sweep_orphans(0);
 		pthread_mutex_lock(&flush_mu);
 	}
 	pthread_mutex_unlock(&flush_mu);
 	/* Always, even when exit came before this thread first ran: a short
 	 * process would otherwise lose every kernel record. */
 	cu.cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+	sweep_orphans(1);
 	pthread_mutex_lock(&flush_mu);
 	final_done = 1;
 	pthread_cond_broadcast(&flush_cv);
@@ -633,6 +690,11 @@ fail:
 
 void cupti_run(struct mfu_sender *s)
 {
+	const char *t = getenv("MFU_KERNEL_TIMEOUT_MS");
+	long ms = t && *t ? strtol(t, NULL, 10) : 0;
+	if (ms > 0)
+		orphan_flushes = (uint64_t)(ms < FLUSH_PERIOD_MS ? FLUSH_PERIOD_MS : ms) / FLUSH_PERIOD_MS;
+	atomic_store(&last_flush_ns, wall_ns());
 	pthread_mutex_lock(&names_mu);
 	out = s;
 	pthread_mutex_unlock(&names_mu);

@@ -91,7 +91,9 @@ enum mfu_record_type {
 #define MFU_KF_GRAPH 0x0080u    /* launched by a CUDA graph replay */
 #define MFU_KF_UNTIMED 0x0100u  /* gemm only: no kernel record will carry these FLOPs */
 #define MFU_KF_NESTED 0x0200u   /* gemm only: forwarded inside another counted call */
-#define MFU_KF_KNOWN 0x03f0u
+#define MFU_KF_ORPHAN 0x0400u   /* gemm only: FLOPs of launches whose kernel records never
+				 * came; hardware FLOPs, not a call */
+#define MFU_KF_KNOWN 0x07f0u
 
 /* Hello flags. */
 #define MFU_HELLO_DEGRADED 0x1u  /* no kernel timing (CUPTI unavailable) */

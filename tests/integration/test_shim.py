@@ -116,6 +116,20 @@ def cuda_graph_replays_with_shuffled_delivery_still_count_exactly():
 
 
 @tap.check
+def kernel_records_taken_by_another_profiler_mid_run_still_count_their_flops():
+    # 10 GEMMs timed, then another client registers its own activity buffers
+    # (as torch.profiler does) and 10 more GEMMs' kernel records go to it:
+    # their FLOPs come back untimed as orphans, once, at exit or, with a
+    # short timeout, from the periodic sweep
+    for extra in ({}, {"MFU_KERNEL_TIMEOUT_MS": "500"}):
+        s, w, r = run_scenario("hijack", **extra)
+        assert_totals(s, w)
+        assert s["gemm_calls"] == 20 and s["kernels"] == 10, (s["gemm_calls"], s["kernels"])
+        assert s["dropped_records"] == 10, s["dropped_records"]
+        assert r.stderr.count("CUPTI delivered no record for 10 kernel launches") == 1, r.stderr
+
+
+@tap.check
 def cupti_taken_by_another_profiler_degrades_but_keeps_exact_gemm_flops():
     s, w, r = run_scenario("table", FAKE_CUPTI_REFUSE="subscribe")
     assert_totals(s, w)

@@ -10,7 +10,7 @@
  *   gemm_driver SCENARIO EXPECTED.json
  *
  * Scenarios: table, nested, threads, api, passthrough, many, fork, splitk,
- * graph.
+ * graph, hijack.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -23,6 +23,11 @@
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wundef"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <cupti.h>
+#pragma GCC diagnostic pop
 
 #include "fake_probe.h"
 
@@ -442,6 +447,58 @@ static void scenario_graph(void)
 	expect_gemm(FP32, 16, 16, 16, 1, 0);
 }
 
+/* Another profiler (torch.profiler's Kineto does this) registers its own
+ * activity buffers mid-run: kernel records go to it, not to the shim.  The
+ * FLOPs of the calls made meanwhile must still count, exactly once. */
+static void CUPTIAPI other_buffer_requested(uint8_t **buffer, size_t *size, size_t *max_records)
+{
+	*buffer = aligned_alloc(8, 1 << 16);
+	*size = *buffer ? 1 << 16 : 0;
+	*max_records = 0;
+}
+
+static unsigned long long other_buffers;
+
+static void CUPTIAPI other_buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, size_t size,
+					    size_t valid)
+{
+	(void)ctx, (void)stream, (void)size, (void)valid;
+	other_buffers++;
+	free(buffer);
+}
+
+static void scenario_hijack(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	for (int i = 0; i < 10; i++) {
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 64, 64, 64, P(1), P(2), 64, P(3), 64, P(4), P(5), 64) == 0);
+		expect_gemm(FP32, 64, 64, 64, 1, 0);
+	}
+	void *cupti = dlopen("libcupti.so.13", RTLD_LAZY | RTLD_NOLOAD);
+	CUptiResult (*reg)(CUpti_BuffersCallbackRequestFunc, CUpti_BuffersCallbackCompleteFunc) =
+		cupti ? (CUptiResult(*)(CUpti_BuffersCallbackRequestFunc, CUpti_BuffersCallbackCompleteFunc))dlsym(
+				cupti, "cuptiActivityRegisterCallbacks")
+		      : NULL;
+	CUptiResult (*flush)(uint32_t) = cupti ? (CUptiResult(*)(uint32_t))dlsym(cupti, "cuptiActivityFlushAll") : NULL;
+	CHECK(reg && flush);
+	if (failures)
+		return;
+	/* the first ten go to the shim; from now on the other gets them all */
+	CHECK(flush(0) == CUPTI_SUCCESS);
+	CHECK(reg(other_buffer_requested, other_buffer_completed) == CUPTI_SUCCESS);
+	for (int i = 0; i < 10; i++) {
+		CHECK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 32, P(1), P(2), CUDA_R_16BF, 32, P(3), CUDA_R_16BF,
+				   32, P(4), P(5), CUDA_R_16BF, 32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == 0);
+		expect_gemm(BF16, 32, 32, 32, 1, 0);
+	}
+	CHECK(flush(0) == CUPTI_SUCCESS);
+	CHECK(other_buffers > 0);
+	/* long enough for the shim's periodic sweep when MFU_KERNEL_TIMEOUT_MS
+	 * is short; otherwise its exit sweep finds them */
+	struct timespec linger = {1, 200000000};
+	nanosleep(&linger, NULL);
+}
+
 static void scenario_passthrough(void)
 {
 	cublasHandle_t h = handle(CUBLAS_TF32_TENSOR_OP_MATH);
@@ -513,6 +570,8 @@ int main(int argc, char **argv)
 		scenario_splitk();
 	else if (!strcmp(sc, "graph"))
 		scenario_graph();
+	else if (!strcmp(sc, "hijack"))
+		scenario_hijack();
 	else {
 		fprintf(stderr, "gemm_driver: unknown scenario %s\n", sc);
 		return 2;
