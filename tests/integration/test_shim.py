@@ -221,6 +221,42 @@ def forked_workers_neither_deadlock_nor_report():
     assert parent[0]["gemm_flops"] == w["gemm_flops"]
 
 
+def no_leak_check_in_children():
+    # LeakSanitizer in a forked child lists the parent's threads' memory
+    return {"ASAN_OPTIONS": env()["ASAN_OPTIONS"] + ":detect_leaks=0"} if sanitized() else {}
+
+
+@tap.check
+def a_pool_of_short_lived_workers_loses_nothing():
+    s, w, _ = run_scenario("pool", **no_leak_check_in_children())
+    assert s["sources"] == 17, s["sources"]
+    assert s["dropped_records"] == 0
+    assert_totals(s, w)
+
+
+@tap.check
+def an_execed_child_is_a_source_of_its_own_and_the_parent_loses_nothing():
+    tmp = tempfile.mkdtemp(prefix="mfu-shim-")
+    js, want = os.path.join(tmp, "summary.json"), os.path.join(tmp, "want.json")
+    r = subprocess.run([tool("mfu"), "run", "--interval", "0", "--json", js, "--", DRIVER, "exec", want],
+                       capture_output=True, text=True, timeout=120, env=env(**no_leak_check_in_children()))
+    assert r.returncode == 0, r.stderr
+    s = json.load(open(js))
+    parent, child = json.load(open(want)), json.load(open(want + ".child"))
+    assert s["sources"] == 2, s["per_source"]
+    by_calls = sorted(p["gemm_calls"] for p in s["per_source"])
+    assert by_calls == sorted([parent["gemm_calls"], child["gemm_calls"]]), (by_calls, parent, child)
+    for k in ("gemm_calls", "gemm_flops", "hw_flops"):
+        assert s[k] == parent[k] + child[k], (k, s[k], parent[k], child[k])
+
+
+@tap.check
+def threads_exiting_with_records_in_their_rings_lose_nothing():
+    s, w, _ = run_scenario("thread_exit")
+    assert_totals(s, w)
+    assert s["gemm_calls"] == 4 * 4 * 3000 and s["dropped_records"] == 0
+
+
 @tap.check
 def the_shim_exports_only_interposers_and_the_api_and_links_no_cuda():
     out = subprocess.run(["nm", "-D", "--defined-only", SHIM], capture_output=True, text=True, check=True).stdout

@@ -10,7 +10,7 @@
  *   gemm_driver SCENARIO EXPECTED.json
  *
  * Scenarios: table, nested, threads, api, passthrough, many, fork, splitk,
- * graph, hijack.
+ * graph, hijack, pool, exec, thread_exit.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -330,6 +330,81 @@ static void scenario_fork(void)
 		pthread_join(t[i], NULL);
 }
 
+/* A process pool: the parent, active, forks 16 short-lived workers, 8 at a
+ * time; each makes its own GEMMs (so starts its own shim) and exits.  Every
+ * worker's calls are known here, so the totals over all sources are exact. */
+static void scenario_pool(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 64, 64, 64, P(1), P(2), 64, P(3), 64, P(4), P(5), 64) == 0);
+	expect_gemm(FP32, 64, 64, 64, 1, 0);
+	for (int round = 0; round < 2; round++) {
+		pid_t pids[8];
+		for (int i = 0; i < 8; i++) {
+			pids[i] = fork();
+			if (pids[i] == 0) {
+				for (int j = 0; j < 100 + i; j++)
+					cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 16, 16, 8 + i, P(1), P(2), 16, P(3), 16,
+						    P(4), P(5), 16);
+				exit(0); /* atexit: the worker's own shim flushes */
+			}
+		}
+		for (int i = 0; i < 8; i++) {
+			int status;
+			CHECK(waitpid(pids[i], &status, 0) == pids[i]);
+			CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+			for (int j = 0; j < 100 + i; j++)
+				expect_gemm(FP32, 16, 16, 8 + (unsigned long long)i, 1, 0);
+		}
+	}
+}
+
+/* fork and exec: the child runs the table scenario as a program of its own
+ * (a new image, a new shim) and writes its expectations beside ours. */
+static const char *self_path, *want_path;
+
+static void scenario_exec(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 32, P(1), P(2), 32, P(3), 32, P(4), P(5), 32) == 0);
+	expect_gemm(FP32, 32, 32, 32, 1, 0);
+	char child_want[4096];
+	snprintf(child_want, sizeof(child_want), "%s.child", want_path);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execl(self_path, self_path, "table", child_want, (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 32, P(1), P(2), 32, P(3), 32, P(4), P(5), 32) == 0);
+	expect_gemm(FP32, 32, 32, 32, 1, 0);
+}
+
+/* Threads that exit right after their last GEMM, records still in their
+ * rings: nothing of theirs may be lost. */
+static void *burst_main(void *arg)
+{
+	cublasHandle_t h = arg;
+	for (int i = 0; i < 3000; i++) {
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, P(1), P(2), 8, P(3), 8, P(4), P(5), 8) == 0);
+		expect_gemm(FP32, 8, 8, 8, 1, 0);
+	}
+	return NULL;
+}
+
+static void scenario_thread_exit(void)
+{
+	for (int round = 0; round < 4; round++) {
+		pthread_t t[4];
+		for (int i = 0; i < 4; i++)
+			pthread_create(&t[i], NULL, burst_main, handle(CUBLAS_DEFAULT_MATH));
+		for (int i = 0; i < 4; i++)
+			pthread_join(t[i], NULL);
+	}
+}
+
 /* The public API is looked up at run time, as a program that must also run
  * without the shim would. */
 static void scenario_api(void)
@@ -552,6 +627,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *sc = argv[1];
+	self_path = argv[0];
+	want_path = argv[2];
 	if (!strcmp(sc, "table"))
 		scenario_table();
 	else if (!strcmp(sc, "nested"))
@@ -572,6 +649,12 @@ int main(int argc, char **argv)
 		scenario_graph();
 	else if (!strcmp(sc, "hijack"))
 		scenario_hijack();
+	else if (!strcmp(sc, "pool"))
+		scenario_pool();
+	else if (!strcmp(sc, "exec"))
+		scenario_exec();
+	else if (!strcmp(sc, "thread_exit"))
+		scenario_thread_exit();
 	else {
 		fprintf(stderr, "gemm_driver: unknown scenario %s\n", sc);
 		return 2;
