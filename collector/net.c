@@ -361,40 +361,61 @@ out:
 	return err;
 }
 
+int net_parse_target(const char *target, struct net_target *out)
+{
+	const char *path = NULL;
+	struct sockaddr_un sa;
+	int err = -EINVAL;
+
+	if (!target || !out)
+		goto out;
+	memset(out, 0, sizeof(*out));
+	if (strncmp(target, "unix:", 5) == 0)
+		path = target + 5;
+	else if (target[0] == '/')
+		path = target;
+	if (path) {
+		/* unix_addr's checks: the same errors as a connect would give */
+		err = unix_addr(path, &sa);
+		if (!err) {
+			memcpy(out->path, sa.sun_path, sizeof(out->path));
+			out->is_unix = 1;
+		}
+		goto out;
+	}
+	if (strncmp(target, "tcp:", 4) != 0)
+		goto out;
+	err = net_parse_hostport(target + 4, out->host, sizeof(out->host), &out->port);
+	if (err)
+		goto out;
+	if (!out->host[0])
+		err = -EINVAL;
+out:
+	return err;
+}
+
 int net_connect(const char *target, int nonblock, int *fd_out, int *in_progress)
 {
 	struct addrinfo *res = NULL, *ai;
+	struct net_target t;
 	struct sockaddr_un sa;
-	const char *path = NULL;
-	char host[256];
-	uint16_t port;
 	int pass, err = -EINVAL;
 
 	if (in_progress)
 		*in_progress = 0;
 	if (!target || !fd_out || (nonblock && !in_progress))
 		goto out;
-	if (strncmp(target, "unix:", 5) == 0)
-		path = target + 5;
-	else if (target[0] == '/')
-		path = target;
-	if (path) {
-		err = unix_addr(path, &sa);
+	err = net_parse_target(target, &t);
+	if (err)
+		goto out;
+	if (t.is_unix) {
+		err = unix_addr(t.path, &sa);
 		if (!err)
 			err = connect_one(AF_UNIX, 0, (struct sockaddr *)&sa, sizeof(sa), nonblock, fd_out,
 					  in_progress);
 		goto out;
 	}
-	if (strncmp(target, "tcp:", 4) != 0)
-		goto out;
-	err = net_parse_hostport(target + 4, host, sizeof(host), &port);
-	if (err)
-		goto out;
-	if (!host[0]) {
-		err = -EINVAL;
-		goto out;
-	}
-	err = resolve(host, port, 0, &res);
+	err = resolve(t.host, t.port, 0, &res);
 	if (err)
 		goto out;
 	err = -EADDRNOTAVAIL;

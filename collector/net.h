@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 /*
  * Splits "HOST:PORT" or "[V6]:PORT" into host (brackets removed) and port.
@@ -51,6 +52,25 @@ int net_listen_tcp(const char *host, uint16_t port, int *fd_out, uint16_t *bound
  * at path, -ENAMETOOLONG if path does not fit in sun_path, or -errno.
  */
 int net_listen_unix(const char *path, mode_t sock_mode, int *fd_out);
+
+/* A collector address as net_parse_target reads it. */
+struct net_target {
+	int is_unix;                                            /* 1: path; 0: host and port */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* unix socket path */
+	char host[256];                                         /* TCP host, never empty */
+	uint16_t port;
+};
+
+/*
+ * Parses a collector address ("unix:PATH", "tcp:HOST:PORT" or "/PATH", as
+ * net_connect below takes it) without touching the network.  Returns 0
+ * with *out filled, -EINVAL for a malformed target (an empty path, an empty
+ * or bad host, a bad port, an unknown scheme), or -ENAMETOOLONG when the
+ * path does not fit in sun_path or the host in out->host.  Used by
+ * net_connect, so producers (MFU_COLLECTOR) and the CLI (--target) read
+ * addresses the same way.  Thread-safe, no allocation.
+ */
+int net_parse_target(const char *target, struct net_target *out);
 
 /*
  * Connects to target: "unix:PATH", "tcp:HOST:PORT" (HOST:PORT as in

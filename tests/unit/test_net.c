@@ -193,6 +193,34 @@ static void test_connect_rejects_malformed_targets(void **state)
 	assert_int_equal(fd, -1);
 }
 
+static void test_parse_target_reads_each_form_without_connecting(void **state)
+{
+	struct net_target t;
+	char longpath[200];
+
+	(void)state;
+	assert_int_equal(net_parse_target("unix:/run/mfu/mfud.sock", &t), 0);
+	assert_true(t.is_unix);
+	assert_string_equal(t.path, "/run/mfu/mfud.sock");
+	assert_int_equal(net_parse_target("/tmp/x.sock", &t), 0);
+	assert_true(t.is_unix);
+	assert_string_equal(t.path, "/tmp/x.sock");
+	assert_int_equal(net_parse_target("tcp:[::1]:7300", &t), 0);
+	assert_false(t.is_unix);
+	assert_string_equal(t.host, "::1");
+	assert_int_equal(t.port, 7300);
+	assert_int_equal(net_parse_target("tcp:no-such-host.invalid:9", &t), 0);
+	assert_string_equal(t.host, "no-such-host.invalid");
+	assert_int_equal(net_parse_target("tcp::80", &t), -EINVAL);
+	assert_int_equal(net_parse_target("unix:", &t), -EINVAL);
+	assert_int_equal(net_parse_target("udp:1.2.3.4:5", &t), -EINVAL);
+	assert_int_equal(net_parse_target(NULL, &t), -EINVAL);
+	memset(longpath, 'a', sizeof(longpath) - 1);
+	longpath[0] = '/';
+	longpath[sizeof(longpath) - 1] = '\0';
+	assert_int_equal(net_parse_target(longpath, &t), -ENAMETOOLONG);
+}
+
 /* ---- unix ---- */
 
 static void test_listen_unix_creates_0700_dir_and_socket_with_mode(void **state)
@@ -385,6 +413,7 @@ int main(void)
 						tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_listen_unix_does_not_create_grandparents, tmp_setup, tmp_teardown),
 		cmocka_unit_test(test_listen_unix_rejects_too_long_path),
+		cmocka_unit_test(test_parse_target_reads_each_form_without_connecting),
 		cmocka_unit_test(test_default_socket_prefers_xdg_runtime_dir),
 	};
 
