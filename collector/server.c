@@ -73,11 +73,22 @@ static void conn_close(struct conn *c)
 static void source_name(const struct conn *c, char *buf, size_t cap)
 {
 	const struct agg_source *src = ingest_source(c->in);
-	if (src)
-		snprintf(buf, cap, "%s (host %s pid %llu rank %lld)", ingest_peer(c->in), src->host,
+	if (src) {
+		/* The host name is the producer's text: a newline would forge log
+		 * lines and an escape sequence would reach the terminal, so only
+		 * printable ASCII is logged as is (the mfu top rule). */
+		char host[AGG_NAME_MAX];
+		size_t i;
+		for (i = 0; src->host[i] && i + 1 < sizeof(host); i++) {
+			unsigned char ch = (unsigned char)src->host[i];
+			host[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+		}
+		host[i] = '\0';
+		snprintf(buf, cap, "%s (host %s pid %llu rank %lld)", ingest_peer(c->in), host,
 			 (unsigned long long)src->pid, (long long)src->rank);
-	else
+	} else {
 		snprintf(buf, cap, "%s (before hello)", ingest_peer(c->in));
+	}
 }
 
 static void on_frame(void *arg, struct agg_source *src, const uint8_t *frame, size_t len)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Collector, Tap, close, parse_metrics, samples, synth, tool)  # noqa: E402
@@ -286,6 +287,25 @@ def a_disconnected_source_is_forgotten_after_retain():
         c.wait_for(lambda s: s["sources"] == 0, timeout=10)
         assert "mfu_source_up{" not in c.metrics()
         assert "forgot 1 source" in c.logtext()
+    finally:
+        c.cleanup()
+
+
+@tap.check
+def a_hostile_host_name_cannot_forge_mfud_log_lines():
+    c = Collector()
+    try:
+        host = "evil\nmfud: forged line \x1b[2J\x7f"
+        synth(c.target, os.path.join(c.dir, "t.json"), "--steps", "1", "--pid", "4242", "--host", host)
+        c.wait_for(lambda s: s["sources"] == 1 and s["per_source"][0]["host"] == host)
+        deadline = time.time() + 10
+        while "disconnected" not in c.logtext() and time.time() < deadline:
+            time.sleep(0.05)
+        log = c.logtext()
+        lines = [l for l in log.splitlines() if "pid 4242" in l]
+        assert lines and all("host evil?mfud: forged line ?[2J?" in l for l in lines), log
+        assert not any(l.startswith("mfud: forged") for l in log.splitlines()), log
+        assert "\x1b" not in log and "\x7f" not in log, repr(log)
     finally:
         c.cleanup()
 
