@@ -4,7 +4,9 @@
 # missing.  Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-pkgs=(gcc meson ninja-build pkg-config libzstd-dev zstd libcmocka-dev python3 prometheus curl)
+# clang, its libFuzzer/sanitizer runtimes (libclang-rt-dev: clang only
+# recommends it) and llvm (llvm-symbolizer) for the fuzz smoke test.
+pkgs=(gcc meson ninja-build pkg-config libzstd-dev zstd libcmocka-dev python3 prometheus curl clang libclang-rt-dev llvm)
 
 missing=()
 for p in "${pkgs[@]}"; do

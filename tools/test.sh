@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # README command 2: installs what is missing, builds with warnings as errors,
-# and runs every test twice: a normal build, then under ASan and UBSan.
-# Ends with one line "N passed, N failed".
+# and runs every test twice: a normal build, then under ASan and UBSan; then
+# runs each libFuzzer harness for 30 s (MFU_FUZZ_SECONDS), one pass or fail
+# each.  Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +51,32 @@ run_suite build-test -Dwerror=true -Dbuildtype=debugoptimized || status=1
 # Memory errors must show up here, not in someone's training run.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	run_suite build-asan -Dwerror=true -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false || status=1
+
+# Fuzz smoke (tools/fuzz/run.sh, clang): every harness runs its committed
+# corpus (seeds and past crashes), then fuzzes for a while.  Skipped only
+# when clang itself is missing; run.sh says so.
+run_fuzz() {
+	local log rc p f
+	log=$(mktemp)
+	tools/fuzz/run.sh "${MFU_FUZZ_SECONDS:-30}" | tee "$log"
+	rc=${PIPESTATUS[0]}
+	if [ "$rc" -eq 77 ]; then
+		echo "fuzz smoke skipped (see above)"
+		rm -f "$log"
+		return 0
+	fi
+	p=$(grep -c '^fuzz [a-z]*: ok' "$log")
+	f=$(grep -c '^fuzz [a-z]*: FAILED' "$log")
+	# a build failure runs no harness: count it as one failure
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1
+	fi
+	rm -f "$log"
+	passed=$((passed + p))
+	failed=$((failed + f))
+	return "$rc"
+}
+run_fuzz || status=1
 
 echo "${passed} passed, ${failed} failed"
 [ "$failed" -eq 0 ] || status=1

@@ -15,7 +15,8 @@
 # Exit status: 0 when no harness found anything, 1 when one did (or the
 # build failed), 77 when clang is not installed (the reason is printed).
 # FUZZ_JOBS=2 runs two harnesses at a time; FUZZ_NICE (default 10) is the
-# nice level.  Extra libFuzzer flags can be given in FUZZ_FLAGS.
+# nice level; FUZZ_BUILD_DIR (default build-fuzz) the build directory.
+# Extra libFuzzer flags can be given in FUZZ_FLAGS.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,9 +35,10 @@ if ! command -v clang >/dev/null 2>&1; then
 	exit 77
 fi
 
-dir=build-fuzz
+dir=${FUZZ_BUILD_DIR:-build-fuzz}
 setup_args=(-Dfuzz=enabled -Dbuildtype=debugoptimized -Dwerror=false)
-if [ -f "$dir/build.ninja" ] && meson introspect --compilers "$dir" 2>/dev/null | grep -q '"id": "clang"'; then
+# an existing build dir is reused only if it was set up with clang
+if [ -f "$dir/build.ninja" ] && grep -qs '"command": "clang ' "$dir/compile_commands.json"; then
 	meson setup --reconfigure "$dir" "${setup_args[@]}" >".$dir-setup.log" 2>&1 || { cat ".$dir-setup.log"; exit 1; }
 else
 	rm -rf "$dir"
