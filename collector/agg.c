@@ -76,6 +76,8 @@ static void source_fill(struct agg_source *s, const struct mfu_rec_hello *h, con
 	s->hello_flags = h->flags;
 	s->hello_ns = h->time_ns;
 	s->degraded = (h->flags & MFU_HELLO_DEGRADED) != 0;
+	if (s->degraded && !s->degraded_since_ns)
+		s->degraded_since_ns = h->time_ns;
 }
 
 static int device_get(struct agg_source *s, uint64_t index, struct agg_device **out);
@@ -197,6 +199,21 @@ static void seen(struct agg_source *s, uint64_t t, uint64_t now_mono_ns)
 	/* The since-start span begins at the hello when the producer gave one. */
 	if (!s->hello_ns && (!s->first_ns || t < s->first_ns))
 		s->first_ns = t;
+}
+
+static void set_degraded(struct agg_source *s, int degraded, uint64_t t)
+{
+	if (degraded && !s->degraded)
+		s->degraded_since_ns = t;
+	else if (!degraded && s->degraded && t > s->degraded_since_ns)
+		s->degraded_ns += t - s->degraded_since_ns;
+	s->degraded = degraded;
+}
+
+uint64_t agg_source_degraded_ns(const struct agg_source *s)
+{
+	uint64_t open = s->degraded && s->max_ns > s->degraded_since_ns ? s->max_ns - s->degraded_since_ns : 0;
+	return s->degraded_ns + open;
 }
 
 static unsigned add_flops(struct agg_device *d, unsigned cls, uint64_t flops, int remat, uint64_t start,
@@ -406,7 +423,7 @@ int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t
 	case MFU_REC_STATUS:
 		if (plausible(s, r->u.status.time_ns, r->u.status.time_ns))
 			seen(s, r->u.status.time_ns, now_mono_ns);
-		s->degraded = (r->u.status.flags & MFU_STATUS_DEGRADED) != 0;
+		set_degraded(s, (r->u.status.flags & MFU_STATUS_DEGRADED) != 0, r->u.status.time_ns);
 		/* Cumulative counters: a lost or reordered status never lowers them. */
 		for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
 			if (r->u.status.dropped[i] > s->dropped[i])

@@ -61,6 +61,8 @@ struct agg_source {
 	uint64_t gone_mono_ns; /* collector time of the last disconnect */
 	int64_t rank, local_rank;
 	int connected, gone, degraded;
+	uint64_t degraded_since_ns; /* producer time the current degraded spell began */
+	uint64_t degraded_ns;       /* degraded spells that ended */
 	uint64_t first_ns, max_ns, goodbye_ns;
 	uint64_t max_mono_ns; /* collector time when max_ns was seen */
 	uint64_t dropped[MFU_DROP__COUNT];
@@ -98,6 +100,9 @@ int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t
 /* Notes a frame's sequence number; counts gaps. */
 void agg_source_frame(struct agg_source *s, uint32_t seq, size_t bytes);
 void agg_source_disconnect(struct agg_source *s, uint64_t now_mono_ns);
+/* Producer time the source spent without kernel timing, up to its newest
+ * data: CUPTI unavailable from the start, or lost to another profiler. */
+uint64_t agg_source_degraded_ns(const struct agg_source *s);
 /* Frees sources disconnected for longer than retain_ns: their series leave
  * /metrics and the source limit does not fill up over a long-lived daemon.
  * Returns how many were freed. */

@@ -318,6 +318,11 @@ static void export_info(const struct agg *a, struct strbuf *sb)
 	       "1 while the source has no kernel timing (CUPTI unavailable): kernel time is unknown, not zero.");
 	for (unsigned i = 0; i < a->nsrc; i++)
 		sample(sb, "mfu_source_degraded", NULL, a->src[i], NULL, a->src[i]->degraded);
+	family(sb, "mfu_source_degraded_seconds_total", "counter",
+	       "Producer time the source spent without kernel timing: CUPTI unavailable, or its records taken by another profiler.");
+	for (unsigned i = 0; i < a->nsrc; i++)
+		sample(sb, "mfu_source_degraded_seconds_total", NULL, a->src[i], NULL,
+		       (double)agg_source_degraded_ns(a->src[i]) / 1e9);
 	family(sb, "mfu_source_synthetic", "gauge", "1 when the source's data is synthetic (a demo), not a real run.");
 	for (unsigned i = 0; i < a->nsrc; i++)
 		sample(sb, "mfu_source_synthetic", NULL, a->src[i], NULL,
@@ -576,11 +581,12 @@ void export_json_summary(const struct agg *a, uint64_t now, struct strbuf *sb)
 		sb_puts(sb, ",\"producer\":");
 		sb_json_string(sb, s->producer, strlen(s->producer));
 		sb_printf(sb, ",\"pid\":%llu,\"rank\":%lld,\"local_rank\":%lld,\"world_size\":%llu,"
-			      "\"connected\":%s,\"degraded\":%s,\"frames\":%llu,\"lost_frames\":%llu,"
+			      "\"connected\":%s,\"degraded\":%s,\"degraded_s\":%.9g,\"frames\":%llu,\"lost_frames\":%llu,"
 			      "\"implausible_records\":%llu,",
 			  (unsigned long long)s->pid, (long long)s->rank, (long long)s->local_rank,
 			  (unsigned long long)s->world_size, s->connected ? "true" : "false",
-			  s->degraded ? "true" : "false", (unsigned long long)s->frames,
+			  s->degraded ? "true" : "false", (double)agg_source_degraded_ns(s) / 1e9,
+			  (unsigned long long)s->frames,
 			  (unsigned long long)s->seq_gaps, (unsigned long long)s->bad_time);
 		json_exact(sb, &e);
 		sb_puts(sb, ",\"devices\":[");

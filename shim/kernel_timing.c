@@ -245,6 +245,8 @@ static void forget_retired_nodes(void)
  * than lost; at exit, after the forced flush, every launch left is one. */
 static uint64_t orphan_flushes = 20; /* MFU_KERNEL_TIMEOUT_MS, default 10 s */
 static uint64_t orphans_total;        /* flush thread only */
+static int timing_lost;               /* flush thread only: status says degraded */
+static _Atomic uint64_t joined;       /* kernel records that took a launch's entry */
 
 static uint64_t wall_ns(void)
 {
@@ -277,8 +279,19 @@ static void sweep_orphans(int all)
 			shim_orphan_flops(&batch[i].info, batch[i].born_ns ? batch[i].born_ns : wall_ns());
 		}
 	}
+	/* Degraded from the sweep that finds lost records until one finds none
+	 * while records join launches again (the other profiler let go). */
+	uint64_t j = atomic_exchange(&joined, 0);
+	if (out && timing_lost && !found && j) {
+		timing_lost = 0;
+		mfu_sender_set_status(out, 0);
+	}
 	if (!found || !out)
 		return;
+	if (!timing_lost) {
+		timing_lost = 1;
+		mfu_sender_set_status(out, MFU_STATUS_DEGRADED);
+	}
 	mfu_sender_count_drops(out, MFU_DROP_CUPTI, found);
 	if (!orphans_total)
 		fprintf(stderr, "mfushim: CUPTI delivered no record for %llu kernel launches (another profiler may "
@@ -426,7 +439,8 @@ static void emit_kernel(const CUpti_ActivityKernel10 *k)
 
 	/* Always taken, so a graph launch's entry goes with its first kernel.
 	 * A replayed node carries what its capture carried, every replay. */
-	map_get(&launches, k->correlationId, &info, 1);
+	if (map_get(&launches, k->correlationId, &info, 1))
+		atomic_fetch_add_explicit(&joined, 1, memory_order_relaxed);
 	if (k->graphNodeId && map_get(&nodes, k->graphNodeId, &node, 0))
 		info = node;
 	r.u.kernel.start_ns = k->start;

@@ -94,6 +94,7 @@ struct mfu_sender {
 	uint32_t seq;
 	uint64_t last_status_ns;
 	uint64_t sent_dropped[MFU_DROP__COUNT];
+	uint64_t sent_status_flags;
 	struct rawbuf *tbuf; /* the thread's own raw buffer for ring records */
 	struct mfu_enc tenc;
 	uint64_t tbuf_since_ns;
@@ -603,13 +604,17 @@ static void *sender_main(void *arg)
 		if (s->open && s->enc.len &&
 		    (s->flush_req || s->stop || mono_ns() - s->open_since_ns >= s->flush_ms * 1000000ull))
 			seal_open(s);
-		/* Status rides along once a second when something was lost. */
-		if (memcmp(s->sent_dropped, s->st.dropped, sizeof(s->sent_dropped)) &&
-		    mono_ns() - s->last_status_ns > 1000000000u && (s->open || !open_buffer(s))) {
+		/* Status rides along once a second when something was lost, and
+		 * at once when the flags change (the record's time dates it). */
+		int flags_changed = s->status_flags != s->sent_status_flags;
+		if ((flags_changed || (memcmp(s->sent_dropped, s->st.dropped, sizeof(s->sent_dropped)) &&
+				       mono_ns() - s->last_status_ns > 1000000000u)) &&
+		    (s->open || !open_buffer(s))) {
 			struct mfu_record st;
 			status_record(s, &st);
 			if (!mfu_enc_put(&s->enc, &st)) {
 				memcpy(s->sent_dropped, s->st.dropped, sizeof(s->sent_dropped));
+				s->sent_status_flags = st.u.status.flags;
 				s->last_status_ns = mono_ns();
 			}
 			seal_open(s);
@@ -708,7 +713,7 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
 	s->clock_ns = cfg->clock_ns ? cfg->clock_ns : real_ns;
 	s->clock_arg = cfg->clock_arg;
 	if (hello->flags & MFU_HELLO_DEGRADED)
-		s->status_flags = MFU_STATUS_DEGRADED;
+		s->status_flags = s->sent_status_flags = MFU_STATUS_DEGRADED;
 	s->id = atomic_fetch_add(&next_sender_id, 1);
 	s->fd = -1;
 	s->raw_tail = &s->raw_head;

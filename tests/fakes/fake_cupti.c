@@ -126,6 +126,8 @@ static unsigned char driver_api[CUPTI_DRIVER_TRACE_CBID_SIZE];
 static unsigned char runtime_api[CUPTI_RUNTIME_TRACE_CBID_SIZE];
 static CUpti_BuffersCallbackRequestFunc buf_requested;
 static CUpti_BuffersCallbackCompleteFunc buf_completed;
+static CUpti_BuffersCallbackRequestFunc prev_requested; /* the registration before the last */
+static CUpti_BuffersCallbackCompleteFunc prev_completed;
 static struct prec *pending;
 static size_t npending, cap_pending;
 static size_t dropped;
@@ -1114,10 +1116,22 @@ CUptiResult CUPTIAPI cuptiActivityRegisterCallbacks(CUpti_BuffersCallbackRequest
     if (!funcBufferRequested || !funcBufferCompleted)
         return CUPTI_ERROR_INVALID_PARAMETER;
     pthread_mutex_lock(&lk);
+    prev_requested = buf_requested;
+    prev_completed = buf_completed;
     buf_requested = funcBufferRequested;
     buf_completed = funcBufferCompleted;
     pthread_mutex_unlock(&lk);
     return CUPTI_SUCCESS;
+}
+
+void fake_cupti_restore_previous_callbacks(void)
+{
+    pthread_mutex_lock(&lk);
+    if (prev_requested && prev_completed) {
+        buf_requested = prev_requested;
+        buf_completed = prev_completed;
+    }
+    pthread_mutex_unlock(&lk);
 }
 
 CUptiResult CUPTIAPI cuptiActivityFlushAll(uint32_t flag)

@@ -130,6 +130,10 @@ int fake_cupti_graph_instantiate(int graph);
 void fake_cupti_graph_launch(int exec, int device, int stream);
 void fake_cupti_graph_destroy(int graph);
 
+/* Puts back the buffer callbacks registered before the last cuptiActivityRegisterCallbacks
+ * (a second client took them and now lets go; the real CUPTI has no such call). */
+void fake_cupti_restore_previous_callbacks(void);
+
 /* Launches seen (with or without a subscriber or enabled kinds). */
 unsigned long long fake_cupti_launches(void);
 /* Records handed to bufferCompleted, of one CUpti_ActivityKind (an int); kind < 0: all kinds. */
