@@ -246,8 +246,8 @@ def status_lines(text):
     return out
 
 
-# JSON fields a future summary may carry for degraded intervals (none of
-# these exists yet: doc/validation.md lists what is missing).
+# JSON fields for degraded intervals: the summary carries degraded_s per
+# source; the other names are accepted too.
 DEGRADED_FIELDS = ("degraded_s", "degraded_intervals", "degraded_ns", "degraded_count")
 
 
