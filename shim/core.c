@@ -67,7 +67,7 @@ TLS struct current_call cur;
 TLS uint32_t tid; /* gettid() is a system call: once per thread */
 TLS uint64_t call_next, call_end; /* this thread's block of call ids */
 
-static uint64_t now_ns(void)
+uint64_t shim_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts); /* CUPTI's default clock, so records line up */
@@ -121,7 +121,7 @@ static void fill_hello(struct mfu_rec_hello *h, char *host, size_t hostcap)
 		snprintf(host, hostcap, "unknown");
 	host[hostcap - 1] = 0;
 	memset(h, 0, sizeof(*h));
-	h->time_ns = now_ns();
+	h->time_ns = shim_now_ns();
 	h->pid = (uint64_t)getpid();
 	h->rank = env_int("RANK", env_int("SLURM_PROCID", -1));
 	h->local_rank = env_int("LOCAL_RANK", env_int("SLURM_LOCALID", -1));
@@ -333,7 +333,7 @@ static void put_gemm(struct mfu_record *r, uint64_t start, unsigned dev)
 	struct mfu_rec_gemm *m = &r->u.gemm;
 
 	describe_device(dev);
-	m->end_ns = now_ns();
+	m->end_ns = shim_now_ns();
 	m->start_ns = start && start <= m->end_ns ? start : m->end_ns;
 	if (!tid)
 		tid = (uint32_t)gettid();
@@ -398,7 +398,7 @@ void shim_orphan_flops(const struct launch_info *info, uint64_t when_ns)
 void shim_step_begin(void)
 {
 	if (shim_active())
-		atomic_store(&step_begin_ns, now_ns());
+		atomic_store(&step_begin_ns, shim_now_ns());
 }
 
 void shim_step_end(double model_flops)
@@ -410,7 +410,7 @@ void shim_step_end(double model_flops)
 		model_flops = model_flops_default;
 	struct mfu_record r = {.type = MFU_REC_STEP};
 	r.u.step.begin_ns = begin;
-	r.u.step.end_ns = now_ns();
+	r.u.step.end_ns = shim_now_ns();
 	if (r.u.step.end_ns < begin)
 		r.u.step.end_ns = begin;
 	r.u.step.index = atomic_fetch_add(&next_step, 1);
@@ -432,7 +432,7 @@ void shim_region_push(double flops, const char *dtype)
 	int d = region_depth++;
 	if (d < REGION_DEPTH_MAX && shim_active()) {
 		double f = flops > 0 && flops < 1.8e19 ? flops : 0;
-		regions[d] = (struct region){now_ns(), (uint64_t)(f + 0.5), cls, current_device()};
+		regions[d] = (struct region){shim_now_ns(), (uint64_t)(f + 0.5), cls, current_device()};
 	}
 }
 

@@ -53,6 +53,9 @@ int shim_launch_context(struct launch_info *out);
  * an untimed orphan record at when_ns, so they are not lost. */
 void shim_orphan_flops(const struct launch_info *info, uint64_t when_ns);
 
+/* CLOCK_REALTIME in ns: CUPTI's default clock, so host and GPU records line up. */
+uint64_t shim_now_ns(void);
+
 /* Resolves a real function with dlsym(RTLD_NEXT); NULL if absent. */
 void *shim_real(const char *name);
 

@@ -248,13 +248,6 @@ static uint64_t orphans_total;        /* flush thread only */
 static int timing_lost;               /* flush thread only: status says degraded */
 static _Atomic uint64_t joined;       /* kernel records that took a launch's entry */
 
-static uint64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* On the flush thread.  all: every launch left, else those filed at least
  * orphan_flushes flushes ago. */
 static void sweep_orphans(int all)
@@ -276,7 +269,7 @@ static void sweep_orphans(int all)
 			if (!map_get(&launches, batch[i].key, NULL, 1))
 				continue;
 			found++;
-			shim_orphan_flops(&batch[i].info, batch[i].born_ns ? batch[i].born_ns : wall_ns());
+			shim_orphan_flops(&batch[i].info, batch[i].born_ns ? batch[i].born_ns : shim_now_ns());
 		}
 	}
 	/* Degraded from the sweep that finds lost records until one finds none
@@ -650,7 +643,7 @@ static void *flush_main(void *arg)
 		/* without this, CUPTI hands over only full buffers and the 1 s
 		 * window would show nothing for a long time */
 		cu.cuptiActivityFlushAll(0);
-		atomic_store(&last_flush_ns, wall_ns());
+		atomic_store(&last_flush_ns, shim_now_ns());
 		forget_retired_nodes(); /* counts the flush */
 		sweep_orphans(0);
 		pthread_mutex_lock(&flush_mu);
@@ -708,7 +701,7 @@ void cupti_run(struct mfu_sender *s)
 	long ms = t && *t ? strtol(t, NULL, 10) : 0;
 	if (ms > 0)
 		orphan_flushes = (uint64_t)(ms < FLUSH_PERIOD_MS ? FLUSH_PERIOD_MS : ms) / FLUSH_PERIOD_MS;
-	atomic_store(&last_flush_ns, wall_ns());
+	atomic_store(&last_flush_ns, shim_now_ns());
 	pthread_mutex_lock(&names_mu);
 	out = s;
 	pthread_mutex_unlock(&names_mu);
