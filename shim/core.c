@@ -155,10 +155,18 @@ static void finish(void)
 			(unsigned long long)lost, (unsigned long long)st.dropped[MFU_DROP_CUPTI]);
 }
 
+/* A child forked from a process whose shim had started: CUPTI's state (and
+ * any lock a parent thread held in it at the fork) is the parent's, and
+ * CUDA itself cannot be used after such a fork, so the child never touches
+ * CUPTI: it counts untimed. */
+static int forked_after_start;
+
 static void forked_child(void)
 {
 	/* The parent's sender, its thread and its lock are not ours: forget
 	 * them and start afresh if this process uses cuBLAS itself. */
+	if (atomic_load(&state) != ST_UNINIT)
+		forked_after_start = 1;
 	sender = NULL;
 	tid = 0; /* the forking thread's id is not the child's */
 	cupti_forked_child();
@@ -189,7 +197,11 @@ static void start(void)
 	struct mfu_sender_config cfg = {0};
 	fill_hello(&h, host, sizeof(host));
 	/* CUPTI first, so the hello can say whether kernels will be timed */
-	int timed = cupti_start(why, sizeof(why)) && cupti_enable(why, sizeof(why));
+	int timed = 0;
+	if (forked_after_start)
+		snprintf(why, sizeof(why), "forked from a process that had started CUDA profiling");
+	else
+		timed = cupti_start(why, sizeof(why)) && cupti_enable(why, sizeof(why));
 	if (!timed)
 		h.flags |= MFU_HELLO_DEGRADED;
 	if (mfu_sender_new(&cfg, &h, &sender)) {

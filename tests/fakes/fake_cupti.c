@@ -180,9 +180,29 @@ static void read_env(void)
     refuse_activity = r && (strstr(r, "activity") || strcmp(r, "all") == 0);
 }
 
+/* A forked child gets a fake with no subscriber, no registered buffers and no records, and a
+ * lock no parent thread can be holding: what a child may do with the real CUPTI is undefined,
+ * and tests of the code under test must not hang on the fake's own lock. */
+static void forked_child(void)
+{
+    pthread_mutex_init(&lk, NULL);
+    subscriber = NULL;
+    buf_requested = NULL;
+    buf_completed = NULL;
+    npending = 0;
+    memset(act_enabled, 0, sizeof(act_enabled));
+    memset(driver_api, 0, sizeof(driver_api));
+}
+
+static void read_env_once(void)
+{
+    read_env();
+    pthread_atfork(NULL, NULL, forked_child);
+}
+
 static void init(void)
 {
-    pthread_once(&env_once, read_env);
+    pthread_once(&env_once, read_env_once);
 }
 
 static uint64_t now_ns(void)

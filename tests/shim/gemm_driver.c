@@ -276,8 +276,10 @@ static void scenario_many(void)
 
 /* DataLoader-style: one child forked before any GEMM uses cuBLAS itself
  * (and so starts its own shim); then 8 workers are forked while 4 threads
- * of the parent are inside GEMM calls, do CPU work and exit.  Nothing may
- * deadlock, and only the parent and the first child may report. */
+ * of the parent are inside GEMM calls, do CPU work and exit; then one more
+ * child, forked while the parent's shim runs, makes GEMMs.  Nothing may
+ * deadlock, and only the parent and the two children that use cuBLAS may
+ * report. */
 static volatile int stop_bg;
 
 static void *bg_main(void *arg)
@@ -325,14 +327,41 @@ static void scenario_fork(void)
 	}
 	CHECK(waitpid(first, &status, 0) == first);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* one more, forked while the parent's shim runs, that makes GEMMs: it
+	 * must count them (untimed: it never touches the parent's CUPTI) */
+	pid_t late = fork();
+	if (late == 0) {
+		cublasHandle_t h;
+		cublasCreate(&h);
+		for (int i = 0; i < 30; i++)
+			cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 24, 24, 24, P(1), P(2), 24, P(3), 24, P(4), P(5), 24);
+		cublasDestroy(h);
+		exit(0);
+	}
+	CHECK(waitpid(late, &status, 0) == late);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	stop_bg = 1;
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
 }
 
-/* A process pool: the parent, active, forks 16 short-lived workers, 8 at a
- * time; each makes its own GEMMs (so starts its own shim) and exits.  Every
- * worker's calls are known here, so the totals over all sources are exact. */
+/* A process pool: the parent, active, starts 16 short-lived workers, 8 at
+ * a time, as a spawn-style pool does (fork, then exec: a child of a process
+ * that initialized CUDA cannot use CUDA itself).  Each makes its own GEMMs,
+ * so starts its own shim, and exits.  Every worker's calls are known here,
+ * so the totals over all sources are exact. */
+static const char *self_path, *want_path;
+
+static void worker_gemms(int i)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	for (int j = 0; j < 100 + i; j++) {
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 16, 16, 8 + i, P(1), P(2), 16, P(3), 16, P(4), P(5),
+				  16) == 0);
+		expect_gemm(FP32, 16, 16, 8 + (unsigned long long)i, 1, 0);
+	}
+}
+
 static void scenario_pool(void)
 {
 	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
@@ -341,12 +370,13 @@ static void scenario_pool(void)
 	for (int round = 0; round < 2; round++) {
 		pid_t pids[8];
 		for (int i = 0; i < 8; i++) {
+			char name[32], worker_want[4096];
+			snprintf(name, sizeof(name), "worker%d", i);
+			snprintf(worker_want, sizeof(worker_want), "%s.%d.%d", want_path, round, i);
 			pids[i] = fork();
 			if (pids[i] == 0) {
-				for (int j = 0; j < 100 + i; j++)
-					cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 16, 16, 8 + i, P(1), P(2), 16, P(3), 16,
-						    P(4), P(5), 16);
-				exit(0); /* atexit: the worker's own shim flushes */
+				execl(self_path, self_path, name, worker_want, (char *)NULL);
+				_exit(127);
 			}
 		}
 		for (int i = 0; i < 8; i++) {
@@ -361,7 +391,6 @@ static void scenario_pool(void)
 
 /* fork and exec: the child runs the table scenario as a program of its own
  * (a new image, a new shim) and writes its expectations beside ours. */
-static const char *self_path, *want_path;
 
 static void scenario_exec(void)
 {
@@ -662,6 +691,8 @@ int main(int argc, char **argv)
 		scenario_hijack();
 	else if (!strcmp(sc, "pool"))
 		scenario_pool();
+	else if (!strncmp(sc, "worker", 6) && sc[6] >= '0' && sc[6] <= '9')
+		worker_gemms(atoi(sc + 6));
 	else if (!strcmp(sc, "exec"))
 		scenario_exec();
 	else if (!strcmp(sc, "thread_exit"))
