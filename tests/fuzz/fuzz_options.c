@@ -141,9 +141,16 @@ static void fuzz_peak(const char *text, unsigned param, int how)
 		return;
 	}
 	if (how == P_PEAK_ENV) {
-		setenv("MFU_PEAK_TFLOPS", text, 1);
+		/* One putenv of a static buffer, rewritten per input: glibc's
+		 * setenv keeps every value it was ever given, so calling it per
+		 * input grows the heap until libFuzzer's memory limit. */
+		static char env[sizeof("MFU_PEAK_TFLOPS=") + 4096];
+		static int put;
+		snprintf(env, sizeof(env), "MFU_PEAK_TFLOPS=%s", text);
+		if (!put && putenv(env) == 0)
+			put = 1;
+		FUZZ_CHECK(put, "putenv");
 		rc = opt_peak(&cfg, NULL, err, errlen);
-		unsetenv("MFU_PEAK_TFLOPS");
 		if (!*text)
 			FUZZ_CHECK(rc == 0 && !cfg.have_override, "empty MFU_PEAK_TFLOPS is not ignored");
 	} else {
