@@ -343,7 +343,7 @@ static uint32_t name_id(const char *name)
 /* The launch this thread is inside, between its ENTER and EXIT callbacks:
  * stream capture turns it into a graph node instead of a kernel, and the
  * node's creation is reported on this thread in between. */
-static __thread struct {
+static __thread __attribute__((tls_model("initial-exec"))) struct {
 	uint64_t corr;
 	struct launch_info info;
 	int armed, captured;
