@@ -400,7 +400,6 @@ void shim_orphan_flops(const struct launch_info *info, uint64_t when_ns)
 	r.u.gemm.flops = info->flops;
 	r.u.gemm.call = info->call;
 	r.u.gemm.start_ns = r.u.gemm.end_ns = when_ns;
-	r.u.gemm.tid = 0;
 	r.u.gemm.device = info->device;
 	mfu_sender_put(sender, &r);
 }

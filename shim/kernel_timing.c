@@ -218,15 +218,16 @@ static void retire_node(uint64_t id)
 		map_get(&nodes, old, NULL, 1);
 		pthread_mutex_lock(&map_mu);
 	}
-	retired[retired_tail++ % RETIRED_MAX].id = id;
-	retired[(retired_tail - 1) % RETIRED_MAX].flush = atomic_load(&flushes_done);
+	retired[retired_tail % RETIRED_MAX].id = id;
+	retired[retired_tail % RETIRED_MAX].flush = atomic_load(&flushes_done);
+	retired_tail++;
 	pthread_mutex_unlock(&map_mu);
 }
 
-/* On the flush thread, after each flush. */
+/* On the flush thread, after each flush is counted in flushes_done. */
 static void forget_retired_nodes(void)
 {
-	uint64_t done = atomic_fetch_add(&flushes_done, 1) + 1;
+	uint64_t done = atomic_load(&flushes_done);
 	for (;;) {
 		pthread_mutex_lock(&map_mu);
 		if (retired_head == retired_tail || retired[retired_head % RETIRED_MAX].flush + 2 > done) {
@@ -644,7 +645,8 @@ static void *flush_main(void *arg)
 		 * window would show nothing for a long time */
 		cu.cuptiActivityFlushAll(0);
 		atomic_store(&last_flush_ns, shim_now_ns());
-		forget_retired_nodes(); /* counts the flush */
+		atomic_fetch_add(&flushes_done, 1);
+		forget_retired_nodes();
 		sweep_orphans(0);
 		pthread_mutex_lock(&flush_mu);
 	}
