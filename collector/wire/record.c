@@ -107,6 +107,13 @@ static int record_valid(const struct mfu_record *r)
 	case MFU_REC_API:
 		return r->u.api.end_ns >= r->u.api.start_ns &&
 		       r->u.api.end_ns - r->u.api.start_ns < DURATION_MAX;
+	case MFU_REC_COPY:
+		return r->u.copy.end_ns >= r->u.copy.start_ns &&
+		       r->u.copy.end_ns - r->u.copy.start_ns < DURATION_MAX && r->u.copy.device < DEVICE_INDEX_MAX;
+	case MFU_REC_OFFCPU:
+		return r->u.offcpu.end_ns >= r->u.offcpu.start_ns &&
+		       r->u.offcpu.end_ns - r->u.offcpu.start_ns < DURATION_MAX &&
+		       r->u.offcpu.state < MFU_OFFCPU__COUNT;
 	case MFU_REC_STATUS:
 	case MFU_REC_GOODBYE:
 		return 1;
@@ -204,6 +211,27 @@ int mfu_enc_put(struct mfu_enc *e, const struct mfu_record *r)
 		p = varint_put(p, a->tid);
 		p = varint_put(p, a->cbid);
 		p = put_delta(p, &d->api_corr, a->corr);
+		break;
+	}
+	case MFU_REC_COPY: {
+		const struct mfu_rec_copy *c = &r->u.copy;
+		p = varint_put(p, c->start_ns);
+		p = varint_put(p, c->end_ns - c->start_ns);
+		p = varint_put(p, c->device);
+		p = varint_put(p, c->stream);
+		p = varint_put(p, c->op);
+		p = varint_put(p, c->kind);
+		p = varint_put(p, c->bytes);
+		p = varint_put(p, c->corr);
+		break;
+	}
+	case MFU_REC_OFFCPU: {
+		const struct mfu_rec_offcpu *o = &r->u.offcpu;
+		p = varint_put(p, o->start_ns);
+		p = varint_put(p, o->end_ns - o->start_ns);
+		p = varint_put(p, o->tid);
+		p = varint_put(p, o->state);
+		p = varint_put(p, o->stack_id);
 		break;
 	}
 	case MFU_REC_STATUS:
@@ -486,6 +514,31 @@ static __attribute__((noinline)) int decode_rare(uint32_t type, const uint8_t *p
 				s->dropped[i] = v;
 		}
 		return 0;
+	}
+	case MFU_REC_COPY: {
+		struct mfu_rec_copy *c = &r->u.copy;
+		GET(c->start_ns);
+		GET(v);
+		GET(c->device);
+		GET(c->stream);
+		GET(c->op);
+		GET(c->kind);
+		GET(c->bytes);
+		GET(c->corr);
+		if (c->device >= DEVICE_INDEX_MAX)
+			return -MFU_WIRE_E_FIELD;
+		return interval(c->start_ns, v, &c->end_ns);
+	}
+	case MFU_REC_OFFCPU: {
+		struct mfu_rec_offcpu *o = &r->u.offcpu;
+		GET(o->start_ns);
+		GET(v);
+		GET(o->tid);
+		GET(o->state);
+		GET(o->stack_id);
+		if (o->state >= MFU_OFFCPU__COUNT)
+			return -MFU_WIRE_E_FIELD;
+		return interval(o->start_ns, v, &o->end_ns);
 	}
 	case MFU_REC_GOODBYE:
 		GET(r->u.goodbye.time_ns);

@@ -82,6 +82,8 @@ enum mfu_record_type {
 	MFU_REC_STATUS = 7,
 	MFU_REC_GOODBYE = 8,
 	MFU_REC_DEVICE = 9,
+	MFU_REC_COPY = 10,
+	MFU_REC_OFFCPU = 11,
 };
 
 /* Flag bits shared by kernel and gemm records (above the 4 class bits). */
@@ -172,6 +174,39 @@ struct mfu_rec_api {
 	uint64_t tid, cbid, corr;
 };
 
+/* A memcpy or memset executing on a device: the GPU is busy, not idle. */
+enum mfu_copy_op {
+	MFU_COPY_MEMCPY = 1,
+	MFU_COPY_MEMSET = 2,
+};
+
+struct mfu_rec_copy {
+	uint64_t start_ns, end_ns;
+	uint64_t device, stream;
+	uint64_t op;   /* enum mfu_copy_op */
+	uint64_t kind; /* memcpy: CUpti_ActivityMemcpyKind (1 HtoD, 2 DtoH, 8 DtoD, ...); memset: 0 */
+	uint64_t bytes;
+	uint64_t corr; /* CUPTI correlation id of the API call that issued it */
+};
+
+/* Why a thread was off the CPU, from the state it left in (sched_switch). */
+enum mfu_offcpu_state {
+	MFU_OFFCPU_RUNNABLE = 0, /* preempted: it wanted to run */
+	MFU_OFFCPU_SLEEPING = 1, /* blocked, interruptible (lock, poll, sleep, read) */
+	MFU_OFFCPU_DISK = 2,     /* blocked, uninterruptible (I/O, page fault) */
+	MFU_OFFCPU_OTHER = 3,
+	MFU_OFFCPU__COUNT = 4
+};
+
+/* An interval a thread of the source spent off-CPU.  Written by the
+ * collector's scheduler tracer (into archives), never by the shim. */
+struct mfu_rec_offcpu {
+	uint64_t start_ns, end_ns;
+	uint64_t tid;
+	uint64_t state;    /* enum mfu_offcpu_state */
+	uint64_t stack_id; /* kernel stack id + 1; 0: none */
+};
+
 struct mfu_rec_status {
 	uint64_t time_ns;
 	uint64_t flags; /* MFU_STATUS_* */
@@ -192,6 +227,8 @@ struct mfu_record {
 		struct mfu_rec_gemm gemm;
 		struct mfu_rec_step step;
 		struct mfu_rec_api api;
+		struct mfu_rec_copy copy;
+		struct mfu_rec_offcpu offcpu;
 		struct mfu_rec_status status;
 		struct mfu_rec_goodbye goodbye;
 		struct mfu_device_info device;

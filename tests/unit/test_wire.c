@@ -70,7 +70,7 @@ static void rnd_interval(uint64_t *s, uint64_t *e)
 static void rnd_record(struct mfu_record *r, int slot)
 {
 	memset(r, 0, sizeof(*r));
-	r->type = (uint32_t)(1 + rnd() % 9);
+	r->type = (uint32_t)(1 + rnd() % 11);
 	switch (r->type) {
 	case MFU_REC_HELLO: {
 		struct mfu_rec_hello *h = &r->u.hello;
@@ -152,6 +152,25 @@ static void rnd_record(struct mfu_record *r, int slot)
 	case MFU_REC_DEVICE:
 		rnd_device(&r->u.device, slot);
 		break;
+	case MFU_REC_COPY: {
+		struct mfu_rec_copy *c = &r->u.copy;
+		rnd_interval(&c->start_ns, &c->end_ns);
+		c->device = rnd() % 4096;
+		c->stream = rnd_u64();
+		c->op = 1 + rnd() % 2;
+		c->kind = rnd() % 11;
+		c->bytes = rnd_u64();
+		c->corr = rnd_u64();
+		break;
+	}
+	case MFU_REC_OFFCPU: {
+		struct mfu_rec_offcpu *o = &r->u.offcpu;
+		rnd_interval(&o->start_ns, &o->end_ns);
+		o->tid = rnd() % 4194304;
+		o->state = rnd() % MFU_OFFCPU__COUNT;
+		o->stack_id = rnd() % 3 ? 0 : rnd_u64();
+		break;
+	}
 	}
 }
 
@@ -214,6 +233,14 @@ static void assert_record_equal(const struct mfu_record *a, const struct mfu_rec
 	case MFU_REC_GOODBYE:
 		assert_memory_equal(&a->u.goodbye, &b->u.goodbye, sizeof(a->u.goodbye));
 		break;
+	case MFU_REC_COPY:
+		assert_memory_equal(&a->u.copy, &b->u.copy, sizeof(a->u.copy));
+		break;
+	case MFU_REC_OFFCPU:
+		assert_memory_equal(&a->u.offcpu, &b->u.offcpu, sizeof(a->u.offcpu));
+		break;
+	default:
+		fail_msg("record type %u not compared", a->type);
 	}
 }
 
@@ -584,6 +611,66 @@ static void test_hostile_records_get_specific_errors(void **state)
 	}
 }
 
+/* The copy and offcpu records: an out-of-range device or state is FIELD, and
+ * a body cut short of its fields is FIELD. */
+static void test_copy_and_offcpu_bodies_are_checked(void **state)
+{
+	uint8_t buf[64], body[48], *p, *b;
+	struct mfu_dec d;
+	struct mfu_record got;
+	(void)state;
+
+	for (int bad = 0; bad < 3; bad++) {
+		b = body;
+		b = varint_put(b, 1000);               /* start */
+		b = varint_put(b, 50);                 /* duration */
+		b = varint_put(b, bad == 1 ? 4096 : 3); /* device */
+		b = varint_put(b, 7);                  /* stream */
+		b = varint_put(b, MFU_COPY_MEMCPY);
+		b = varint_put(b, 1);
+		b = varint_put(b, 4096);
+		if (bad != 2)
+			b = varint_put(b, 99); /* corr: missing when bad == 2 */
+		p = buf;
+		p = varint_put(p, MFU_REC_COPY);
+		p = varint_put(p, (uint64_t)(b - body));
+		memcpy(p, body, (size_t)(b - body));
+		p += b - body;
+		mfu_dec_init(&d, buf, (size_t)(p - buf));
+		if (!bad) {
+			assert_int_equal(mfu_dec_next(&d, &got), 1);
+			assert_int_equal(got.u.copy.end_ns, 1050);
+			assert_int_equal(got.u.copy.device, 3);
+			assert_int_equal(got.u.copy.bytes, 4096);
+			assert_int_equal(got.u.copy.corr, 99);
+		} else {
+			assert_int_equal(mfu_dec_next(&d, &got), -MFU_WIRE_E_FIELD);
+		}
+	}
+	for (int bad = 0; bad < 2; bad++) {
+		b = body;
+		b = varint_put(b, 5000);
+		b = varint_put(b, 10);
+		b = varint_put(b, 1234);
+		b = varint_put(b, bad ? MFU_OFFCPU__COUNT : MFU_OFFCPU_DISK);
+		b = varint_put(b, 0);
+		p = buf;
+		p = varint_put(p, MFU_REC_OFFCPU);
+		p = varint_put(p, (uint64_t)(b - body));
+		memcpy(p, body, (size_t)(b - body));
+		p += b - body;
+		mfu_dec_init(&d, buf, (size_t)(p - buf));
+		if (!bad) {
+			assert_int_equal(mfu_dec_next(&d, &got), 1);
+			assert_int_equal(got.u.offcpu.tid, 1234);
+			assert_int_equal(got.u.offcpu.end_ns, 5010);
+			assert_int_equal(got.u.offcpu.state, MFU_OFFCPU_DISK);
+		} else {
+			assert_int_equal(mfu_dec_next(&d, &got), -MFU_WIRE_E_FIELD);
+		}
+	}
+}
+
 static void test_encoder_refuses_what_the_decoder_would_refuse(void **state)
 {
 	uint8_t buf[512];
@@ -700,6 +787,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_record_type_is_skipped_by_length),
 		cmocka_unit_test(test_appended_fields_are_ignored_and_short_bodies_rejected),
 		cmocka_unit_test(test_hostile_records_get_specific_errors),
+		cmocka_unit_test(test_copy_and_offcpu_bodies_are_checked),
 		cmocka_unit_test(test_encoder_refuses_what_the_decoder_would_refuse),
 		cmocka_unit_test(test_crc32c_known_vector),
 		cmocka_unit_test(test_frames_decode_independently),
