@@ -10,7 +10,12 @@
  *   gemm_driver SCENARIO EXPECTED.json
  *
  * Scenarios: table, nested, threads, api, passthrough, many, fork, splitk,
- * graph, hijack, pool, exec, thread_exit.
+ * graph, hijack, pool, exec, thread_exit, steady.
+ *
+ * steady makes GEMM calls in bursts for $MFU_DRIVER_SECONDS (default 2),
+ * timing each call itself, and adds the calls' latency (max, p99.9, p50)
+ * to the JSON: what the shim costs a call while the collector is away,
+ * slow or restarting.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -272,6 +277,49 @@ static void scenario_many(void)
 		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 32, P(1), P(2), 32, P(3), 32, P(4), P(5), 32) == 0);
 		expect_gemm(FP32, 32, 32, 32, 1, 0);
 	}
+}
+
+static unsigned long long *lat;
+static size_t nlat, lat_cap;
+
+static unsigned long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+static void scenario_steady(void)
+{
+	const char *e = getenv("MFU_DRIVER_SECONDS");
+	double secs = e ? atof(e) : 2.0;
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	unsigned long long end = now_ns() + (unsigned long long)(secs * 1e9);
+	struct timespec pause = {0, 1000000};
+
+	while (now_ns() < end) {
+		for (int i = 0; i < 100; i++) {
+			if (nlat == lat_cap) {
+				lat_cap = lat_cap ? lat_cap * 2 : 65536;
+				lat = realloc(lat, lat_cap * sizeof(*lat));
+				if (!lat)
+					abort();
+			}
+			unsigned long long t0 = now_ns();
+			int rc = cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 64, 48, 32, P(1), P(2), 64, P(3), 32, P(4),
+					     P(5), 64);
+			lat[nlat++] = now_ns() - t0;
+			CHECK(rc == 0);
+			expect_gemm(FP32, 64, 48, 32, 1, 0);
+		}
+		nanosleep(&pause, NULL);
+	}
+}
+
+static int by_value(const void *a, const void *b)
+{
+	unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+	return x < y ? -1 : x > y;
 }
 
 /* DataLoader-style: one child forked before any GEMM uses cuBLAS itself
@@ -697,6 +745,8 @@ int main(int argc, char **argv)
 		scenario_exec();
 	else if (!strcmp(sc, "thread_exit"))
 		scenario_thread_exit();
+	else if (!strcmp(sc, "steady"))
+		scenario_steady();
 	else {
 		fprintf(stderr, "gemm_driver: unknown scenario %s\n", sc);
 		return 2;
@@ -723,7 +773,14 @@ int main(int argc, char **argv)
 			fprintf(f, "%s\"%s\":%llu", first ? "" : ",", class_names[c], want.by_class[c]);
 			first = 0;
 		}
-	fprintf(f, "}}\n");
+	fprintf(f, "}");
+	if (nlat) {
+		qsort(lat, nlat, sizeof(*lat), by_value);
+		fprintf(f, ",\"lat_calls\":%zu,\"lat_max_ns\":%llu,\"lat_p999_ns\":%llu,\"lat_p50_ns\":%llu", nlat,
+			lat[nlat - 1], lat[nlat * 999 / 1000], lat[nlat / 2]);
+		free(lat);
+	}
+	fprintf(f, "}\n");
 	fclose(f);
 	return failures ? 1 : 0;
 }
