@@ -636,6 +636,8 @@ static void conn_lost(struct mfu_sender *s)
 		return;
 	s->sp_send = s->sp_ack;
 	if (s->u_head) {
+		for (struct frame *f = s->u_head; f; f = f->next)
+			f->off = 0;
 		*s->u_tail = s->q_head;
 		if (!s->q_head)
 			s->q_tail = s->u_tail;
