@@ -80,6 +80,7 @@ struct mfu_sender {
 	struct rawbuf *raw_head, **raw_tail; /* sealed, not yet compressed */
 	size_t held;                         /* bytes in rawbufs and frames */
 	int stop, flush_req, shut;
+	int connect_now; /* at shutdown: one more connect, backoff or not */
 	uint64_t stop_deadline_ns; /* mono: give up on undelivered frames then */
 	uint64_t flush_gen, done_gen;
 	uint64_t status_flags;
@@ -922,6 +923,10 @@ static void *sender_main(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&s->mu);
+		if (s->connect_now) {
+			s->connect_now = 0;
+			s->next_connect_ns = 0;
+		}
 		while (!s->stop && !s->raw_head && !s->flush_req &&
 		       !(s->tenc.len && mono_ns() - s->tbuf_since_ns >= s->flush_ms * 1000000ull) &&
 		       !(s->open && s->enc.len && mono_ns() - s->open_since_ns >= s->flush_ms * 1000000ull) &&
@@ -1147,6 +1152,11 @@ void mfu_sender_shutdown(struct mfu_sender *s, int64_t exit_code, unsigned timeo
 	pthread_mutex_unlock(&s->mu);
 	mfu_sender_put(s, &st);
 	mfu_sender_put(s, &bye);
+	/* A collector back from a restart may be waiting out the backoff:
+	 * what is spooled gets one more chance to reach it. */
+	pthread_mutex_lock(&s->mu);
+	s->connect_now = 1;
+	pthread_mutex_unlock(&s->mu);
 	mfu_sender_flush(s, timeout_ms);
 	pthread_mutex_lock(&s->mu);
 	s->stop = 1;

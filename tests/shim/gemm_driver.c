@@ -776,8 +776,12 @@ int main(int argc, char **argv)
 	fprintf(f, "}");
 	if (nlat) {
 		qsort(lat, nlat, sizeof(*lat), by_value);
-		fprintf(f, ",\"lat_calls\":%zu,\"lat_max_ns\":%llu,\"lat_p999_ns\":%llu,\"lat_p50_ns\":%llu", nlat,
-			lat[nlat - 1], lat[nlat * 999 / 1000], lat[nlat / 2]);
+		size_t over = 0;
+		while (over < nlat && lat[nlat - 1 - over] > 1000000)
+			over++;
+		fprintf(f, ",\"lat_calls\":%zu,\"lat_max_ns\":%llu,\"lat_p999_ns\":%llu,\"lat_p50_ns\":%llu,"
+			   "\"lat_over_1ms\":%zu",
+			nlat, lat[nlat - 1], lat[nlat * 999 / 1000], lat[nlat / 2], over);
 		free(lat);
 	}
 	fprintf(f, "}\n");
