@@ -132,10 +132,12 @@ static void conn_ack(struct conn *c)
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (!c->ack_off || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
 			c->ack_off = 0; /* the read side sees the producer go */
-		else if (c->ack_off == MFU_ACK_LEN)
-			c->ack_off = 0, c->acked = 0; /* nothing written: try again after the next read */
+		} else if (c->ack_off == MFU_ACK_LEN) {
+			c->ack_off = 0; /* nothing written: try again after the next read */
+			c->acked = 0;
+		}
 		return;
 	}
 }
