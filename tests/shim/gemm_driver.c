@@ -363,6 +363,7 @@ static void scenario_fork(void)
 			volatile unsigned long x = 0;
 			for (unsigned long k = 0; k < 1000000; k++)
 				x += k;
+			(void)x; /* clang: a volatile only written is "set but not used" */
 			if (i % 2)
 				_exit(0);
 			exit(0);
