@@ -457,6 +457,7 @@ static void emit_api(const CUpti_ActivityAPI *a)
 	r.u.api.tid = a->threadId;
 	r.u.api.cbid = a->cbid;
 	r.u.api.corr = a->correlationId;
+	r.u.api.kind = MFU_API_LAUNCH;
 	mfu_sender_put(out, &r);
 }
 

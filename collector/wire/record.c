@@ -106,7 +106,8 @@ static int record_valid(const struct mfu_record *r)
 		       r->u.step.device < DEVICE_INDEX_MAX && r->u.step.model_class < MFU_CLASS_COUNT;
 	case MFU_REC_API:
 		return r->u.api.end_ns >= r->u.api.start_ns &&
-		       r->u.api.end_ns - r->u.api.start_ns < DURATION_MAX;
+		       r->u.api.end_ns - r->u.api.start_ns < DURATION_MAX && r->u.api.kind >= MFU_API_LAUNCH &&
+		       r->u.api.kind < MFU_API__COUNT;
 	case MFU_REC_COPY:
 		return r->u.copy.end_ns >= r->u.copy.start_ns &&
 		       r->u.copy.end_ns - r->u.copy.start_ns < DURATION_MAX && r->u.copy.device < DEVICE_INDEX_MAX;
@@ -211,6 +212,7 @@ int mfu_enc_put(struct mfu_enc *e, const struct mfu_record *r)
 		p = varint_put(p, a->tid);
 		p = varint_put(p, a->cbid);
 		p = put_delta(p, &d->api_corr, a->corr);
+		p = varint_put(p, a->kind);
 		break;
 	}
 	case MFU_REC_COPY: {
@@ -367,7 +369,7 @@ static int interval(uint64_t start, uint64_t dur, uint64_t *end)
 
 #define KERNEL_BODY_MAX (9 * 10)
 #define GEMM_BODY_MAX (17 * 10)
-#define API_BODY_MAX (5 * 10)
+#define API_BODY_MAX (6 * 10)
 
 static inline __attribute__((always_inline)) int
 decode_kernel(const uint8_t *p, const uint8_t *end, struct mfu_delta *d, struct mfu_rec_kernel *k,
@@ -439,7 +441,13 @@ decode_api(const uint8_t *p, const uint8_t *end, struct mfu_delta *d, struct mfu
 	GETM(a->tid);
 	GETM(a->cbid);
 	GETM_DELTA(a->corr, corr);
+	/* Producers before the kind field sent launches only. */
+	a->kind = MFU_API_LAUNCH;
+	if (p < end)
+		GETM(a->kind);
 	BODY_END_CHECK();
+	if (a->kind < MFU_API_LAUNCH || a->kind >= MFU_API__COUNT)
+		return fast ? -FALLBACK : -MFU_WIRE_E_FIELD;
 	if (dur >= DURATION_MAX || a->start_ns + dur < a->start_ns)
 		return fast ? -FALLBACK : -MFU_WIRE_E_FIELD;
 	a->end_ns = a->start_ns + dur;

@@ -72,6 +72,10 @@ static int rec_eq(const struct mfu_record *a, const struct mfu_record *b)
 		return !memcmp(&a->u.status, &b->u.status, sizeof(a->u.status));
 	case MFU_REC_GOODBYE:
 		return a->u.goodbye.time_ns == b->u.goodbye.time_ns && a->u.goodbye.exit_code == b->u.goodbye.exit_code;
+	case MFU_REC_COPY:
+		return !memcmp(&a->u.copy, &b->u.copy, sizeof(a->u.copy));
+	case MFU_REC_OFFCPU:
+		return !memcmp(&a->u.offcpu, &b->u.offcpu, sizeof(a->u.offcpu));
 	default:
 		return 1; /* unknown: only the type is reported */
 	}
@@ -79,7 +83,7 @@ static int rec_eq(const struct mfu_record *a, const struct mfu_record *b)
 
 static int known_type(uint32_t t)
 {
-	return t >= MFU_REC_HELLO && t <= MFU_REC_DEVICE;
+	return t >= MFU_REC_HELLO && t <= MFU_REC_OFFCPU;
 }
 
 /* Checks 1 and 2.  Returns 1 if the payload starts with a hello. */

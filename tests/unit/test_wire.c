@@ -138,6 +138,7 @@ static void rnd_record(struct mfu_record *r, int slot)
 		r->u.api.tid = rnd_u64();
 		r->u.api.cbid = rnd() % 1000;
 		r->u.api.corr = rnd_u64();
+		r->u.api.kind = MFU_API_LAUNCH + rnd() % (MFU_API__COUNT - MFU_API_LAUNCH);
 		break;
 	case MFU_REC_STATUS:
 		r->u.status.time_ns = rnd_u64();
@@ -613,7 +614,7 @@ static void test_hostile_records_get_specific_errors(void **state)
 
 /* The copy and offcpu records: an out-of-range device or state is FIELD, and
  * a body cut short of its fields is FIELD. */
-static void test_copy_and_offcpu_bodies_are_checked(void **state)
+static void test_copy_offcpu_and_api_bodies_are_checked(void **state)
 {
 	uint8_t buf[64], body[48], *p, *b;
 	struct mfu_dec d;
@@ -643,6 +644,31 @@ static void test_copy_and_offcpu_bodies_are_checked(void **state)
 			assert_int_equal(got.u.copy.device, 3);
 			assert_int_equal(got.u.copy.bytes, 4096);
 			assert_int_equal(got.u.copy.corr, 99);
+		} else {
+			assert_int_equal(mfu_dec_next(&d, &got), -MFU_WIRE_E_FIELD);
+		}
+	}
+	/* An api body from a producer that predates the kind field is a launch;
+	 * a kind out of range is FIELD. */
+	for (int variant = 0; variant < 2; variant++) {
+		b = body;
+		b = varint_put(b, zigzag_encode(700));
+		b = varint_put(b, 20);
+		b = varint_put(b, 42);
+		b = varint_put(b, 307);
+		b = varint_put(b, zigzag_encode(9));
+		if (variant)
+			b = varint_put(b, MFU_API__COUNT);
+		p = buf;
+		p = varint_put(p, MFU_REC_API);
+		p = varint_put(p, (uint64_t)(b - body));
+		memcpy(p, body, (size_t)(b - body));
+		p += b - body;
+		mfu_dec_init(&d, buf, (size_t)(p - buf));
+		if (!variant) {
+			assert_int_equal(mfu_dec_next(&d, &got), 1);
+			assert_int_equal(got.u.api.kind, MFU_API_LAUNCH);
+			assert_int_equal(got.u.api.end_ns, 720);
 		} else {
 			assert_int_equal(mfu_dec_next(&d, &got), -MFU_WIRE_E_FIELD);
 		}
@@ -787,7 +813,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_record_type_is_skipped_by_length),
 		cmocka_unit_test(test_appended_fields_are_ignored_and_short_bodies_rejected),
 		cmocka_unit_test(test_hostile_records_get_specific_errors),
-		cmocka_unit_test(test_copy_and_offcpu_bodies_are_checked),
+		cmocka_unit_test(test_copy_offcpu_and_api_bodies_are_checked),
 		cmocka_unit_test(test_encoder_refuses_what_the_decoder_would_refuse),
 		cmocka_unit_test(test_crc32c_known_vector),
 		cmocka_unit_test(test_frames_decode_independently),
