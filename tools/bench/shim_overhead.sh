@@ -41,6 +41,23 @@ row "API path, CUPTI refused (target 100)" "$(best "${api[@]}")" "$(best "${api_
 row "timed: shim + fake CUPTI records" "$(best "${timed[@]}")" "$(best "${timed_c[@]}")"
 echo "  all runs, wall:       without ${plain[*]} | API ${api[*]} | timed ${timed[*]}"
 echo "  all runs, thread CPU: without ${plain_c[*]} | API ${api_c[*]} | timed ${timed_c[*]}"
+# Paced: 100 k calls/s, as a training step makes them, time inside the calls
+# only (mean below p99, so that preemptions by other jobs do not count).
+R=100000
+P=300000
+paced() { "$@" 2>/dev/null | awk '/in call/ {print $1}'; }
+p_plain=(); p_api=(); p_cold=(); p_cold_api=()
+for i in 1 2 3; do
+	p_plain+=("$(paced env LD_PRELOAD="$cupti" "$bench" $P $R 0)")
+	p_api+=("$(paced env FAKE_CUPTI_REFUSE=all MFU_SHIM="$shim" "$mfu" run --interval 0 -- "$bench" $P $R 0)")
+	p_cold+=("$(paced env LD_PRELOAD="$cupti" "$bench" $P $R 1024)")
+	p_cold_api+=("$(paced env FAKE_CUPTI_REFUSE=all MFU_SHIM="$shim" "$mfu" run --interval 0 -- "$bench" $P $R 1024)")
+done
+pp=$(best "${p_plain[@]}"); pa=$(best "${p_api[@]}"); pcp=$(best "${p_cold[@]}"); pca=$(best "${p_cold_api[@]}")
+echo "paced at $R calls/s, ns inside the call (best of 3 of the mean below p99)"
+echo "  warm (spins between calls):        without $pp   API path $pa   added $(echo "$pa - $pp" | bc)"
+echo "  cold (sweeps 1 MB between calls):  without $pcp   API path $pca   added $(echo "$pca - $pcp" | bc)"
+echo "  all runs: warm without ${p_plain[*]} | API ${p_api[*]}; cold without ${p_cold[*]} | API ${p_cold_api[*]}"
 if command -v valgrind >/dev/null; then
 	M=20000
 	tmp=$(mktemp -d)
