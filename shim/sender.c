@@ -230,6 +230,27 @@ static struct ring *ring_attach(struct mfu_sender *s)
 	return q;
 }
 
+struct mfu_record *mfu_sender_reserve(struct mfu_sender *s)
+{
+	struct ring *q = my_ring;
+	if (__builtin_expect(my_sender != s->id, 0))
+		q = ring_attach(s);
+	if (!q)
+		return NULL;
+	uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+	uint32_t t = atomic_load_explicit(&q->tail, memory_order_acquire);
+	return h - t < RING_SIZE ? &q->slot[h & (RING_SIZE - 1)] : NULL;
+}
+
+void mfu_sender_commit(struct mfu_sender *s)
+{
+	struct ring *q = my_ring;
+	uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+	atomic_store_explicit(&q->head, h + 1, memory_order_release);
+	if (h - atomic_load_explicit(&q->tail, memory_order_relaxed) == RING_SIZE / 4)
+		pthread_cond_signal(&s->wake); /* a hint; the thread also polls */
+}
+
 int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r)
 {
 	int rc = 0;
