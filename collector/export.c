@@ -581,12 +581,12 @@ void export_json_summary(const struct agg *a, uint64_t now, struct strbuf *sb)
 		sb_puts(sb, ",\"producer\":");
 		sb_json_string(sb, s->producer, strlen(s->producer));
 		sb_printf(sb, ",\"pid\":%llu,\"rank\":%lld,\"local_rank\":%lld,\"world_size\":%llu,"
-			      "\"connected\":%s,\"degraded\":%s,\"degraded_s\":%.9g,\"frames\":%llu,\"lost_frames\":%llu,"
-			      "\"implausible_records\":%llu,",
+			      "\"connected\":%s,\"degraded\":%s,\"degraded_s\":%.9g,\"frames\":%llu,\"records\":%llu,"
+			      "\"lost_frames\":%llu,\"implausible_records\":%llu,",
 			  (unsigned long long)s->pid, (long long)s->rank, (long long)s->local_rank,
 			  (unsigned long long)s->world_size, s->connected ? "true" : "false",
 			  s->degraded ? "true" : "false", (double)agg_source_degraded_ns(s) / 1e9,
-			  (unsigned long long)s->frames,
+			  (unsigned long long)s->frames, (unsigned long long)s->records,
 			  (unsigned long long)s->seq_gaps, (unsigned long long)s->bad_time);
 		json_exact(sb, &e);
 		sb_puts(sb, ",\"devices\":[");
