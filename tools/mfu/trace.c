@@ -43,7 +43,7 @@ struct ev {
 	uint64_t start, end;
 	uint32_t track;
 	uint32_t type;
-	uint64_t a, b, c, d; /* per type; see emit_event */
+	uint64_t a, b, c, d; /* per type: on_record fills them, put_event reads them */
 };
 
 enum track_kind { TK_STREAM, TK_STEPS, TK_THREAD, TK_OFFCPU };
@@ -376,10 +376,10 @@ struct lane {
 	size_t n, cap;
 };
 
-/* Assigns each event of one track (sorted) a lane in which it nests: in a
- * lane, an event starts after the innermost open slice has ended, or ends
- * before it does.  Lane numbers go into ev->track's high bits' place: the
- * caller keeps them in lane_of[]. */
+/* Assigns each event of one track (sorted) the first lane in which it
+ * nests: it starts after the lane's innermost open slice has ended, or ends
+ * no later than it does.  lane_of[i] gets event i's lane, *nlanes how many
+ * the track needs. */
 static int lanes_assign(struct ev *ev, size_t n, uint32_t *lane_of, uint32_t *nlanes)
 {
 	struct lane *lanes = NULL;
