@@ -73,6 +73,8 @@ int net_listen_unix_group(const char *path, mode_t dir_mode, mode_t sock_mode, g
  * fit in cap - 1 bytes, or the -errno of opening or reading the file.
  * Not thread-safe against setenv; not async-signal-safe.
  */
+#define NET_TOKEN_MAX 1024 /* bytes; a hello's token is a str (<= 64 KiB) */
+#define NET_TOKEN_MAX_TEXT "1024"
 int net_token_load(const char *file, char *buf, size_t cap, size_t *len, const char **origin);
 
 /*
