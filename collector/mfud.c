@@ -168,15 +168,6 @@ int main(int argc, char **argv)
 	cfg.token = token;
 	if (cfg.token_len && !cfg.tcp_listen)
 		fprintf(stderr, "mfud: a token is set but --listen is not: unix producers are checked by uid, not token\n");
-	if (cfg.http_listen) {
-		char host[256];
-		uint16_t port;
-		if (net_parse_hostport(cfg.http_listen, host, sizeof(host), &port))
-			return bad("--http: expected HOST:PORT or off");
-		if (!net_host_is_loopback(host))
-			fprintf(stderr, "mfud: warning: HTTP on %s is reachable from other hosts and has no "
-					"authentication\n", cfg.http_listen);
-	}
 	if (!cfg.socket_path) {
 		if (net_default_socket(sock, sizeof(sock)))
 			return bad("cannot work out the default socket path; use --socket");

@@ -531,17 +531,3 @@ int net_token_equal(const char *want, size_t want_len, const char *got, size_t g
 		diff |= (unsigned char)want[i] ^ (unsigned char)(i < got_len ? got[i] : ~want[i]);
 	return want_len > 0 && diff == 0;
 }
-
-int net_host_is_loopback(const char *host)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-
-	if (!strcmp(host, "localhost"))
-		return 1;
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6);
-	return 0;
-}

@@ -83,10 +83,6 @@ int net_token_load(const char *file, char *buf, size_t cap, size_t *len, const c
  */
 int net_token_equal(const char *want, size_t want_len, const char *got, size_t got_len);
 
-/* 1 when host (as net_parse_hostport leaves it) names only the loopback
- * interface: "localhost", 127.0.0.0/8 or ::1.  "" (every address) is not. */
-int net_host_is_loopback(const char *host);
-
 /* A collector address as net_parse_target reads it. */
 struct net_target {
 	int is_unix;                                            /* 1: path; 0: host and port */

@@ -429,20 +429,6 @@ static void test_token_equal_needs_every_byte_and_the_length(void **state)
 	assert_false(net_token_equal("", 0, "", 0)); /* no token configured never matches */
 }
 
-static void test_host_is_loopback(void **state)
-{
-	(void)state;
-	assert_true(net_host_is_loopback("127.0.0.1"));
-	assert_true(net_host_is_loopback("127.1.2.3"));
-	assert_true(net_host_is_loopback("::1"));
-	assert_true(net_host_is_loopback("localhost"));
-	assert_false(net_host_is_loopback(""));
-	assert_false(net_host_is_loopback("0.0.0.0"));
-	assert_false(net_host_is_loopback("10.0.0.1"));
-	assert_false(net_host_is_loopback("::"));
-	assert_false(net_host_is_loopback("example.com"));
-}
-
 static void test_listen_unix_does_not_create_grandparents(void **state)
 {
 	struct tmp *t = *state;
@@ -530,7 +516,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_token_load_prefers_file_then_env_then_env_file, tmp_setup,
 						tmp_teardown),
 		cmocka_unit_test(test_token_equal_needs_every_byte_and_the_length),
-		cmocka_unit_test(test_host_is_loopback),
 		cmocka_unit_test(test_listen_unix_rejects_too_long_path),
 		cmocka_unit_test(test_parse_target_reads_each_form_without_connecting),
 		cmocka_unit_test(test_default_socket_prefers_xdg_runtime_dir),
