@@ -424,6 +424,16 @@ static int try_connect(struct mfu_sender *s)
 	return 0;
 }
 
+/* The collector never writes to a producer, so a readable socket means it
+ * closed ours (its idle timeout, a restart).  Asked before each new frame:
+ * over TCP the first send() after the close still succeeds and the frame
+ * would vanish, while this way it goes out on the next connection. */
+static int peer_gone(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+	return poll(&p, 1, 0) > 0;
+}
+
 /* Writes queued frames until done or the socket would block for wait_ms. */
 static void pump(struct mfu_sender *s, int wait_ms)
 {
@@ -434,7 +444,13 @@ static void pump(struct mfu_sender *s, int wait_ms)
 		 * collector was away show up as a gap. */
 		if (f->off == 0)
 			mfu_frame_set_seq(f->data, f->len, s->seq);
-		ssize_t n = send(s->fd, f->data + f->off, f->len - f->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n;
+		if (f->off == 0 && peer_gone(s->fd)) {
+			n = -1;
+			errno = EPIPE;
+		} else {
+			n = send(s->fd, f->data + f->off, f->len - f->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
 		if (n > 0) {
 			if (f->off == 0)
 				s->seq++;
