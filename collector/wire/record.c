@@ -69,7 +69,7 @@ static size_t strings_len(const struct mfu_record *r)
 	switch (r->type) {
 	case MFU_REC_HELLO:
 		return (size_t)r->u.hello.host_len + r->u.hello.job_len + r->u.hello.producer_len +
-		       (r->u.hello.has_device ? r->u.hello.device.name_len : 0);
+		       (r->u.hello.has_device ? r->u.hello.device.name_len : 0) + r->u.hello.token_len;
 	case MFU_REC_STRING:
 		return r->u.string.len;
 	case MFU_REC_DEVICE:
@@ -84,7 +84,7 @@ static int record_valid(const struct mfu_record *r)
 	switch (r->type) {
 	case MFU_REC_HELLO:
 		return r->u.hello.host_len <= MFU_STRING_MAX && r->u.hello.job_len <= MFU_STRING_MAX &&
-		       r->u.hello.producer_len <= MFU_STRING_MAX &&
+		       r->u.hello.producer_len <= MFU_STRING_MAX && r->u.hello.token_len <= MFU_STRING_MAX &&
 		       (!r->u.hello.has_device || (r->u.hello.device.name_len <= MFU_STRING_MAX &&
 						   r->u.hello.device.index < DEVICE_INDEX_MAX));
 	case MFU_REC_STRING:
@@ -152,6 +152,7 @@ int mfu_enc_put(struct mfu_enc *e, const struct mfu_record *r)
 		p = varint_put(p, h->has_device ? 1 : 0);
 		if (h->has_device)
 			p = put_device(p, &h->device);
+		p = put_str(p, h->token, h->token_len);
 		break;
 	}
 	case MFU_REC_DEVICE:
@@ -503,7 +504,12 @@ static __attribute__((noinline)) int decode_rare(uint32_t type, const uint8_t *p
 			return -MFU_WIRE_E_FIELD;
 		h->has_device = (uint32_t)has;
 		memset(&h->device, 0, sizeof(h->device));
-		return has ? get_device(&p, end, &h->device) : 0;
+		h->token = NULL;
+		h->token_len = 0;
+		if (has && (rc = get_device(&p, end, &h->device)))
+			return rc;
+		/* token came later: a hello that ends here has none */
+		return p < end ? get_str(&p, end, &h->token, &h->token_len) : 0;
 	}
 	case MFU_REC_DEVICE:
 		return get_device(&p, end, &r->u.device);

@@ -133,6 +133,10 @@ struct mfu_rec_hello {
 	uint32_t host_len, job_len, producer_len;
 	uint32_t has_device;
 	struct mfu_device_info device;
+	/* Shared secret for TCP collectors (appended field; a hello without it
+	 * decodes with token_len 0).  Never logged. */
+	const char *token;
+	uint32_t token_len;
 };
 
 struct mfu_rec_string {

@@ -53,7 +53,8 @@ static int rec_eq(const struct mfu_record *a, const struct mfu_record *b)
 		       str_eq(x->host, x->host_len, y->host, y->host_len) &&
 		       str_eq(x->job, x->job_len, y->job, y->job_len) &&
 		       str_eq(x->producer, x->producer_len, y->producer, y->producer_len) &&
-		       x->has_device == y->has_device && (!x->has_device || dev_eq(&x->device, &y->device));
+		       x->has_device == y->has_device && (!x->has_device || dev_eq(&x->device, &y->device)) &&
+		       str_eq(x->token, x->token_len, y->token, y->token_len);
 	}
 	case MFU_REC_DEVICE:
 		return dev_eq(&a->u.device, &b->u.device);
