@@ -94,6 +94,10 @@ static int flush_frame(struct sink *k)
 	return 0;
 }
 
+/* How long a test producer waits for a busy collector before its sender
+ * drops: load tests run hundreds of producers on a couple of cores. */
+#define SYNTH_PATIENCE_MS 60000
+
 static int emit(void *arg, const struct mfu_record *r)
 {
 	struct sink *k = arg;
@@ -112,7 +116,7 @@ static int emit(void *arg, const struct mfu_record *r)
 		/* A test producer must not lose records: let the sender drain now and
 		 * then.  (The shim never waits like this.) */
 		if (++k->since_flush >= 5000) {
-			mfu_sender_flush(k->sender, 5000);
+			mfu_sender_flush(k->sender, SYNTH_PATIENCE_MS);
 			k->since_flush = 0;
 		}
 		mfu_sender_put(k->sender, r); /* drops are counted by the sender */
@@ -291,9 +295,9 @@ int main(int argc, char **argv)
 		rc = flush_frame(&k);
 	struct mfu_sender_stats st = {0};
 	if (k.sender) {
-		mfu_sender_shutdown(k.sender, 0, 5000);
+		mfu_sender_shutdown(k.sender, 0, SYNTH_PATIENCE_MS);
 		mfu_sender_stats(k.sender, &st);
-		mfu_sender_free(k.sender, 0, 5000);
+		mfu_sender_free(k.sender, 0, SYNTH_PATIENCE_MS);
 	}
 	if (rc) {
 		fprintf(stderr, "mfu-synth: %s\n", strerror(rc < 0 ? -rc : rc));
