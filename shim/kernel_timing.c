@@ -69,16 +69,75 @@ static CUpti_SubscriberHandle subscriber;
 static _Atomic int timing;
 static struct mfu_sender *out;
 
-static const CUpti_CallbackId launch_cbids[] = {
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel,
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz,
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx,
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz,
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel,
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz,
-	CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch,
-	CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch_ptsz,
+/*
+ * The driver calls whose API records gap analysis needs, and what each one
+ * means: the one table from cbid to enum mfu_api_kind.  Every cbid of
+ * cupti_driver_cbid.h that names such a call is here, old and _v2, _ptds and
+ * _ptsz alike, since which one a program reaches depends on its CUDA
+ * version and its default-stream mode.
+ *
+ * LAUNCH: kernel and graph launches (the launch callback runs on these too).
+ * SYNC: the host waits for the GPU: cuCtxSynchronize (17, and _v2 800 of
+ * CUDA 12.9+), cuStreamSynchronize (126, _ptsz 440), cuEventSynchronize
+ * (121).
+ * BLOCKING: the synchronous (non-Async) copies and sets.  A synchronous
+ * cuMemcpy to or from pageable host memory returns once the copy is done;
+ * DtoD and the memsets to device memory may return early (CUDA's "API
+ * synchronization behavior"), so a BLOCKING record says the host may have
+ * waited and its duration says how long it did.  cuMemcpyPeer and
+ * cuMemcpy3DPeer are synchronous too.  The batched and prefetch calls exist
+ * only as Async and are not here.
+ */
+static const struct {
+	CUpti_CallbackId cbid;
+	uint8_t kind;
+} api_cbids[] = {
+#define L(name) {CUPTI_DRIVER_TRACE_CBID_##name, MFU_API_LAUNCH}
+#define S(name) {CUPTI_DRIVER_TRACE_CBID_##name, MFU_API_SYNC}
+#define B(name) {CUPTI_DRIVER_TRACE_CBID_##name, MFU_API_BLOCKING}
+	L(cuLaunchKernel), L(cuLaunchKernel_ptsz), L(cuLaunchKernelEx), L(cuLaunchKernelEx_ptsz),
+	L(cuLaunchCooperativeKernel), L(cuLaunchCooperativeKernel_ptsz), L(cuGraphLaunch), L(cuGraphLaunch_ptsz),
+	S(cuCtxSynchronize), S(cuCtxSynchronize_v2), S(cuStreamSynchronize), S(cuStreamSynchronize_ptsz),
+	S(cuEventSynchronize),
+	B(cuMemcpy), B(cuMemcpy_ptds), B(cuMemcpyPeer), B(cuMemcpyPeer_ptds), B(cuMemcpy3DPeer),
+	B(cuMemcpy3DPeer_ptds),
+	B(cuMemcpyHtoD), B(cuMemcpyHtoD_v2), B(cuMemcpyHtoD_v2_ptds),
+	B(cuMemcpyDtoH), B(cuMemcpyDtoH_v2), B(cuMemcpyDtoH_v2_ptds),
+	B(cuMemcpyDtoD), B(cuMemcpyDtoD_v2), B(cuMemcpyDtoD_v2_ptds),
+	B(cuMemcpyDtoA), B(cuMemcpyDtoA_v2), B(cuMemcpyDtoA_v2_ptds),
+	B(cuMemcpyAtoD), B(cuMemcpyAtoD_v2), B(cuMemcpyAtoD_v2_ptds),
+	B(cuMemcpyHtoA), B(cuMemcpyHtoA_v2), B(cuMemcpyHtoA_v2_ptds),
+	B(cuMemcpyAtoH), B(cuMemcpyAtoH_v2), B(cuMemcpyAtoH_v2_ptds),
+	B(cuMemcpyAtoA), B(cuMemcpyAtoA_v2), B(cuMemcpyAtoA_v2_ptds),
+	B(cuMemcpy2D), B(cuMemcpy2D_v2), B(cuMemcpy2D_v2_ptds),
+	B(cuMemcpy2DUnaligned), B(cuMemcpy2DUnaligned_v2), B(cuMemcpy2DUnaligned_v2_ptds),
+	B(cuMemcpy3D), B(cuMemcpy3D_v2), B(cuMemcpy3D_v2_ptds),
+	B(cuMemsetD8), B(cuMemsetD8_v2), B(cuMemsetD8_v2_ptds),
+	B(cuMemsetD16), B(cuMemsetD16_v2), B(cuMemsetD16_v2_ptds),
+	B(cuMemsetD32), B(cuMemsetD32_v2), B(cuMemsetD32_v2_ptds),
+	B(cuMemsetD2D8), B(cuMemsetD2D8_v2), B(cuMemsetD2D8_v2_ptds),
+	B(cuMemsetD2D16), B(cuMemsetD2D16_v2), B(cuMemsetD2D16_v2_ptds),
+	B(cuMemsetD2D32), B(cuMemsetD2D32_v2), B(cuMemsetD2D32_v2_ptds),
+#undef L
+#undef S
+#undef B
 };
+
+/* api_cbids by cbid, filled once by cupti_start; 0: a call nobody asked for
+ * (the fallback that enables every driver record sends those too). */
+static uint8_t api_kind_of[CUPTI_DRIVER_TRACE_CBID_SIZE];
+
+static unsigned api_kind(CUpti_CallbackId cbid)
+{
+	return cbid < CUPTI_DRIVER_TRACE_CBID_SIZE ? api_kind_of[cbid] : 0;
+}
+
+/* MFU_LOG set and not "0": say what CUPTI refused that costs only detail. */
+static int log_on(void)
+{
+	const char *v = getenv("MFU_LOG");
+	return v && *v && strcmp(v, "0") != 0;
+}
 
 static const CUpti_CallbackId graph_cbids[] = {
 	CUPTI_CBID_RESOURCE_GRAPHNODE_CREATED,
@@ -246,8 +305,10 @@ static void forget_retired_nodes(void)
  * than lost; at exit, after the forced flush, every launch left is one. */
 static uint64_t orphan_flushes = 20; /* MFU_KERNEL_TIMEOUT_MS, default 10 s */
 static uint64_t orphans_total;        /* flush thread only */
+static int silent_said;               /* flush thread only */
 static int timing_lost;               /* flush thread only: status says degraded */
 static _Atomic uint64_t joined;       /* kernel records that took a launch's entry */
+static _Atomic uint64_t callbackless; /* counted GEMM calls whose launches CUPTI did not call back */
 
 /* On the flush thread.  all: every launch left, else those filed at least
  * orphan_flushes flushes ago. */
@@ -276,15 +337,25 @@ static void sweep_orphans(int all)
 	/* Degraded from the sweep that finds lost records until one finds none
 	 * while records join launches again (the other profiler let go). */
 	uint64_t j = atomic_exchange(&joined, 0);
-	if (out && timing_lost && !found && j) {
+	/* GEMM calls without launch callbacks and no record joining: CUPTI
+	 * stopped working for the shim (another profiler finalized it). */
+	uint64_t silent = atomic_exchange(&callbackless, 0);
+	int lost = found || (silent && !j);
+	if (out && timing_lost && !lost && j) {
 		timing_lost = 0;
 		mfu_sender_set_status(out, 0);
 	}
-	if (!found || !out)
+	if (!lost || !out)
 		return;
 	if (!timing_lost) {
 		timing_lost = 1;
 		mfu_sender_set_status(out, MFU_STATUS_DEGRADED);
+	}
+	if (!found) {
+		if (!silent_said++)
+			fprintf(stderr, "mfushim: CUPTI stopped reporting kernel launches (another profiler may have "
+					"finalized it); GEMM FLOPs are counted from the cuBLAS calls, untimed\n");
+		return;
 	}
 	mfu_sender_count_drops(out, MFU_DROP_CUPTI, found);
 	if (!orphans_total)
@@ -452,11 +523,43 @@ static void emit_kernel(const CUpti_ActivityKernel10 *k)
 static void emit_api(const CUpti_ActivityAPI *a)
 {
 	struct mfu_record r = {.type = MFU_REC_API};
+	unsigned kind = api_kind(a->cbid);
+
+	if (!kind)
+		return;
 	r.u.api.start_ns = a->start;
 	r.u.api.end_ns = a->end >= a->start ? a->end : a->start;
 	r.u.api.tid = a->threadId;
 	r.u.api.cbid = a->cbid;
 	r.u.api.corr = a->correlationId;
+	r.u.api.kind = kind;
+	mfu_sender_put(out, &r);
+}
+
+static void emit_memcpy(const CUpti_ActivityMemcpy6 *m)
+{
+	struct mfu_record r = {.type = MFU_REC_COPY};
+	r.u.copy.start_ns = m->start;
+	r.u.copy.end_ns = m->end >= m->start ? m->end : m->start;
+	r.u.copy.device = m->deviceId < 4096 ? m->deviceId : 0;
+	r.u.copy.stream = m->streamId;
+	r.u.copy.op = MFU_COPY_MEMCPY;
+	r.u.copy.kind = m->copyKind;
+	r.u.copy.bytes = m->bytes;
+	r.u.copy.corr = m->correlationId;
+	mfu_sender_put(out, &r);
+}
+
+static void emit_memset(const CUpti_ActivityMemset4 *m)
+{
+	struct mfu_record r = {.type = MFU_REC_COPY};
+	r.u.copy.start_ns = m->start;
+	r.u.copy.end_ns = m->end >= m->start ? m->end : m->start;
+	r.u.copy.device = m->deviceId < 4096 ? m->deviceId : 0;
+	r.u.copy.stream = m->streamId;
+	r.u.copy.op = MFU_COPY_MEMSET;
+	r.u.copy.bytes = m->bytes;
+	r.u.copy.corr = m->correlationId;
 	mfu_sender_put(out, &r);
 }
 
@@ -492,6 +595,12 @@ static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *b
 			break;
 		case CUPTI_ACTIVITY_KIND_DEVICE:
 			emit_device((const CUpti_ActivityDevice5 *)rec);
+			break;
+		case CUPTI_ACTIVITY_KIND_MEMCPY:
+			emit_memcpy((const CUpti_ActivityMemcpy6 *)rec);
+			break;
+		case CUPTI_ACTIVITY_KIND_MEMSET:
+			emit_memset((const CUpti_ActivityMemset4 *)rec);
 			break;
 		default: /* external correlation: the launch callback already joined */
 			break;
@@ -565,6 +674,13 @@ static const char *result_name(CUptiResult r)
 	return "unknown CUPTI error";
 }
 
+/* Another profiler held CUPTI when the shim started: the flush thread asks
+ * again every RETRY_FLUSHES flush periods. */
+#define RETRY_FLUSHES 4
+static int held_by_other;
+
+static int enable_callbacks(char *why, size_t cap);
+
 int cupti_start(char *why, size_t cap)
 {
 	void *h = load_cupti();
@@ -595,15 +711,31 @@ int cupti_start(char *why, size_t cap)
 	cu.cuptiActivityEnableDriverApi = (__typeof__(cuptiActivityEnableDriverApi) *)dlsym(h, "cuptiActivityEnableDriverApi");
 	cu.cuptiGetGraphNodeId = (__typeof__(cuptiGetGraphNodeId) *)dlsym(h, "cuptiGetGraphNodeId");
 
+	for (size_t i = 0; i < sizeof(api_cbids) / sizeof(api_cbids[0]); i++)
+		if (api_cbids[i].cbid < CUPTI_DRIVER_TRACE_CBID_SIZE)
+			api_kind_of[api_cbids[i].cbid] = api_cbids[i].kind;
 	if ((rc = cu.cuptiSubscribe(&subscriber, on_callback, NULL)) != CUPTI_SUCCESS) {
-		if (rc == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED)
-			snprintf(why, cap, "CUPTI is in use by another profiler (torch.profiler, Nsight)");
-		else
+		if (rc == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED) {
+			snprintf(why, cap, "CUPTI is in use by another profiler (torch.profiler, Nsight); "
+					   "retrying every %d s", RETRY_FLUSHES * FLUSH_PERIOD_MS / 1000);
+			held_by_other = 1;
+		} else {
 			snprintf(why, cap, "CUPTI cannot start (%s; no GPU driver, or no permission)", result_name(rc));
+		}
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(launch_cbids) / sizeof(launch_cbids[0]); i++) {
-		if ((rc = cu.cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API, launch_cbids[i])) !=
+	return enable_callbacks(why, cap);
+}
+
+/* Launch and graph callbacks for the subscriber just made. */
+static int enable_callbacks(char *why, size_t cap)
+{
+	CUptiResult rc;
+
+	for (size_t i = 0; i < sizeof(api_cbids) / sizeof(api_cbids[0]); i++) {
+		if (api_cbids[i].kind != MFU_API_LAUNCH)
+			continue;
+		if ((rc = cu.cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API, api_cbids[i].cbid)) !=
 		    CUPTI_SUCCESS) {
 			snprintf(why, cap, "CUPTI refused the launch callbacks (%s)", result_name(rc));
 			cu.cuptiUnsubscribe(subscriber);
@@ -625,8 +757,56 @@ static pthread_mutex_t flush_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t flush_cv = PTHREAD_COND_INITIALIZER;
 static int flush_stop, final_done;
 
+static int resumed_once;
+
+static void say_resumed(void)
+{
+	mfu_sender_set_status(out, 0);
+	timing_lost = 0;
+	if (!resumed_once++)
+		fprintf(stderr, "mfushim: kernel timing resumed: CUPTI is free again\n");
+}
+
+/* On the flush thread, while another profiler held CUPTI at start. */
+static void try_resume(void)
+{
+	char why[200];
+	if (!held_by_other)
+		return;
+	CUpti_SubscriberHandle probe;
+	if (cu.cuptiSubscribe(&probe, on_callback, NULL) != CUPTI_SUCCESS)
+		return;
+	subscriber = probe;
+	if (enable_callbacks(why, sizeof(why)) && cupti_enable(why, sizeof(why))) {
+		held_by_other = 0;
+		say_resumed();
+	}
+}
+
+/* On the flush thread, while kernel records have stopped coming.  If a
+ * subscription can be made, nobody holds CUPTI, the shim included: another
+ * profiler finalized it (Kineto may call cuptiFinalize), which dropped the
+ * shim's subscriber, kinds and buffers.  Take it back.  While the shim's
+ * own subscription lives this fails, so a profiler that only borrowed the
+ * buffers is never robbed of them. */
+static void try_reacquire(void)
+{
+	char why[200];
+	CUpti_SubscriberHandle probe;
+	if (cu.cuptiSubscribe(&probe, on_callback, NULL) != CUPTI_SUCCESS)
+		return;
+	subscriber = probe;
+	if (enable_callbacks(why, sizeof(why)) && cupti_enable(why, sizeof(why))) {
+		say_resumed();
+	} else {
+		atomic_store(&timing, 0); /* and wait for CUPTI as at start */
+		held_by_other = 1;
+	}
+}
+
 static void *flush_main(void *arg)
 {
+	uint64_t waited = 0;
 	(void)arg;
 	pthread_mutex_lock(&flush_mu);
 	while (!flush_stop) {
@@ -641,6 +821,12 @@ static void *flush_main(void *arg)
 		if (flush_stop)
 			break;
 		pthread_mutex_unlock(&flush_mu);
+		if (!atomic_load(&timing)) {
+			if (++waited % RETRY_FLUSHES == 0)
+				try_resume();
+			pthread_mutex_lock(&flush_mu);
+			continue;
+		}
 		/* without this, CUPTI hands over only full buffers and the 1 s
 		 * window would show nothing for a long time */
 		cu.cuptiActivityFlushAll(0);
@@ -648,12 +834,15 @@ static void *flush_main(void *arg)
 		atomic_fetch_add(&flushes_done, 1);
 		forget_retired_nodes();
 		sweep_orphans(0);
+		if (timing_lost && ++waited % RETRY_FLUSHES == 0)
+			try_reacquire();
 		pthread_mutex_lock(&flush_mu);
 	}
 	pthread_mutex_unlock(&flush_mu);
 	/* Always, even when exit came before this thread first ran: a short
 	 * process would otherwise lose every kernel record. */
-	cu.cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+	if (atomic_load(&timing))
+		cu.cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
 	sweep_orphans(1);
 	pthread_mutex_lock(&flush_mu);
 	final_done = 1;
@@ -683,13 +872,26 @@ int cupti_enable(char *why, size_t cap)
 			goto fail;
 		}
 	}
-	/* Launch API records for gap analysis: only the launch cbids when this
-	 * CUPTI can select them, else all driver calls. */
-	int only_launches = cu.cuptiActivityEnableDriverApi != NULL;
-	for (size_t i = 0; only_launches && i < sizeof(launch_cbids) / sizeof(launch_cbids[0]); i++)
-		only_launches = cu.cuptiActivityEnableDriverApi(launch_cbids[i], 1) == CUPTI_SUCCESS;
-	if (!only_launches)
-		cu.cuptiActivityEnable(CUPTI_ACTIVITY_KIND_DRIVER);
+	/* Copies make the GPU busy without kernels; without them gap analysis
+	 * sees idle time that is not, but kernel timing is whole. */
+	static const CUpti_ActivityKind copy_kinds[] = {CUPTI_ACTIVITY_KIND_MEMCPY, CUPTI_ACTIVITY_KIND_MEMSET};
+	for (size_t i = 0; i < sizeof(copy_kinds) / sizeof(copy_kinds[0]); i++)
+		if ((rc = cu.cuptiActivityEnable(copy_kinds[i])) != CUPTI_SUCCESS && log_on())
+			fprintf(stderr, "mfushim: CUPTI records no %s (%s); kernel timing goes on\n",
+				copy_kinds[i] == CUPTI_ACTIVITY_KIND_MEMCPY ? "memcpy" : "memset", result_name(rc));
+	/* API records for gap analysis: only the cbids of api_cbids when this
+	 * CUPTI can select them, else every driver call, and emit_api drops
+	 * the rest. */
+	int selected = cu.cuptiActivityEnableDriverApi != NULL;
+	for (size_t i = 0; selected && i < sizeof(api_cbids) / sizeof(api_cbids[0]); i++)
+		selected = cu.cuptiActivityEnableDriverApi(api_cbids[i].cbid, 1) == CUPTI_SUCCESS;
+	if (!selected) {
+		rc = cu.cuptiActivityEnable(CUPTI_ACTIVITY_KIND_DRIVER);
+		if (log_on())
+			fprintf(stderr, "mfushim: CUPTI cannot select driver API records; %s\n",
+				rc == CUPTI_SUCCESS ? "taking all of them and keeping launches and syncs"
+						    : "no API records for gap analysis");
+	}
 	atomic_store(&timing, 1);
 	return 1;
 fail:
@@ -712,6 +914,16 @@ void cupti_run(struct mfu_sender *s)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	flusher_ok = pthread_create(&flusher, NULL, flush_main, NULL) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void cupti_note_callbackless(void)
+{
+	atomic_fetch_add_explicit(&callbackless, 1, memory_order_relaxed);
+}
+
+int cupti_waiting(void)
+{
+	return held_by_other;
 }
 
 int cupti_timing(void)

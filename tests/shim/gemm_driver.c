@@ -10,7 +10,8 @@
  *   gemm_driver SCENARIO EXPECTED.json
  *
  * Scenarios: table, nested, threads, api, passthrough, many, fork, splitk,
- * graph, hijack, pool, exec, thread_exit, steady.
+ * graph, hijack, pool, exec, thread_exit, copies, contention, finalize,
+ * steady.
  *
  * steady makes GEMM calls in bursts for $MFU_DRIVER_SECONDS (default 2),
  * timing each call itself, and adds the calls' latency (max, p99.9, p50)
@@ -663,6 +664,66 @@ static void scenario_hijack(void)
 	nanosleep(&linger, NULL);
 }
 
+/* The fake CUPTI is the shim's to load (dlopen): the driver reaches its
+ * probes the same way. */
+static void *fake_cupti_fn(const char *name)
+{
+	void *cupti = dlopen("libcupti.so.13", RTLD_LAZY | RTLD_NOLOAD);
+	void *fn = cupti ? dlsym(cupti, name) : NULL;
+	CHECK(fn != NULL);
+	return fn;
+}
+
+static void sgemms(cublasHandle_t h, int n)
+{
+	for (int i = 0; i < n; i++) {
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 64, 64, 64, P(1), P(2), 64, P(3), 64, P(4), P(5), 64) == 0);
+		expect_gemm(FP32, 64, 64, 64, 1, 0);
+	}
+}
+
+/* Another profiler holds CUPTI when the shim starts (run with
+ * FAKE_CUPTI_REFUSE=subscribe): ten GEMMs untimed; it lets go; after the
+ * shim's retry period, ten more are timed. */
+static void scenario_contention(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	struct timespec retry = {2, 600000000};
+
+	sgemms(h, 10);
+	void (*set_refuse)(int, int) = (void (*)(int, int))fake_cupti_fn("fake_cupti_set_refuse");
+	if (set_refuse && !getenv("GEMM_DRIVER_CUPTI_STAYS_TAKEN"))
+		set_refuse(0, 0);
+	nanosleep(&retry, NULL);
+	sgemms(h, 10);
+	nanosleep(&retry, NULL); /* a flush or two, so the records are in before exit */
+}
+
+/* Another profiler finalizes CUPTI mid-run (Kineto may), which drops the
+ * shim's subscription, kinds and buffers: ten GEMMs timed, ten with CUPTI
+ * gone (untimed, the source degraded), then, after the shim took CUPTI
+ * back, ten timed again. */
+static void scenario_finalize(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	struct timespec sweep = {0, 700000000}, retry = {3, 0};
+
+	sgemms(h, 10); /* the shim loads CUPTI at its first call */
+	CUptiResult (*flush)(uint32_t) = (CUptiResult(*)(uint32_t))fake_cupti_fn("cuptiActivityFlushAll");
+	CUptiResult (*finalize)(void) = (CUptiResult(*)(void))fake_cupti_fn("cuptiFinalize");
+	if (failures)
+		return;
+	CHECK(flush(0) == CUPTI_SUCCESS);
+	CHECK(finalize() == CUPTI_SUCCESS);
+	nanosleep(&sweep, NULL); /* the first ten's records are counted as joined before the silence */
+	sgemms(h, 10);
+	nanosleep(&retry, NULL);
+	int (*subscribers)(void) = (int (*)(void))fake_cupti_fn("fake_cupti_subscribers");
+	CHECK(subscribers && subscribers() == 1);
+	sgemms(h, 10);
+	nanosleep(&sweep, NULL);
+}
+
 static void scenario_passthrough(void)
 {
 	cublasHandle_t h = handle(CUBLAS_TF32_TENSOR_OP_MATH);
@@ -709,6 +770,37 @@ static void scenario_passthrough(void)
 	fake_cublaslt_set_status(CUBLAS_STATUS_SUCCESS);
 }
 
+/* Gap-analysis inputs: around 4 GEMMs, a synchronous 1 MiB HtoD memcpy,
+ * an asynchronous 64 KiB DtoH one, a synchronous 4 KiB memset, then a
+ * stream, an event and a context synchronize, all on stream 0 of device 0.
+ * Copy records: 3; API records: 4 launches, 2 blocking (the synchronous
+ * copy and set; the async copy is no host wait) and 3 syncs. */
+static void scenario_copies(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	/* the shim loads CUPTI on its first call */
+	CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 32, P(1), P(2), 32, P(3), 32, P(4), P(5), 32) == 0);
+	expect_gemm(FP32, 32, 32, 32, 1, 0);
+	void *cupti = dlopen("libcupti.so.13", RTLD_LAZY | RTLD_NOLOAD);
+	void (*memcpy_)(int, int, size_t, int, int) =
+		cupti ? (void (*)(int, int, size_t, int, int))dlsym(cupti, "fake_cupti_memcpy") : NULL;
+	void (*memset_)(int, int, size_t, int) = cupti ? (void (*)(int, int, size_t, int))dlsym(cupti, "fake_cupti_memset") : NULL;
+	void (*sync)(int, int, int) = cupti ? (void (*)(int, int, int))dlsym(cupti, "fake_cupti_synchronize") : NULL;
+	CHECK(memcpy_ && memset_ && sync);
+	if (failures)
+		return;
+	memcpy_(0, 0, 1u << 20, CUPTI_ACTIVITY_MEMCPY_KIND_HTOD, 1);
+	for (int i = 0; i < 3; i++) {
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 64, 32, 16, P(1), P(2), 64, P(3), 32, P(4), P(5), 64) == 0);
+		expect_gemm(FP32, 64, 32, 16, 1, 0);
+	}
+	memcpy_(0, 0, 64u << 10, CUPTI_ACTIVITY_MEMCPY_KIND_DTOH, 0);
+	memset_(0, 0, 4096, 1);
+	sync(FAKE_SYNC_STREAM, 0, 0);
+	sync(FAKE_SYNC_EVENT, 0, 0);
+	sync(FAKE_SYNC_CONTEXT, 0, 0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
@@ -748,6 +840,12 @@ int main(int argc, char **argv)
 		scenario_thread_exit();
 	else if (!strcmp(sc, "steady"))
 		scenario_steady();
+	else if (!strcmp(sc, "contention"))
+		scenario_contention();
+	else if (!strcmp(sc, "finalize"))
+		scenario_finalize();
+	else if (!strcmp(sc, "copies"))
+		scenario_copies();
 	else {
 		fprintf(stderr, "gemm_driver: unknown scenario %s\n", sc);
 		return 2;
