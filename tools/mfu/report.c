@@ -85,6 +85,7 @@ int cmd_report(int argc, char **argv)
 				archive_reader_close(&rd);
 				break;
 			}
+			ingest_accept_offcpu(in);
 			cur = files[i];
 		}
 		uint64_t recv;
@@ -112,6 +113,7 @@ int cmd_report(int argc, char **argv)
 		archive_reader_close(&rd);
 	}
 	ingest_free(in);
+	agg_finish(a);
 
 	struct strbuf sb;
 	sb_init(&sb);

@@ -1,0 +1,589 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Launch-gap analysis; see gaps.h and doc/metrics.md ("Idle gaps").  The
+ * sweep only ever moves forward in data time: an interval that arrives after
+ * the sweep passed its start cannot reopen a classified gap, so it is merged
+ * into the current busy run and counted as late.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agg.h"
+#include "gaps.h"
+
+_Static_assert(WF_IDLE_NS + GAP__COUNT == WF_SHORT_KERNELS, "one window field per gap cause");
+
+#define JOIN_LAUNCH 0x1u
+#define JOIN_KERNEL 0x2u
+#define JOIN_SWEPT 0x4u /* the kernel's interval went through the sweep */
+
+#define JOIN_MIN_CAP 1024u
+/* An entry with only one half stays this long past the watermark, for a
+ * late other half; then it is stale. */
+#define JOIN_STALE_NS UINT64_C(10000000000)
+
+const uint64_t gap_hist_le_ns[GAP_HIST_BUCKETS - 1] = {
+	1000,     2000,     5000,      10000,     20000,     50000,      100000,    200000,
+	500000,   1000000,  2000000,   5000000,   10000000,  100000000,  1000000000,
+};
+
+const char *gap_cause_name(unsigned cause)
+{
+	static const char *const names[GAP__COUNT] = {"sync", "host_offcpu", "host_launch_bound", "kernel_wait",
+						      "other"};
+	return cause < GAP__COUNT ? names[cause] : "unknown";
+}
+
+/* ---- sketch ---- */
+
+unsigned lat_bucket_of(uint64_t v)
+{
+	if (v < LAT_SUB)
+		return (unsigned)v;
+	unsigned e = 63u - (unsigned)__builtin_clzll(v);
+	if (e >= LAT_TOP_EXP)
+		return LAT_BUCKETS - 1;
+	unsigned m = (unsigned)(v >> (e - 4)) & (LAT_SUB - 1);
+	return LAT_SUB + (e - 4) * LAT_SUB + m;
+}
+
+static double bucket_mid(unsigned i)
+{
+	if (i < LAT_SUB)
+		return (double)i;
+	unsigned e = (i - LAT_SUB) / LAT_SUB + 4, m = (i - LAT_SUB) % LAT_SUB;
+	double lo = (double)((uint64_t)(LAT_SUB + m) << (e - 4)), width = (double)(UINT64_C(1) << (e - 4));
+	return lo + (width - 1) / 2;
+}
+
+void lat_sketch_add(struct lat_sketch *k, uint64_t v)
+{
+	k->n[lat_bucket_of(v)]++;
+	k->count++;
+	k->sum_ns += v;
+	if (v > k->max_ns)
+		k->max_ns = v;
+}
+
+void lat_sketch_merge(struct lat_sketch *dst, const struct lat_sketch *src)
+{
+	if (!src->count)
+		return;
+	for (unsigned i = 0; i < LAT_BUCKETS; i++)
+		dst->n[i] += src->n[i];
+	dst->count += src->count;
+	dst->sum_ns += src->sum_ns;
+	if (src->max_ns > dst->max_ns)
+		dst->max_ns = src->max_ns;
+}
+
+double lat_sketch_quantile(const struct lat_sketch *k, double q)
+{
+	if (!k->count)
+		return NAN;
+	uint64_t rank = (uint64_t)ceil(q * (double)k->count), seen = 0;
+	if (rank < 1)
+		rank = 1;
+	for (unsigned i = 0; i < LAT_BUCKETS; i++) {
+		seen += k->n[i];
+		if (seen >= rank) {
+			double v = bucket_mid(i);
+			return v > (double)k->max_ns ? (double)k->max_ns : v;
+		}
+	}
+	return (double)k->max_ns;
+}
+
+static void lat_record(struct agg_device *d, uint64_t start_ns, uint64_t v)
+{
+	struct gaps_dev *g = &d->gaps;
+
+	lat_sketch_add(&g->lat_total, v);
+	if (!g->slots) {
+		g->slots = malloc(GAPS_LAT_SLOTS * sizeof(*g->slots));
+		if (!g->slots)
+			return; /* the windows lose it; the since-start sketch has it */
+		for (unsigned i = 0; i < GAPS_LAT_SLOTS; i++)
+			g->slots[i].sec = UINT64_MAX;
+	}
+	uint64_t sec = start_ns / GAPS_LAT_SLOT_NS;
+	struct lat_slot *sl = &g->slots[sec % GAPS_LAT_SLOTS];
+	if (sl->sec != sec) {
+		if (sl->sec != UINT64_MAX && sl->sec > sec)
+			return; /* older than the ring */
+		memset(sl, 0, sizeof(*sl));
+		sl->sec = sec;
+	}
+	sl->n[lat_bucket_of(v)]++;
+	sl->count++;
+	sl->sum_ns += v;
+	if (v > sl->max_ns)
+		sl->max_ns = v;
+}
+
+void gaps_lat_window(const struct gaps_dev *g, uint64_t end_ns, uint64_t len_ns, struct lat_sketch *out)
+{
+	if (!len_ns) {
+		lat_sketch_merge(out, &g->lat_total);
+		return;
+	}
+	if (!g->slots)
+		return;
+	uint64_t last = end_ns / GAPS_LAT_SLOT_NS, n = len_ns / GAPS_LAT_SLOT_NS;
+	if (n > GAPS_LAT_SLOTS - 1)
+		n = GAPS_LAT_SLOTS - 1;
+	for (uint64_t sec = last > n ? last - n : 0; sec < last; sec++) {
+		const struct lat_slot *sl = &g->slots[sec % GAPS_LAT_SLOTS];
+		if (sl->sec != sec || !sl->count)
+			continue;
+		for (unsigned i = 0; i < LAT_BUCKETS; i++)
+			out->n[i] += sl->n[i];
+		out->count += sl->count;
+		out->sum_ns += sl->sum_ns;
+		if (sl->max_ns > out->max_ns)
+			out->max_ns = sl->max_ns;
+	}
+}
+
+/* ---- corr join ---- */
+
+static uint32_t slot_of(uint64_t corr, uint32_t cap)
+{
+	return (uint32_t)((corr * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & (cap - 1);
+}
+
+static uint64_t join_time(const struct gap_join *j)
+{
+	uint64_t t = 0;
+	if (j->flags & JOIN_LAUNCH)
+		t = j->l_end;
+	if ((j->flags & JOIN_KERNEL) && j->k_end > t)
+		t = j->k_end;
+	return t;
+}
+
+static struct gap_join *join_find(const struct gaps_src *g, uint64_t corr)
+{
+	if (!g->join_cap)
+		return NULL;
+	for (uint32_t i = slot_of(corr, g->join_cap);; i = (i + 1) & (g->join_cap - 1)) {
+		struct gap_join *j = &g->join[i];
+		if (!j->corr)
+			return NULL;
+		if (j->corr == corr)
+			return j;
+	}
+}
+
+static int keep_entry(const struct gap_join *j, uint64_t stale_before)
+{
+	/* Done: both halves met and the sweep has classified the kernel. */
+	if ((j->flags & (JOIN_LAUNCH | JOIN_KERNEL | JOIN_SWEPT)) == (JOIN_LAUNCH | JOIN_KERNEL | JOIN_SWEPT))
+		return 0;
+	return join_time(j) >= stale_before;
+}
+
+/* Rehashes into cap slots, keeping what keep_entry() keeps; entries dropped
+ * while still waiting for a half count as evicted. */
+static int join_rebuild(struct gaps_src *g, uint32_t cap, uint64_t stale_before)
+{
+	struct gap_join *old = g->join, *nj = calloc(cap, sizeof(*nj));
+	uint32_t old_cap = g->join_cap;
+
+	if (!nj)
+		return -ENOMEM;
+	g->join = nj;
+	g->join_cap = cap;
+	g->join_n = 0;
+	for (uint32_t i = 0; i < old_cap; i++) {
+		struct gap_join *j = &old[i];
+		if (!j->corr)
+			continue;
+		if (!keep_entry(j, stale_before)) {
+			if ((j->flags & (JOIN_LAUNCH | JOIN_KERNEL)) != (JOIN_LAUNCH | JOIN_KERNEL) ||
+			    !(j->flags & JOIN_SWEPT))
+				g->join_evicted++;
+			continue;
+		}
+		uint32_t k = slot_of(j->corr, cap);
+		while (nj[k].corr)
+			k = (k + 1) & (cap - 1);
+		nj[k] = *j;
+		g->join_n++;
+	}
+	free(old);
+	return 0;
+}
+
+static uint64_t stale_line(const struct gaps_src *g)
+{
+	return g->watermark > JOIN_STALE_NS ? g->watermark - JOIN_STALE_NS : 0;
+}
+
+/* Makes room for one more entry: at most half full after it. */
+static int join_room(struct gaps_src *g)
+{
+	if (g->join_n + 1 <= g->join_cap / 2)
+		return 0;
+	uint32_t cap = g->join_cap ? g->join_cap : JOIN_MIN_CAP;
+	int rc = join_rebuild(g, cap, stale_line(g));
+	if (rc)
+		return rc;
+	if (g->join_n + 1 <= g->join_cap / 4)
+		return 0;
+	if (g->join_cap < GAPS_JOIN_MAX)
+		return join_rebuild(g, g->join_cap * 2, stale_line(g));
+	/* Full at the bound: forget the older half of the time range. */
+	uint64_t lo = UINT64_MAX, hi = 0;
+	for (uint32_t i = 0; i < g->join_cap; i++) {
+		if (!g->join[i].corr)
+			continue;
+		uint64_t t = join_time(&g->join[i]);
+		lo = t < lo ? t : lo;
+		hi = t > hi ? t : hi;
+	}
+	rc = join_rebuild(g, g->join_cap, lo + (hi - lo) / 2 + 1);
+	if (rc)
+		return rc;
+	return g->join_n + 1 <= g->join_cap / 2 ? 0 : join_rebuild(g, g->join_cap, UINT64_MAX);
+}
+
+static int join_get(struct gaps_src *g, uint64_t corr, struct gap_join **out)
+{
+	struct gap_join *j = join_find(g, corr);
+	int rc;
+
+	if (!j) {
+		if ((rc = join_room(g)))
+			return rc;
+		uint32_t i = slot_of(corr, g->join_cap);
+		while (g->join[i].corr)
+			i = (i + 1) & (g->join_cap - 1);
+		j = &g->join[i];
+		memset(j, 0, sizeof(*j));
+		j->corr = corr;
+		g->join_n++;
+	}
+	*out = j;
+	return 0;
+}
+
+static struct agg_device *device_of(struct agg_source *s, uint32_t index)
+{
+	for (unsigned i = 0; i < s->ndev; i++)
+		if (s->dev[i]->index == index)
+			return s->dev[i];
+	return NULL;
+}
+
+static void short_name_count(struct gaps_src *g, uint64_t name_id)
+{
+	for (unsigned i = 0; i < g->nshort_names; i++)
+		if (g->short_names[i].name_id == name_id) {
+			g->short_names[i].count++;
+			return;
+		}
+	if (g->nshort_names < GAPS_SHORT_NAMES)
+		g->short_names[g->nshort_names++] = (struct gap_name_count){name_id, 1};
+	else
+		g->short_other++;
+}
+
+/* Both halves are here: the launch latency and the short-kernel count. */
+static void join_met(struct agg_source *s, struct gap_join *j)
+{
+	struct agg_device *d;
+
+	if (j->kind != MFU_API_LAUNCH || !(d = device_of(s, j->device)))
+		return;
+	uint64_t lat = j->k_start > j->l_start ? j->k_start - j->l_start : 0;
+	lat_record(d, j->k_start, lat);
+	d->gaps.joined_kernels++;
+	window_add_at(&d->win, WF_JOINED_KERNELS, j->k_end, 1);
+	if (j->k_end - j->k_start < j->l_end - j->l_start) {
+		d->gaps.short_kernels++;
+		window_add_at(&d->win, WF_SHORT_KERNELS, j->k_end, 1);
+		short_name_count(&s->gaps, j->name_id);
+	}
+}
+
+/* ---- intervals ---- */
+
+static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t watermark);
+static int iv_cmp(const void *pa, const void *pb);
+
+static int pend_push(struct agg_source *s, struct agg_device *d, uint64_t start, uint64_t end, uint64_t corr,
+		     int copy)
+{
+	struct gaps_dev *g = &d->gaps;
+
+	if (g->have_run && start < g->frontier) {
+		g->late++;
+		if (end > g->run_end)
+			g->run_end = end;
+		return 0;
+	}
+	if (g->npend == g->cap) {
+		if (g->cap >= GAPS_PENDING_MAX) {
+			/* Sweep the older half early rather than lose the interval:
+			 * a gap may then be classified before all its data came. */
+			unsigned before = g->npend;
+			qsort(g->pend, g->npend, sizeof(*g->pend), iv_cmp);
+			sweep_device(s, d, g->pend[g->npend / 2].start + 1);
+			g->forced += before - g->npend;
+			if (start < g->frontier) {
+				g->late++;
+				if (end > g->run_end)
+					g->run_end = end;
+				return 0;
+			}
+		} else {
+			unsigned cap = g->cap ? g->cap * 2 : 256;
+			struct gap_iv *p = realloc(g->pend, cap * sizeof(*p));
+			if (!p)
+				return -ENOMEM;
+			g->pend = p;
+			g->cap = cap;
+		}
+	}
+	g->pend[g->npend++] = (struct gap_iv){start, end, corr, (uint32_t)copy, 0};
+	return 0;
+}
+
+int gaps_kernel(struct agg_source *s, struct agg_device *d, const struct mfu_rec_kernel *k)
+{
+	if (k->corr) {
+		struct gap_join *j;
+		int rc = join_get(&s->gaps, k->corr, &j);
+		if (!rc && !(j->flags & JOIN_KERNEL)) {
+			j->flags |= JOIN_KERNEL;
+			j->k_start = k->start_ns;
+			j->k_end = k->end_ns;
+			j->name_id = k->name_id;
+			j->device = d->index;
+			if (j->flags & JOIN_LAUNCH)
+				join_met(s, j);
+		}
+	}
+	return pend_push(s, d, k->start_ns, k->end_ns, k->corr, 0);
+}
+
+int gaps_copy(struct agg_source *s, struct agg_device *d, const struct mfu_rec_copy *c)
+{
+	return pend_push(s, d, c->start_ns, c->end_ns, c->corr, 1);
+}
+
+static int span_insert(struct gaps_src *g, struct gap_span **v, uint32_t *n, uint32_t *cap,
+		       const struct gap_span *sp)
+{
+	if (*n == *cap) {
+		if (*cap >= GAPS_SPANS_MAX) {
+			g->spans_dropped++;
+			return 0;
+		}
+		uint32_t c = *cap ? *cap * 2 : 64;
+		struct gap_span *p = realloc(*v, c * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		*v = p;
+		*cap = c;
+	}
+	/* Sorted by start; spans come nearly in order, so this moves little. */
+	uint32_t i = *n;
+	while (i > 0 && (*v)[i - 1].start > sp->start)
+		i--;
+	memmove(*v + i + 1, *v + i, (*n - i) * sizeof(**v));
+	(*v)[i] = *sp;
+	(*n)++;
+	return 0;
+}
+
+int gaps_api(struct agg_source *s, const struct mfu_rec_api *a)
+{
+	struct gaps_src *g = &s->gaps;
+	int rc = 0;
+
+	if (a->kind == MFU_API_SYNC || a->kind == MFU_API_BLOCKING) {
+		struct gap_span sp = {a->start_ns, a->end_ns, a->tid};
+		if ((rc = span_insert(g, &g->sync, &g->nsync, &g->sync_cap, &sp)))
+			return rc;
+	}
+	if ((a->kind == MFU_API_LAUNCH || a->kind == MFU_API_BLOCKING) && a->corr) {
+		struct gap_join *j;
+		if ((rc = join_get(g, a->corr, &j)))
+			return rc;
+		if (j->flags & JOIN_LAUNCH)
+			return 0; /* a repeated correlation id: the first call stands */
+		j->flags |= JOIN_LAUNCH;
+		j->l_start = a->start_ns;
+		j->l_end = a->end_ns;
+		j->tid = a->tid;
+		j->kind = (uint16_t)a->kind;
+		if (j->flags & JOIN_KERNEL)
+			join_met(s, j);
+	}
+	return 0;
+}
+
+int gaps_offcpu(struct agg_source *s, const struct mfu_rec_offcpu *o)
+{
+	struct gap_span sp = {o->start_ns, o->end_ns, o->tid};
+	return span_insert(&s->gaps, &s->gaps.offcpu, &s->gaps.noffcpu, &s->gaps.offcpu_cap, &sp);
+}
+
+/* ---- the sweep ---- */
+
+static int iv_cmp(const void *pa, const void *pb)
+{
+	const struct gap_iv *a = pa, *b = pb;
+	if (a->start != b->start)
+		return a->start < b->start ? -1 : 1;
+	if (a->copy != b->copy)
+		return a->copy < b->copy ? -1 : 1; /* a kernel names the gap before a copy */
+	return a->corr < b->corr ? -1 : a->corr > b->corr;
+}
+
+static int sync_active(const struct gaps_src *g, uint64_t a)
+{
+	for (uint32_t i = 0; i < g->nsync && g->sync[i].start <= a; i++)
+		if (a < g->sync[i].end)
+			return 1;
+	return 0;
+}
+
+static uint64_t offcpu_overlap(const struct gaps_src *g, uint64_t tid, uint64_t a, uint64_t b)
+{
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < g->noffcpu && g->offcpu[i].start < b; i++) {
+		const struct gap_span *o = &g->offcpu[i];
+		if (o->tid != tid || o->end <= a)
+			continue;
+		uint64_t lo = o->start > a ? o->start : a, hi = o->end < b ? o->end : b;
+		sum += hi - lo;
+	}
+	return sum;
+}
+
+static unsigned classify(const struct gaps_src *g, uint64_t a, uint64_t b, const struct gap_iv *k)
+{
+	if (sync_active(g, a))
+		return GAP_SYNC;
+	const struct gap_join *l = k->corr ? join_find(g, k->corr) : NULL;
+	if (!l || !(l->flags & JOIN_LAUNCH))
+		return GAP_OTHER;
+	if (g->noffcpu && 2 * offcpu_overlap(g, l->tid, a, b) > b - a)
+		return GAP_HOST_OFFCPU;
+	if (l->l_end > a)
+		return GAP_HOST_LAUNCH_BOUND;
+	if (b - a < g->wait_ns)
+		return GAP_KERNEL_WAIT;
+	return GAP_OTHER;
+}
+
+static void gap_add(struct agg_source *s, struct agg_device *d, uint64_t a, uint64_t b, const struct gap_iv *k)
+{
+	struct gaps_dev *g = &d->gaps;
+	unsigned cause = classify(&s->gaps, a, b, k), h = 0;
+	uint64_t len = b - a;
+
+	while (h < GAP_HIST_BUCKETS - 1 && len > gap_hist_le_ns[h])
+		h++;
+	g->hist[h]++;
+	g->gaps++;
+	g->gap_ns += len;
+	g->idle_ns[cause] += len;
+	unsigned work = window_add_span(&d->win, WF_IDLE_NS + cause, a, b, (double)len);
+	if (work > 1) /* span_work counts multi-bucket spans only */
+		s->span_work += work;
+}
+
+static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t watermark)
+{
+	struct gaps_dev *g = &d->gaps;
+	unsigned i = 0;
+
+	if (!g->npend)
+		return;
+	qsort(g->pend, g->npend, sizeof(*g->pend), iv_cmp);
+	for (; i < g->npend && g->pend[i].start < watermark; i++) {
+		const struct gap_iv *iv = &g->pend[i];
+		if (!g->have_run) {
+			g->have_run = 1;
+			g->run_end = iv->end;
+		} else if (iv->start > g->run_end) {
+			gap_add(s, d, g->run_end, iv->start, iv);
+			g->run_end = iv->end;
+		} else if (iv->end > g->run_end) {
+			g->run_end = iv->end;
+		}
+		g->frontier = iv->start;
+		if (!iv->copy && iv->corr) {
+			struct gap_join *j = join_find(&s->gaps, iv->corr);
+			if (j)
+				j->flags |= JOIN_SWEPT;
+		}
+	}
+	memmove(g->pend, g->pend + i, (g->npend - i) * sizeof(*g->pend));
+	g->npend -= i;
+}
+
+/* Spans that ended before every device's sweep can no longer matter. */
+static void spans_prune(struct gap_span *v, uint32_t *n, uint64_t before)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < *n; i++)
+		if (v[i].end > before)
+			v[k++] = v[i];
+	*n = k;
+}
+
+static void sweep(struct agg_source *s, uint64_t watermark)
+{
+	uint64_t low = UINT64_MAX;
+
+	for (unsigned i = 0; i < s->ndev; i++) {
+		struct agg_device *d = s->dev[i];
+		sweep_device(s, d, watermark);
+		if (d->gaps.have_run && d->gaps.run_end < low)
+			low = d->gaps.run_end;
+	}
+	if (watermark != UINT64_MAX)
+		s->gaps.watermark = watermark;
+	if (low != UINT64_MAX) {
+		spans_prune(s->gaps.sync, &s->gaps.nsync, low);
+		spans_prune(s->gaps.offcpu, &s->gaps.noffcpu, low);
+	}
+}
+
+void gaps_advance(struct agg_source *s, uint64_t watermark)
+{
+	if (watermark / WINDOW_BUCKET_NS == s->gaps.watermark / WINDOW_BUCKET_NS)
+		return;
+	sweep(s, watermark);
+}
+
+void gaps_flush(struct agg_source *s)
+{
+	sweep(s, UINT64_MAX);
+}
+
+void gaps_dev_free(struct gaps_dev *g)
+{
+	free(g->pend);
+	free(g->slots);
+	g->pend = NULL;
+	g->slots = NULL;
+	g->npend = g->cap = 0;
+}
+
+void gaps_src_free(struct gaps_src *g)
+{
+	free(g->join);
+	free(g->sync);
+	free(g->offcpu);
+	g->join = NULL;
+	g->sync = g->offcpu = NULL;
+	g->join_cap = g->join_n = g->nsync = g->sync_cap = g->noffcpu = g->offcpu_cap = 0;
+}
