@@ -118,6 +118,8 @@ int cmd_report(int argc, char **argv)
 	struct strbuf sb;
 	sb_init(&sb);
 	export_summary_table(a, 0, &sb);
+	sb_puts(&sb, "\n");
+	export_gap_report(a, 0, &sb);
 	fputs(sb.buf ? sb.buf : "", stdout);
 	int rc = failed || !frames ? 1 : 0;
 	if (json) {
