@@ -310,7 +310,7 @@ static __attribute__((noinline)) int apply_kernel(struct agg_source *s, const st
 	}
 	d->tot.busy_ns += busy_add(&d->busy, &d->win, b, k->start_ns, k->end_ns);
 	d->tot.busy_all_ns += busy_add(&d->busy_all, &d->win, b, k->start_ns, k->end_ns);
-	gaps_kernel(s, d, k); /* -ENOMEM leaves the kernel out of gap analysis only */
+	gaps_kernel(s, d, b, k); /* -ENOMEM leaves the kernel out of gap analysis only */
 	return 0;
 }
 

@@ -17,11 +17,11 @@ _Static_assert(WF_IDLE_NS + GAP__COUNT == WF_SHORT_KERNELS, "one window field pe
 
 #define JOIN_LAUNCH 0x1u
 #define JOIN_KERNEL 0x2u
-#define JOIN_SWEPT 0x4u /* the kernel's interval went through the sweep */
+#define JOIN_COPY 0x4u /* the first half was a copy, not a kernel */
 
 #define JOIN_MIN_CAP 1024u
-/* An entry with only one half stays this long past the watermark, for a
- * late other half; then it is stale. */
+/* An entry whose other half has not come stays this long behind the
+ * watermark; then it is stale. */
 #define JOIN_STALE_NS UINT64_C(10000000000)
 
 const uint64_t gap_hist_le_ns[GAP_HIST_BUCKETS - 1] = {
@@ -99,8 +99,13 @@ double lat_sketch_quantile(const struct lat_sketch *k, double q)
 static void lat_record(struct agg_device *d, uint64_t start_ns, uint64_t v)
 {
 	struct gaps_dev *g = &d->gaps;
+	unsigned bucket = lat_bucket_of(v);
 
-	lat_sketch_add(&g->lat_total, v);
+	g->lat_total.n[bucket]++;
+	g->lat_total.count++;
+	g->lat_total.sum_ns += v;
+	if (v > g->lat_total.max_ns)
+		g->lat_total.max_ns = v;
 	if (!g->slots) {
 		g->slots = malloc(GAPS_LAT_SLOTS * sizeof(*g->slots));
 		if (!g->slots)
@@ -108,7 +113,10 @@ static void lat_record(struct agg_device *d, uint64_t start_ns, uint64_t v)
 		for (unsigned i = 0; i < GAPS_LAT_SLOTS; i++)
 			g->slots[i].sec = UINT64_MAX;
 	}
-	uint64_t sec = start_ns / GAPS_LAT_SLOT_NS;
+	/* Most latencies fall in the second of the previous one: no division. */
+	uint64_t sec = start_ns - g->slot_lo_ns < GAPS_LAT_SLOT_NS ? g->slot_sec : start_ns / GAPS_LAT_SLOT_NS;
+	g->slot_sec = sec;
+	g->slot_lo_ns = sec * GAPS_LAT_SLOT_NS;
 	struct lat_slot *sl = &g->slots[sec % GAPS_LAT_SLOTS];
 	if (sl->sec != sec) {
 		if (sl->sec != UINT64_MAX && sl->sec > sec)
@@ -116,7 +124,7 @@ static void lat_record(struct agg_device *d, uint64_t start_ns, uint64_t v)
 		memset(sl, 0, sizeof(*sl));
 		sl->sec = sec;
 	}
-	sl->n[lat_bucket_of(v)]++;
+	sl->n[bucket]++;
 	sl->count++;
 	sl->sum_ns += v;
 	if (v > sl->max_ns)
@@ -156,17 +164,12 @@ static uint32_t slot_of(uint64_t corr, uint32_t cap)
 
 static uint64_t join_time(const struct gap_join *j)
 {
-	uint64_t t = 0;
-	if (j->flags & JOIN_LAUNCH)
-		t = j->l_end;
-	if ((j->flags & JOIN_KERNEL) && j->k_end > t)
-		t = j->k_end;
-	return t;
+	return j->flags & JOIN_LAUNCH ? j->l_end : j->k_end;
 }
 
 static struct gap_join *join_find(const struct gaps_src *g, uint64_t corr)
 {
-	if (!g->join_cap)
+	if (!g->join_n)
 		return NULL;
 	for (uint32_t i = slot_of(corr, g->join_cap);; i = (i + 1) & (g->join_cap - 1)) {
 		struct gap_join *j = &g->join[i];
@@ -177,16 +180,28 @@ static struct gap_join *join_find(const struct gaps_src *g, uint64_t corr)
 	}
 }
 
-static int keep_entry(const struct gap_join *j, uint64_t stale_before)
+/* Linear probing's deletion: later entries of the same probe run move back
+ * into the hole, so lookups never need tombstones. */
+static void join_del(struct gaps_src *g, struct gap_join *hole)
 {
-	/* Done: both halves met and the sweep has classified the kernel. */
-	if ((j->flags & (JOIN_LAUNCH | JOIN_KERNEL | JOIN_SWEPT)) == (JOIN_LAUNCH | JOIN_KERNEL | JOIN_SWEPT))
-		return 0;
-	return join_time(j) >= stale_before;
+	uint32_t mask = g->join_cap - 1, i = (uint32_t)(hole - g->join), j = i;
+
+	for (;;) {
+		j = (j + 1) & mask;
+		if (!g->join[j].corr)
+			break;
+		uint32_t k = slot_of(g->join[j].corr, g->join_cap);
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		g->join[i] = g->join[j];
+		i = j;
+	}
+	g->join[i].corr = 0;
+	g->join_n--;
 }
 
-/* Rehashes into cap slots, keeping what keep_entry() keeps; entries dropped
- * while still waiting for a half count as evicted. */
+/* Rehashes into cap slots, dropping (and counting) entries whose other half
+ * has not come by stale_before. */
 static int join_rebuild(struct gaps_src *g, uint32_t cap, uint64_t stale_before)
 {
 	struct gap_join *old = g->join, *nj = calloc(cap, sizeof(*nj));
@@ -201,10 +216,8 @@ static int join_rebuild(struct gaps_src *g, uint32_t cap, uint64_t stale_before)
 		struct gap_join *j = &old[i];
 		if (!j->corr)
 			continue;
-		if (!keep_entry(j, stale_before)) {
-			if ((j->flags & (JOIN_LAUNCH | JOIN_KERNEL)) != (JOIN_LAUNCH | JOIN_KERNEL) ||
-			    !(j->flags & JOIN_SWEPT))
-				g->join_evicted++;
+		if (join_time(j) < stale_before) {
+			g->join_evicted++;
 			continue;
 		}
 		uint32_t k = slot_of(j->corr, cap);
@@ -234,7 +247,7 @@ static int join_room(struct gaps_src *g)
 	if (g->join_n + 1 <= g->join_cap / 4)
 		return 0;
 	if (g->join_cap < GAPS_JOIN_MAX)
-		return join_rebuild(g, g->join_cap * 2, stale_line(g));
+		return join_rebuild(g, g->join_cap * 2, 0);
 	/* Full at the bound: forget the older half of the time range. */
 	uint64_t lo = UINT64_MAX, hi = 0;
 	for (uint32_t i = 0; i < g->join_cap; i++) {
@@ -250,22 +263,19 @@ static int join_room(struct gaps_src *g)
 	return g->join_n + 1 <= g->join_cap / 2 ? 0 : join_rebuild(g, g->join_cap, UINT64_MAX);
 }
 
-static int join_get(struct gaps_src *g, uint64_t corr, struct gap_join **out)
+static int join_add(struct gaps_src *g, uint64_t corr, struct gap_join **out)
 {
-	struct gap_join *j = join_find(g, corr);
-	int rc;
+	int rc = join_room(g);
 
-	if (!j) {
-		if ((rc = join_room(g)))
-			return rc;
-		uint32_t i = slot_of(corr, g->join_cap);
-		while (g->join[i].corr)
-			i = (i + 1) & (g->join_cap - 1);
-		j = &g->join[i];
-		memset(j, 0, sizeof(*j));
-		j->corr = corr;
-		g->join_n++;
-	}
+	if (rc)
+		return rc;
+	uint32_t i = slot_of(corr, g->join_cap);
+	while (g->join[i].corr)
+		i = (i + 1) & (g->join_cap - 1);
+	struct gap_join *j = &g->join[i];
+	memset(j, 0, sizeof(*j));
+	j->corr = corr;
+	g->join_n++;
 	*out = j;
 	return 0;
 }
@@ -291,88 +301,164 @@ static void short_name_count(struct gaps_src *g, uint64_t name_id)
 		g->short_other++;
 }
 
-/* Both halves are here: the launch latency and the short-kernel count. */
-static void join_met(struct agg_source *s, struct gap_join *j)
+/* A kernel met its launch call: the launch latency and the short-kernel
+ * count.  hint: the window bucket holding the kernel's end, or NULL. */
+static void launch_met(struct agg_source *s, struct agg_device *d, struct window_bucket *hint, uint64_t l_start,
+		       uint64_t l_end, uint64_t k_start, uint64_t k_end, uint64_t name_id)
 {
-	struct agg_device *d;
+	uint64_t lat = k_start > l_start ? k_start - l_start : 0;
+	int short_kernel = k_end - k_start < l_end - l_start;
 
-	if (j->kind != MFU_API_LAUNCH || !(d = device_of(s, j->device)))
-		return;
-	uint64_t lat = j->k_start > j->l_start ? j->k_start - j->l_start : 0;
-	lat_record(d, j->k_start, lat);
+	lat_record(d, k_start, lat);
 	d->gaps.joined_kernels++;
-	window_add_at(&d->win, WF_JOINED_KERNELS, j->k_end, 1);
-	if (j->k_end - j->k_start < j->l_end - j->l_start) {
+	if (hint) {
+		hint->v[WF_JOINED_KERNELS] += 1;
+		hint->v[WF_SHORT_KERNELS] += short_kernel;
+	} else {
+		window_add_at(&d->win, WF_JOINED_KERNELS, k_end, 1);
+		if (short_kernel)
+			window_add_at(&d->win, WF_SHORT_KERNELS, k_end, 1);
+	}
+	if (short_kernel) {
 		d->gaps.short_kernels++;
-		window_add_at(&d->win, WF_SHORT_KERNELS, j->k_end, 1);
-		short_name_count(&s->gaps, j->name_id);
+		short_name_count(&s->gaps, name_id);
 	}
 }
 
 /* ---- intervals ---- */
 
-static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t watermark);
-static int iv_cmp(const void *pa, const void *pb);
+/* Arrivals this far out of start order are appended and the buffer sorted
+ * at the next sweep, so one record never moves more than this many. */
+#define PEND_SHIFT_MAX 4096u
 
-static int pend_push(struct agg_source *s, struct agg_device *d, uint64_t start, uint64_t end, uint64_t corr,
-		     int copy)
+static int iv_cmp(const void *pa, const void *pb)
+{
+	const struct gap_iv *a = pa, *b = pb;
+	if (a->start != b->start)
+		return a->start < b->start ? -1 : 1;
+	if (a->copy != b->copy)
+		return a->copy < b->copy ? -1 : 1; /* a kernel names the gap before a copy */
+	return a->corr < b->corr ? -1 : a->corr > b->corr;
+}
+
+static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t watermark);
+
+static void pend_sort(struct gaps_dev *g)
+{
+	if (g->unsorted)
+		qsort(g->pend + g->head, g->npend - g->head, sizeof(*g->pend), iv_cmp);
+	g->unsorted = 0;
+}
+
+static int pend_push(struct agg_source *s, struct agg_device *d, const struct gap_iv *iv)
 {
 	struct gaps_dev *g = &d->gaps;
 
-	if (g->have_run && start < g->frontier) {
+	if (g->have_run && iv->start < g->frontier) {
 		g->late++;
-		if (end > g->run_end)
-			g->run_end = end;
+		if (iv->end > g->run_end)
+			g->run_end = iv->end;
 		return 0;
+	}
+	if (g->npend == g->cap && g->head) {
+		memmove(g->pend, g->pend + g->head, (g->npend - g->head) * sizeof(*g->pend));
+		g->npend -= g->head;
+		g->head = 0;
 	}
 	if (g->npend == g->cap) {
 		if (g->cap >= GAPS_PENDING_MAX) {
 			/* Sweep the older half early rather than lose the interval:
 			 * a gap may then be classified before all its data came. */
-			unsigned before = g->npend;
-			qsort(g->pend, g->npend, sizeof(*g->pend), iv_cmp);
-			sweep_device(s, d, g->pend[g->npend / 2].start + 1);
-			g->forced += before - g->npend;
-			if (start < g->frontier) {
-				g->late++;
-				if (end > g->run_end)
-					g->run_end = end;
-				return 0;
-			}
-		} else {
-			unsigned cap = g->cap ? g->cap * 2 : 256;
-			struct gap_iv *p = realloc(g->pend, cap * sizeof(*p));
-			if (!p)
-				return -ENOMEM;
-			g->pend = p;
-			g->cap = cap;
+			unsigned before = g->npend - g->head;
+			pend_sort(g);
+			sweep_device(s, d, g->pend[g->head + (g->npend - g->head) / 2].start + 1);
+			g->forced += before - (g->npend - g->head);
+			return pend_push(s, d, iv);
+		}
+		unsigned cap = g->cap ? g->cap * 2 : 256;
+		struct gap_iv *p = realloc(g->pend, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		g->pend = p;
+		g->cap = cap;
+	}
+	/* Arrivals come nearly in start order: insert from the back. */
+	unsigned i = g->npend;
+	if (!g->unsorted) {
+		while (i > g->head && iv_cmp(&g->pend[i - 1], iv) > 0 && g->npend - i < PEND_SHIFT_MAX)
+			i--;
+		if (i > g->head && iv_cmp(&g->pend[i - 1], iv) > 0) {
+			g->unsorted = 1;
+			i = g->npend;
 		}
 	}
-	g->pend[g->npend++] = (struct gap_iv){start, end, corr, (uint32_t)copy, 0};
+	if (i < g->npend)
+		memmove(g->pend + i + 1, g->pend + i, (g->npend - i) * sizeof(*g->pend));
+	g->pend[i] = *iv;
+	g->npend++;
 	return 0;
 }
 
-int gaps_kernel(struct agg_source *s, struct agg_device *d, const struct mfu_rec_kernel *k)
+/* The pending interval of a kernel whose launch call came after it. */
+static struct gap_iv *pend_find(struct gaps_dev *g, uint64_t start, uint64_t corr)
 {
-	if (k->corr) {
-		struct gap_join *j;
-		int rc = join_get(&s->gaps, k->corr, &j);
-		if (!rc && !(j->flags & JOIN_KERNEL)) {
-			j->flags |= JOIN_KERNEL;
-			j->k_start = k->start_ns;
-			j->k_end = k->end_ns;
-			j->name_id = k->name_id;
-			j->device = d->index;
-			if (j->flags & JOIN_LAUNCH)
-				join_met(s, j);
-		}
+	unsigned lo = g->head, hi = g->npend;
+
+	if (g->unsorted) {
+		for (unsigned i = g->npend; i > g->head; i--)
+			if (g->pend[i - 1].corr == corr && g->pend[i - 1].start == start)
+				return &g->pend[i - 1];
+		return NULL;
 	}
-	return pend_push(s, d, k->start_ns, k->end_ns, k->corr, 0);
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (g->pend[mid].start < start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < g->npend && g->pend[lo].start == start; lo++)
+		if (g->pend[lo].corr == corr)
+			return &g->pend[lo];
+	return NULL;
+}
+
+static int interval(struct agg_source *s, struct agg_device *d, struct window_bucket *hint, uint64_t start,
+		    uint64_t end, uint64_t corr, uint64_t name_id, int copy)
+{
+	struct gap_iv iv = {.start = start, .end = end, .corr = corr, .copy = (uint32_t)copy};
+
+	if (corr) {
+		struct gaps_src *g = &s->gaps;
+		struct gap_join *j = join_find(g, corr);
+		if (j && (j->flags & JOIN_LAUNCH)) {
+			iv.have_l = 1;
+			iv.l_end = j->l_end;
+			iv.tid = j->tid;
+			if (!copy && j->kind == MFU_API_LAUNCH)
+				launch_met(s, d, hint, j->l_start, j->l_end, start, end, name_id);
+			join_del(g, j);
+		} else if (!j && !join_add(g, corr, &j)) {
+			j->flags = JOIN_KERNEL | (copy ? JOIN_COPY : 0);
+			j->k_start = start;
+			j->k_end = end;
+			j->name_id = name_id;
+			j->device = d->index;
+		}
+		/* else: a repeated correlation id; the first one stands */
+	}
+	return pend_push(s, d, &iv);
+}
+
+int gaps_kernel(struct agg_source *s, struct agg_device *d, struct window_bucket *hint,
+		const struct mfu_rec_kernel *k)
+{
+	return interval(s, d, hint, k->start_ns, k->end_ns, k->corr, k->name_id, 0);
 }
 
 int gaps_copy(struct agg_source *s, struct agg_device *d, const struct mfu_rec_copy *c)
 {
-	return pend_push(s, d, c->start_ns, c->end_ns, c->corr, 1);
+	return interval(s, d, NULL, c->start_ns, c->end_ns, c->corr, 0, 1);
 }
 
 static int span_insert(struct gaps_src *g, struct gap_span **v, uint32_t *n, uint32_t *cap,
@@ -410,20 +496,34 @@ int gaps_api(struct agg_source *s, const struct mfu_rec_api *a)
 		if ((rc = span_insert(g, &g->sync, &g->nsync, &g->sync_cap, &sp)))
 			return rc;
 	}
-	if ((a->kind == MFU_API_LAUNCH || a->kind == MFU_API_BLOCKING) && a->corr) {
-		struct gap_join *j;
-		if ((rc = join_get(g, a->corr, &j)))
+	if ((a->kind != MFU_API_LAUNCH && a->kind != MFU_API_BLOCKING) || !a->corr)
+		return 0;
+	struct gap_join *j = join_find(g, a->corr);
+	if (!j) {
+		if ((rc = join_add(g, a->corr, &j)))
 			return rc;
-		if (j->flags & JOIN_LAUNCH)
-			return 0; /* a repeated correlation id: the first call stands */
-		j->flags |= JOIN_LAUNCH;
+		j->flags = JOIN_LAUNCH;
 		j->l_start = a->start_ns;
 		j->l_end = a->end_ns;
 		j->tid = a->tid;
 		j->kind = (uint16_t)a->kind;
-		if (j->flags & JOIN_KERNEL)
-			join_met(s, j);
+		return 0;
 	}
+	if (j->flags & JOIN_LAUNCH)
+		return 0; /* a repeated correlation id: the first call stands */
+	/* The kernel (or copy) came first. */
+	struct agg_device *d = device_of(s, j->device);
+	if (d) {
+		if (!(j->flags & JOIN_COPY) && a->kind == MFU_API_LAUNCH)
+			launch_met(s, d, NULL, a->start_ns, a->end_ns, j->k_start, j->k_end, j->name_id);
+		struct gap_iv *iv = pend_find(&d->gaps, j->k_start, a->corr);
+		if (iv) { /* else already swept: its gap was classified without it */
+			iv->have_l = 1;
+			iv->l_end = a->end_ns;
+			iv->tid = a->tid;
+		}
+	}
+	join_del(g, j);
 	return 0;
 }
 
@@ -434,16 +534,6 @@ int gaps_offcpu(struct agg_source *s, const struct mfu_rec_offcpu *o)
 }
 
 /* ---- the sweep ---- */
-
-static int iv_cmp(const void *pa, const void *pb)
-{
-	const struct gap_iv *a = pa, *b = pb;
-	if (a->start != b->start)
-		return a->start < b->start ? -1 : 1;
-	if (a->copy != b->copy)
-		return a->copy < b->copy ? -1 : 1; /* a kernel names the gap before a copy */
-	return a->corr < b->corr ? -1 : a->corr > b->corr;
-}
 
 static int sync_active(const struct gaps_src *g, uint64_t a)
 {
@@ -470,12 +560,11 @@ static unsigned classify(const struct gaps_src *g, uint64_t a, uint64_t b, const
 {
 	if (sync_active(g, a))
 		return GAP_SYNC;
-	const struct gap_join *l = k->corr ? join_find(g, k->corr) : NULL;
-	if (!l || !(l->flags & JOIN_LAUNCH))
+	if (!k->have_l)
 		return GAP_OTHER;
-	if (g->noffcpu && 2 * offcpu_overlap(g, l->tid, a, b) > b - a)
+	if (g->noffcpu && 2 * offcpu_overlap(g, k->tid, a, b) > b - a)
 		return GAP_HOST_OFFCPU;
-	if (l->l_end > a)
+	if (k->l_end > a)
 		return GAP_HOST_LAUNCH_BOUND;
 	if (b - a < g->wait_ns)
 		return GAP_KERNEL_WAIT;
@@ -502,11 +591,11 @@ static void gap_add(struct agg_source *s, struct agg_device *d, uint64_t a, uint
 static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t watermark)
 {
 	struct gaps_dev *g = &d->gaps;
-	unsigned i = 0;
+	unsigned i = g->head;
 
-	if (!g->npend)
+	if (i == g->npend)
 		return;
-	qsort(g->pend, g->npend, sizeof(*g->pend), iv_cmp);
+	pend_sort(g);
 	for (; i < g->npend && g->pend[i].start < watermark; i++) {
 		const struct gap_iv *iv = &g->pend[i];
 		if (!g->have_run) {
@@ -519,14 +608,10 @@ static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t wa
 			g->run_end = iv->end;
 		}
 		g->frontier = iv->start;
-		if (!iv->copy && iv->corr) {
-			struct gap_join *j = join_find(&s->gaps, iv->corr);
-			if (j)
-				j->flags |= JOIN_SWEPT;
-		}
 	}
-	memmove(g->pend, g->pend + i, (g->npend - i) * sizeof(*g->pend));
-	g->npend -= i;
+	g->head = i;
+	if (g->head == g->npend)
+		g->head = g->npend = 0;
 }
 
 /* Spans that ended before every device's sweep can no longer matter. */
@@ -559,9 +644,11 @@ static void sweep(struct agg_source *s, uint64_t watermark)
 
 void gaps_advance(struct agg_source *s, uint64_t watermark)
 {
-	if (watermark / WINDOW_BUCKET_NS == s->gaps.watermark / WINDOW_BUCKET_NS)
+	/* Called for nearly every record: a compare, no division. */
+	if (watermark < s->gaps.next_sweep)
 		return;
 	sweep(s, watermark);
+	s->gaps.next_sweep = (watermark / WINDOW_BUCKET_NS + 1) * WINDOW_BUCKET_NS;
 }
 
 void gaps_flush(struct agg_source *s)
@@ -575,7 +662,7 @@ void gaps_dev_free(struct gaps_dev *g)
 	free(g->slots);
 	g->pend = NULL;
 	g->slots = NULL;
-	g->npend = g->cap = 0;
+	g->head = g->npend = g->cap = 0;
 }
 
 void gaps_src_free(struct gaps_src *g)

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "mfu/wire.h"
+#include "window.h"
 
 enum gap_cause {
 	GAP_SYNC = 0,
@@ -67,22 +68,26 @@ struct lat_slot {
 #define GAP_HIST_BUCKETS 16u
 extern const uint64_t gap_hist_le_ns[GAP_HIST_BUCKETS - 1];
 
-/* One kernel or copy waiting for the watermark. */
+/* One kernel or copy waiting for the watermark, with its launch call's end
+ * and thread once the join found it. */
 struct gap_iv {
 	uint64_t start, end, corr;
+	uint64_t l_end, tid;
 	uint32_t copy;
-	uint32_t pad;
+	uint32_t have_l;
 };
 
 #define GAPS_PENDING_MAX (1u << 17) /* per device */
 
 struct gaps_dev {
-	struct gap_iv *pend;
-	unsigned npend, cap;
+	struct gap_iv *pend; /* [head, npend) wait, sorted by start unless unsorted */
+	unsigned head, npend, cap;
+	int unsorted;        /* an arrival too far out of order was appended */
 	int have_run;
 	uint64_t run_end;  /* end of the busy run the sweep is in */
 	uint64_t frontier; /* start of the last swept interval */
 	struct lat_slot *slots; /* GAPS_LAT_SLOTS, allocated at the first joined launch */
+	uint64_t slot_sec, slot_lo_ns; /* the second the last latency went to */
 	struct lat_sketch lat_total;
 	uint64_t idle_ns[GAP__COUNT]; /* classified gap time since start */
 	uint64_t hist[GAP_HIST_BUCKETS];
@@ -93,7 +98,8 @@ struct gaps_dev {
 	uint64_t forced; /* intervals swept before the watermark: buffer full */
 };
 
-/* corr -> launch call and kernel: both halves, whichever came first. */
+/* corr -> the half (launch call, or kernel/copy) that came first; the entry
+ * leaves when the other half comes. */
 struct gap_join {
 	uint64_t corr;
 	uint64_t l_start, l_end, tid;
@@ -124,6 +130,7 @@ struct gaps_src {
 	unsigned nshort_names;
 	uint64_t short_other; /* short kernels whose name did not fit the table */
 	uint64_t watermark;   /* swept up to here */
+	uint64_t next_sweep;  /* the next window bucket edge past it */
 	uint64_t join_evicted, spans_dropped, offcpu_ignored;
 	uint64_t wait_ns;     /* kernel_wait threshold */
 	uint64_t settle_ns;   /* the watermark trails the newest data by this */
@@ -141,7 +148,9 @@ void gaps_src_free(struct gaps_src *g);
 /* Feed one record.  Each returns 0, or -ENOMEM when a table could not grow:
  * the record is then left out of gap analysis (and counted), never fatal
  * for the stream. */
-int gaps_kernel(struct agg_source *s, struct agg_device *d, const struct mfu_rec_kernel *k);
+/* hint: the window bucket holding all of the kernel, or NULL. */
+int gaps_kernel(struct agg_source *s, struct agg_device *d, struct window_bucket *hint,
+		const struct mfu_rec_kernel *k);
 int gaps_copy(struct agg_source *s, struct agg_device *d, const struct mfu_rec_copy *c);
 int gaps_api(struct agg_source *s, const struct mfu_rec_api *a);
 int gaps_offcpu(struct agg_source *s, const struct mfu_rec_offcpu *o);

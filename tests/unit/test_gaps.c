@@ -467,6 +467,44 @@ static void test_exports_show_the_gap_figures(void **state)
 	fx_free(f);
 }
 
+static void test_launch_after_its_kernel_was_swept_still_counts_latency(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(0, 1 * S);
+	kernel(f, 1, 0, 10 * US, 0, 1);
+	kernel(f, 1, 50 * US, 60 * US, 2, 1);
+	kernel(f, 1, 1200 * MS, 1201 * MS, 0, 1); /* sweeps [0,10) and [50,60): gap other */
+	assert_int_equal(f->s->dev[0]->gaps.idle_ns[GAP_OTHER], 40 * US);
+	api(f, MFU_API_LAUNCH, 20 * US, 45 * US, 1, 2); /* too late for the rule, not for the latency */
+	assert_int_equal(f->s->dev[0]->gaps.joined_kernels, 1);
+	assert_int_equal(f->s->dev[0]->gaps.lat_total.max_ns, 30 * US);
+	assert_int_equal(f->s->dev[0]->gaps.short_kernels, 1); /* 10 us under a 25 us launch call */
+	assert_int_equal(f->s->gaps.join_n, 0);
+	fx_free(f);
+}
+
+static void test_far_out_of_order_arrivals_are_sorted_at_the_sweep(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(1, 0);
+	/* 5000 kernels of 1 us every 2 us, then one filling the first 100 gaps
+	 * and one launched kernel far back, both behind more than 4096 others */
+	for (uint64_t i = 1; i <= 5000; i++)
+		kernel(f, 1, i * 2 * US, i * 2 * US + 1 * US, 0, 1);
+	kernel(f, 2, 2 * US, 201 * US, 0, 1);
+	kernel(f, 2, 250 * US + 500, 250 * US + 700, 7, 1);
+	api(f, MFU_API_LAUNCH, 250 * US, 250 * US + 400, 1, 7); /* joins through the unsorted buffer */
+	assert_int_equal(f->s->dev[0]->gaps.unsorted, 1);
+	agg_finish(f->a);
+	const struct gaps_dev *g = &f->s->dev[0]->gaps;
+	/* 4999 one-microsecond gaps, less the 99 the filler covers (between
+	 * kernels 1..100); the late launched kernel lies inside kernel 125 */
+	assert_int_equal(g->gaps, 4900);
+	assert_int_equal(g->idle_ns[GAP_OTHER], 4900 * US);
+	assert_int_equal(g->joined_kernels, 1);
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +522,8 @@ int main(void)
 		cmocka_unit_test(test_join_table_is_bounded_and_counts_evictions),
 		cmocka_unit_test(test_short_kernel_names_are_counted_and_bounded),
 		cmocka_unit_test(test_exports_show_the_gap_figures),
+		cmocka_unit_test(test_launch_after_its_kernel_was_swept_still_counts_latency),
+		cmocka_unit_test(test_far_out_of_order_arrivals_are_sorted_at_the_sweep),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
