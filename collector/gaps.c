@@ -157,9 +157,23 @@ void gaps_lat_window(const struct gaps_dev *g, uint64_t end_ns, uint64_t len_ns,
 
 /* ---- corr join ---- */
 
-static uint32_t slot_of(uint64_t corr, uint32_t cap)
+/* CUPTI numbers correlation ids upward from 1, so the table is direct
+ * mapped: slot corr mod cap, neighbours in time are neighbours in memory,
+ * and no probing.  Another id in the slot is older by a multiple of cap
+ * launches: it is dropped (counted) unless it is recent, in which case the
+ * table doubles first, up to its bound. */
+static struct gap_join *join_find(const struct gaps_src *g, uint64_t corr)
 {
-	return (uint32_t)((corr * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & (cap - 1);
+	if (!g->join_cap)
+		return NULL;
+	struct gap_join *j = &g->join[corr & (g->join_cap - 1)];
+	return j->corr == corr ? j : NULL;
+}
+
+static void join_del(struct gaps_src *g, struct gap_join *j)
+{
+	j->corr = 0;
+	g->join_n--;
 }
 
 static uint64_t join_time(const struct gap_join *j)
@@ -167,112 +181,52 @@ static uint64_t join_time(const struct gap_join *j)
 	return j->flags & JOIN_LAUNCH ? j->l_end : j->k_end;
 }
 
-static struct gap_join *join_find(const struct gaps_src *g, uint64_t corr)
-{
-	if (!g->join_n)
-		return NULL;
-	for (uint32_t i = slot_of(corr, g->join_cap);; i = (i + 1) & (g->join_cap - 1)) {
-		struct gap_join *j = &g->join[i];
-		if (!j->corr)
-			return NULL;
-		if (j->corr == corr)
-			return j;
-	}
-}
-
-/* Linear probing's deletion: later entries of the same probe run move back
- * into the hole, so lookups never need tombstones. */
-static void join_del(struct gaps_src *g, struct gap_join *hole)
-{
-	uint32_t mask = g->join_cap - 1, i = (uint32_t)(hole - g->join), j = i;
-
-	for (;;) {
-		j = (j + 1) & mask;
-		if (!g->join[j].corr)
-			break;
-		uint32_t k = slot_of(g->join[j].corr, g->join_cap);
-		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
-			continue;
-		g->join[i] = g->join[j];
-		i = j;
-	}
-	g->join[i].corr = 0;
-	g->join_n--;
-}
-
-/* Rehashes into cap slots, dropping (and counting) entries whose other half
- * has not come by stale_before. */
-static int join_rebuild(struct gaps_src *g, uint32_t cap, uint64_t stale_before)
-{
-	struct gap_join *old = g->join, *nj = calloc(cap, sizeof(*nj));
-	uint32_t old_cap = g->join_cap;
-
-	if (!nj)
-		return -ENOMEM;
-	g->join = nj;
-	g->join_cap = cap;
-	g->join_n = 0;
-	for (uint32_t i = 0; i < old_cap; i++) {
-		struct gap_join *j = &old[i];
-		if (!j->corr)
-			continue;
-		if (join_time(j) < stale_before) {
-			g->join_evicted++;
-			continue;
-		}
-		uint32_t k = slot_of(j->corr, cap);
-		while (nj[k].corr)
-			k = (k + 1) & (cap - 1);
-		nj[k] = *j;
-		g->join_n++;
-	}
-	free(old);
-	return 0;
-}
-
 static uint64_t stale_line(const struct gaps_src *g)
 {
 	return g->watermark > JOIN_STALE_NS ? g->watermark - JOIN_STALE_NS : 0;
 }
 
-/* Makes room for one more entry: at most half full after it. */
-static int join_room(struct gaps_src *g)
+static int join_grow(struct gaps_src *g, uint32_t cap)
 {
-	if (g->join_n + 1 <= g->join_cap / 2)
-		return 0;
-	uint32_t cap = g->join_cap ? g->join_cap : JOIN_MIN_CAP;
-	int rc = join_rebuild(g, cap, stale_line(g));
-	if (rc)
-		return rc;
-	if (g->join_n + 1 <= g->join_cap / 4)
-		return 0;
-	if (g->join_cap < GAPS_JOIN_MAX)
-		return join_rebuild(g, g->join_cap * 2, 0);
-	/* Full at the bound: forget the older half of the time range. */
-	uint64_t lo = UINT64_MAX, hi = 0;
+	struct gap_join *nj = calloc(cap, sizeof(*nj));
+
+	if (!nj)
+		return -ENOMEM;
+	g->join_n = 0;
 	for (uint32_t i = 0; i < g->join_cap; i++) {
-		if (!g->join[i].corr)
+		const struct gap_join *j = &g->join[i];
+		if (!j->corr)
 			continue;
-		uint64_t t = join_time(&g->join[i]);
-		lo = t < lo ? t : lo;
-		hi = t > hi ? t : hi;
+		struct gap_join *d = &nj[j->corr & (cap - 1)];
+		if (d->corr) { /* cannot happen when cap doubles; kept for safety */
+			g->join_evicted++;
+			continue;
+		}
+		*d = *j;
+		g->join_n++;
 	}
-	rc = join_rebuild(g, g->join_cap, lo + (hi - lo) / 2 + 1);
-	if (rc)
-		return rc;
-	return g->join_n + 1 <= g->join_cap / 2 ? 0 : join_rebuild(g, g->join_cap, UINT64_MAX);
+	free(g->join);
+	g->join = nj;
+	g->join_cap = cap;
+	return 0;
 }
 
 static int join_add(struct gaps_src *g, uint64_t corr, struct gap_join **out)
 {
-	int rc = join_room(g);
+	int rc;
 
-	if (rc)
+	if (!g->join_cap && (rc = join_grow(g, JOIN_MIN_CAP)))
 		return rc;
-	uint32_t i = slot_of(corr, g->join_cap);
-	while (g->join[i].corr)
-		i = (i + 1) & (g->join_cap - 1);
-	struct gap_join *j = &g->join[i];
+	struct gap_join *j = &g->join[corr & (g->join_cap - 1)];
+	while (j->corr && join_time(j) >= stale_line(g) && g->join_cap < GAPS_JOIN_MAX) {
+		if ((rc = join_grow(g, g->join_cap * 2)))
+			return rc;
+		j = &g->join[corr & (g->join_cap - 1)];
+	}
+	if (j->corr) {
+		g->join_evicted++;
+		g->join_n--;
+	}
 	memset(j, 0, sizeof(*j));
 	j->corr = corr;
 	g->join_n++;

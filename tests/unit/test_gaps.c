@@ -413,13 +413,21 @@ static void test_join_table_is_bounded_and_counts_evictions(void **state)
 	/* launches whose kernels never come, all within a second */
 	for (uint64_t i = 1; i <= GAPS_JOIN_MAX + 1000; i++)
 		api(f, MFU_API_LAUNCH, (int64_t)(i * 1000), (int64_t)(i * 1000 + 500), 1, i);
-	assert_true(f->s->gaps.join_cap <= GAPS_JOIN_MAX);
-	assert_true(f->s->gaps.join_n <= GAPS_JOIN_MAX / 2);
-	assert_true(f->s->gaps.join_evicted > 0);
+	assert_int_equal(f->s->gaps.join_cap, GAPS_JOIN_MAX);
+	assert_int_equal(f->s->gaps.join_n, GAPS_JOIN_MAX);
+	assert_int_equal(f->s->gaps.join_evicted, 1000); /* the oldest, overwritten */
 	/* the newest launches are still there to be joined */
 	kernel(f, 1, (GAPS_JOIN_MAX + 1000) * 1000 + 600, (GAPS_JOIN_MAX + 1000) * 1000 + 900,
 	       GAPS_JOIN_MAX + 1000, 1);
 	assert_int_equal(f->s->dev[0]->gaps.joined_kernels, 1);
+	/* hostile ids: random, far apart, colliding; still bounded */
+	uint64_t x = 1;
+	for (unsigned i = 0; i < 100000; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		api(f, MFU_API_LAUNCH, 0, 100, 1, x | 1);
+	}
+	assert_int_equal(f->s->gaps.join_cap, GAPS_JOIN_MAX);
+	assert_true(f->s->gaps.join_n <= GAPS_JOIN_MAX);
 	fx_free(f);
 }
 
