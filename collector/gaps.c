@@ -283,7 +283,7 @@ static void launch_met(struct agg_source *s, struct agg_device *d, struct window
 
 /* Arrivals this far out of start order are appended and the buffer sorted
  * at the next sweep, so one record never moves more than this many. */
-#define PEND_SHIFT_MAX 4096u
+#define PEND_SHIFT_MAX 256u
 
 static int iv_cmp(const void *pa, const void *pb)
 {
@@ -297,10 +297,12 @@ static int iv_cmp(const void *pa, const void *pb)
 
 static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t watermark);
 
-static void pend_sort(struct gaps_dev *g)
+static void pend_sort(struct agg_source *s, struct gaps_dev *g)
 {
-	if (g->unsorted)
+	if (g->unsorted) {
 		qsort(g->pend + g->head, g->npend - g->head, sizeof(*g->pend), iv_cmp);
+		s->span_work += 4 * (uint64_t)(g->npend - g->head); /* about a bucket update per compare */
+	}
 	g->unsorted = 0;
 }
 
@@ -324,7 +326,7 @@ static int pend_push(struct agg_source *s, struct agg_device *d, const struct ga
 			/* Sweep the older half early rather than lose the interval:
 			 * a gap may then be classified before all its data came. */
 			unsigned before = g->npend - g->head;
-			pend_sort(g);
+			pend_sort(s, g);
 			sweep_device(s, d, g->pend[g->head + (g->npend - g->head) / 2].start + 1);
 			g->forced += before - (g->npend - g->head);
 			return pend_push(s, d, iv);
@@ -346,8 +348,10 @@ static int pend_push(struct agg_source *s, struct agg_device *d, const struct ga
 			i = g->npend;
 		}
 	}
-	if (i < g->npend)
+	if (i < g->npend) {
 		memmove(g->pend + i + 1, g->pend + i, (g->npend - i) * sizeof(*g->pend));
+		s->span_work += g->npend - i;
+	}
 	g->pend[i] = *iv;
 	g->npend++;
 	return 0;
@@ -358,12 +362,8 @@ static struct gap_iv *pend_find(struct gaps_dev *g, uint64_t start, uint64_t cor
 {
 	unsigned lo = g->head, hi = g->npend;
 
-	if (g->unsorted) {
-		for (unsigned i = g->npend; i > g->head; i--)
-			if (g->pend[i - 1].corr == corr && g->pend[i - 1].start == start)
-				return &g->pend[i - 1];
-		return NULL;
-	}
+	if (g->unsorted)
+		return NULL; /* no search through an unsorted buffer: the gap rule goes without */
 	while (lo < hi) {
 		unsigned mid = lo + (hi - lo) / 2;
 		if (g->pend[mid].start < start)
@@ -415,9 +415,23 @@ int gaps_copy(struct agg_source *s, struct agg_device *d, const struct mfu_rec_c
 	return interval(s, d, NULL, c->start_ns, c->end_ns, c->corr, 0, 1);
 }
 
-static int span_insert(struct gaps_src *g, struct gap_span **v, uint32_t *n, uint32_t *cap,
-		       const struct gap_span *sp)
+/* Out-of-order arrivals move at most this many entries: one record's work
+ * stays small whatever the producer sends. */
+#define SPAN_SHIFT_MAX 256u
+
+static void spans_fix_max(struct gap_span *v, uint32_t from, uint32_t n)
 {
+	for (uint32_t i = from; i < n; i++) {
+		uint64_t prev = i ? v[i - 1].max_end : 0;
+		v[i].max_end = v[i].end > prev ? v[i].end : prev;
+	}
+}
+
+static int span_insert(struct agg_source *s, struct gap_span **v, uint32_t *n, uint32_t *cap, uint64_t start,
+		       uint64_t end)
+{
+	struct gaps_src *g = &s->gaps;
+
 	if (*n == *cap) {
 		if (*cap >= GAPS_SPANS_MAX) {
 			g->spans_dropped++;
@@ -430,14 +444,34 @@ static int span_insert(struct gaps_src *g, struct gap_span **v, uint32_t *n, uin
 		*v = p;
 		*cap = c;
 	}
-	/* Sorted by start; spans come nearly in order, so this moves little. */
 	uint32_t i = *n;
-	while (i > 0 && (*v)[i - 1].start > sp->start)
+	while (i > 0 && (*v)[i - 1].start > start && *n - i < SPAN_SHIFT_MAX)
 		i--;
-	memmove(*v + i + 1, *v + i, (*n - i) * sizeof(**v));
-	(*v)[i] = *sp;
+	if (i > 0 && (*v)[i - 1].start > start) {
+		g->spans_dropped++; /* far behind the others: too late to matter */
+		return 0;
+	}
+	if (i < *n)
+		memmove(*v + i + 1, *v + i, (*n - i) * sizeof(**v));
+	(*v)[i] = (struct gap_span){start, end, 0};
 	(*n)++;
+	spans_fix_max(*v, i, *n);
+	s->span_work += *n - i;
 	return 0;
+}
+
+/* The last span starting at or before t, or -1. */
+static int64_t span_last_before(const struct gap_span *v, uint32_t n, uint64_t t)
+{
+	uint32_t lo = 0, hi = n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (v[mid].start <= t)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (int64_t)lo - 1;
 }
 
 int gaps_api(struct agg_source *s, const struct mfu_rec_api *a)
@@ -446,8 +480,7 @@ int gaps_api(struct agg_source *s, const struct mfu_rec_api *a)
 	int rc = 0;
 
 	if (a->kind == MFU_API_SYNC || a->kind == MFU_API_BLOCKING) {
-		struct gap_span sp = {a->start_ns, a->end_ns, a->tid};
-		if ((rc = span_insert(g, &g->sync, &g->nsync, &g->sync_cap, &sp)))
+		if ((rc = span_insert(s, &g->sync, &g->nsync, &g->sync_cap, a->start_ns, a->end_ns)))
 			return rc;
 	}
 	if ((a->kind != MFU_API_LAUNCH && a->kind != MFU_API_BLOCKING) || !a->corr)
@@ -483,31 +516,53 @@ int gaps_api(struct agg_source *s, const struct mfu_rec_api *a)
 
 int gaps_offcpu(struct agg_source *s, const struct mfu_rec_offcpu *o)
 {
-	struct gap_span sp = {o->start_ns, o->end_ns, o->tid};
-	return span_insert(&s->gaps, &s->gaps.offcpu, &s->gaps.noffcpu, &s->gaps.offcpu_cap, &sp);
+	struct gaps_src *g = &s->gaps;
+	unsigned i = 0;
+
+	while (i < g->nthreads && g->threads[i].tid != o->tid)
+		i++;
+	if (i == g->nthreads) {
+		if (g->nthreads == GAPS_THREADS) {
+			g->spans_dropped++;
+			return 0;
+		}
+		g->threads[g->nthreads++].tid = o->tid;
+	}
+	struct gap_thread *t = &g->threads[i];
+	return span_insert(s, &t->v, &t->n, &t->cap, o->start_ns, o->end_ns);
 }
 
 /* ---- the sweep ---- */
 
 static int sync_active(const struct gaps_src *g, uint64_t a)
 {
-	for (uint32_t i = 0; i < g->nsync && g->sync[i].start <= a; i++)
-		if (a < g->sync[i].end)
-			return 1;
-	return 0;
+	int64_t i = span_last_before(g->sync, g->nsync, a);
+	return i >= 0 && g->sync[i].max_end > a;
 }
 
+/* Off-CPU time of thread tid inside [a, b). */
 static uint64_t offcpu_overlap(const struct gaps_src *g, uint64_t tid, uint64_t a, uint64_t b)
 {
+	const struct gap_thread *t = NULL;
 	uint64_t sum = 0;
-	for (uint32_t i = 0; i < g->noffcpu && g->offcpu[i].start < b; i++) {
-		const struct gap_span *o = &g->offcpu[i];
-		if (o->tid != tid || o->end <= a)
+
+	for (unsigned k = 0; k < g->nthreads && !t; k++)
+		if (g->threads[k].tid == tid)
+			t = &g->threads[k];
+	if (!t || !t->n)
+		return 0;
+	/* The span holding a, if any, then the ones starting inside the gap;
+	 * SPAN_SHIFT_MAX bounds the walk when a producer overlaps them. */
+	int64_t i = span_last_before(t->v, t->n, a);
+	unsigned steps = 0;
+	for (i = i < 0 ? 0 : i; (uint32_t)i < t->n && t->v[i].start < b && steps < SPAN_SHIFT_MAX; i++, steps++) {
+		const struct gap_span *o = &t->v[i];
+		if (o->end <= a)
 			continue;
 		uint64_t lo = o->start > a ? o->start : a, hi = o->end < b ? o->end : b;
 		sum += hi - lo;
 	}
-	return sum;
+	return sum > b - a ? b - a : sum;
 }
 
 static unsigned classify(const struct gaps_src *g, uint64_t a, uint64_t b, const struct gap_iv *k)
@@ -516,7 +571,7 @@ static unsigned classify(const struct gaps_src *g, uint64_t a, uint64_t b, const
 		return GAP_SYNC;
 	if (!k->have_l)
 		return GAP_OTHER;
-	if (g->noffcpu && 2 * offcpu_overlap(g, k->tid, a, b) > b - a)
+	if (g->nthreads && 2 * offcpu_overlap(g, k->tid, a, b) > b - a)
 		return GAP_HOST_OFFCPU;
 	if (k->l_end > a)
 		return GAP_HOST_LAUNCH_BOUND;
@@ -549,7 +604,7 @@ static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t wa
 
 	if (i == g->npend)
 		return;
-	pend_sort(g);
+	pend_sort(s, g);
 	for (; i < g->npend && g->pend[i].start < watermark; i++) {
 		const struct gap_iv *iv = &g->pend[i];
 		if (!g->have_run) {
@@ -569,12 +624,19 @@ static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t wa
 }
 
 /* Spans that ended before every device's sweep can no longer matter. */
-static void spans_prune(struct gap_span *v, uint32_t *n, uint64_t before)
+static void spans_prune(struct agg_source *s, struct gap_span *v, uint32_t *n, uint64_t before)
 {
 	uint32_t k = 0;
+	if (!*n || v[*n - 1].max_end <= before) {
+		*n = 0;
+		return;
+	}
 	for (uint32_t i = 0; i < *n; i++)
 		if (v[i].end > before)
 			v[k++] = v[i];
+	s->span_work += *n;
+	if (k != *n)
+		spans_fix_max(v, 0, k);
 	*n = k;
 }
 
@@ -591,8 +653,9 @@ static void sweep(struct agg_source *s, uint64_t watermark)
 	if (watermark != UINT64_MAX)
 		s->gaps.watermark = watermark;
 	if (low != UINT64_MAX) {
-		spans_prune(s->gaps.sync, &s->gaps.nsync, low);
-		spans_prune(s->gaps.offcpu, &s->gaps.noffcpu, low);
+		spans_prune(s, s->gaps.sync, &s->gaps.nsync, low);
+		for (unsigned i = 0; i < s->gaps.nthreads; i++)
+			spans_prune(s, s->gaps.threads[i].v, &s->gaps.threads[i].n, low);
 	}
 }
 
@@ -623,8 +686,10 @@ void gaps_src_free(struct gaps_src *g)
 {
 	free(g->join);
 	free(g->sync);
-	free(g->offcpu);
+	for (unsigned i = 0; i < g->nthreads; i++)
+		free(g->threads[i].v);
+	g->nthreads = 0;
 	g->join = NULL;
-	g->sync = g->offcpu = NULL;
-	g->join_cap = g->join_n = g->nsync = g->sync_cap = g->noffcpu = g->offcpu_cap = 0;
+	g->sync = NULL;
+	g->join_cap = g->join_n = g->nsync = g->sync_cap = 0;
 }

@@ -109,12 +109,23 @@ struct gap_join {
 	uint16_t kind;  /* api kind of the launch half */
 };
 
+/* Sorted by start; max_end: the latest end of this span and every one
+ * before it, so "is any in progress at a" is one binary search. */
 struct gap_span {
-	uint64_t start, end, tid;
+	uint64_t start, end, max_end;
+};
+
+/* One thread's off-CPU spans, sorted by start (a thread's spans do not
+ * overlap, so their ends are sorted too). */
+struct gap_thread {
+	uint64_t tid;
+	struct gap_span *v;
+	uint32_t n, cap;
 };
 
 #define GAPS_JOIN_MAX (1u << 18)    /* entries per source */
-#define GAPS_SPANS_MAX (1u << 16)   /* sync calls, and off-CPU intervals, per source */
+#define GAPS_SPANS_MAX (1u << 16)   /* sync calls per source; off-CPU intervals per thread */
+#define GAPS_THREADS 64u            /* threads whose off-CPU intervals are kept, per source */
 #define GAPS_SHORT_NAMES 256u       /* distinct kernel names counted per source */
 
 struct gap_name_count {
@@ -124,8 +135,10 @@ struct gap_name_count {
 struct gaps_src {
 	struct gap_join *join;
 	uint32_t join_cap, join_n;
-	struct gap_span *sync, *offcpu;
-	uint32_t nsync, sync_cap, noffcpu, offcpu_cap;
+	struct gap_span *sync;
+	uint32_t nsync, sync_cap;
+	struct gap_thread threads[GAPS_THREADS];
+	unsigned nthreads;
 	struct gap_name_count short_names[GAPS_SHORT_NAMES];
 	unsigned nshort_names;
 	uint64_t short_other; /* short kernels whose name did not fit the table */

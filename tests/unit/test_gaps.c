@@ -496,7 +496,7 @@ static void test_far_out_of_order_arrivals_are_sorted_at_the_sweep(void **state)
 	(void)state;
 	struct fx *f = fx_new(1, 0);
 	/* 5000 kernels of 1 us every 2 us, then one filling the first 100 gaps
-	 * and one launched kernel far back, both behind more than 4096 others */
+	 * and one launched kernel far back, both behind more than 256 others */
 	for (uint64_t i = 1; i <= 5000; i++)
 		kernel(f, 1, i * 2 * US, i * 2 * US + 1 * US, 0, 1);
 	kernel(f, 2, 2 * US, 201 * US, 0, 1);
@@ -510,6 +510,39 @@ static void test_far_out_of_order_arrivals_are_sorted_at_the_sweep(void **state)
 	assert_int_equal(g->gaps, 4900);
 	assert_int_equal(g->idle_ns[GAP_OTHER], 4900 * US);
 	assert_int_equal(g->joined_kernels, 1);
+	fx_free(f);
+}
+
+static void test_a_long_sync_call_covers_gaps_after_shorter_ones(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(1, 0);
+	/* sync calls [5,200) and, arriving first, [10,20) and [300,310): the
+	 * gap at 50 is inside the long one though the latest to start before
+	 * it ended at 20; the gap at 250 is inside none */
+	api(f, MFU_API_SYNC, 10000, 20000, 1, 0);
+	api(f, MFU_API_SYNC, 300000, 310000, 1, 0);
+	api(f, MFU_API_SYNC, 5000, 200000, 2, 0);
+	kernel(f, 1, 0, 50 * US, 0, 1);
+	kernel(f, 1, 60 * US, 250 * US, 0, 1);
+	kernel(f, 1, 260 * US, 270 * US, 0, 1);
+	agg_finish(f->a);
+	const struct gaps_dev *g = &f->s->dev[0]->gaps;
+	assert_int_equal(g->idle_ns[GAP_SYNC], 10 * US);
+	assert_int_equal(g->idle_ns[GAP_OTHER], 10 * US);
+	fx_free(f);
+}
+
+static void test_offcpu_threads_past_the_bound_are_dropped_and_counted(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(1, 0);
+	for (uint64_t tid = 1; tid <= GAPS_THREADS + 5; tid++) {
+		struct mfu_rec_offcpu o = {.start_ns = T0, .end_ns = T0 + 10, .tid = tid};
+		assert_int_equal(agg_source_offcpu(f->s, &o), 0);
+	}
+	assert_int_equal(f->s->gaps.nthreads, GAPS_THREADS);
+	assert_int_equal(f->s->gaps.spans_dropped, 5);
 	fx_free(f);
 }
 
@@ -532,6 +565,8 @@ int main(void)
 		cmocka_unit_test(test_exports_show_the_gap_figures),
 		cmocka_unit_test(test_launch_after_its_kernel_was_swept_still_counts_latency),
 		cmocka_unit_test(test_far_out_of_order_arrivals_are_sorted_at_the_sweep),
+		cmocka_unit_test(test_a_long_sync_call_covers_gaps_after_shorter_ones),
+		cmocka_unit_test(test_offcpu_threads_past_the_bound_are_dropped_and_counted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
