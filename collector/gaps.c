@@ -306,6 +306,32 @@ static void pend_sort(struct agg_source *s, struct gaps_dev *g)
 	g->unsorted = 0;
 }
 
+/* Returns 0 when iv went into the side buffer, 1 when that is full, or
+ * -ENOMEM. */
+static int side_insert(struct agg_source *s, struct gaps_dev *g, const struct gap_iv *iv)
+{
+	if (g->nside == g->side_cap) {
+		if (g->side_cap >= GAPS_SIDE_MAX)
+			return 1;
+		unsigned cap = g->side_cap ? g->side_cap * 2 : 64;
+		struct gap_iv *p = realloc(g->side, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		g->side = p;
+		g->side_cap = cap;
+	}
+	unsigned i = g->nside;
+	while (i > 0 && iv_cmp(&g->side[i - 1], iv) > 0)
+		i--;
+	if (i < g->nside) {
+		memmove(g->side + i + 1, g->side + i, (g->nside - i) * sizeof(*g->side));
+		s->span_work += g->nside - i;
+	}
+	g->side[i] = *iv;
+	g->nside++;
+	return 0;
+}
+
 static int pend_push(struct agg_source *s, struct agg_device *d, const struct gap_iv *iv)
 {
 	struct gaps_dev *g = &d->gaps;
@@ -340,11 +366,19 @@ static int pend_push(struct agg_source *s, struct agg_device *d, const struct ga
 	}
 	/* Arrivals come nearly in start order: insert from the back. */
 	unsigned i = g->npend;
+	if (__builtin_expect(i > g->head && g->pend[i - 1].start < iv->start, 1)) {
+		g->pend[i] = *iv; /* the common case: after everything waiting */
+		g->npend++;
+		return 0;
+	}
 	if (!g->unsorted) {
 		while (i > g->head && iv_cmp(&g->pend[i - 1], iv) > 0 && g->npend - i < PEND_SHIFT_MAX)
 			i--;
 		if (i > g->head && iv_cmp(&g->pend[i - 1], iv) > 0) {
-			g->unsorted = 1;
+			int rc = side_insert(s, g, iv);
+			if (rc <= 0)
+				return rc;
+			g->unsorted = 1; /* side buffer full: sort everything at the sweep */
 			i = g->npend;
 		}
 	}
@@ -357,24 +391,30 @@ static int pend_push(struct agg_source *s, struct agg_device *d, const struct ga
 	return 0;
 }
 
-/* The pending interval of a kernel whose launch call came after it. */
-static struct gap_iv *pend_find(struct gaps_dev *g, uint64_t start, uint64_t corr)
+static struct gap_iv *sorted_find(struct gap_iv *v, unsigned lo, unsigned hi, uint64_t start, uint64_t corr)
 {
-	unsigned lo = g->head, hi = g->npend;
-
-	if (g->unsorted)
-		return NULL; /* no search through an unsorted buffer: the gap rule goes without */
+	unsigned n = hi;
 	while (lo < hi) {
 		unsigned mid = lo + (hi - lo) / 2;
-		if (g->pend[mid].start < start)
+		if (v[mid].start < start)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	for (; lo < g->npend && g->pend[lo].start == start; lo++)
-		if (g->pend[lo].corr == corr)
-			return &g->pend[lo];
+	for (; lo < n && v[lo].start == start; lo++)
+		if (v[lo].corr == corr)
+			return &v[lo];
 	return NULL;
+}
+
+/* The pending interval of a kernel whose launch call came after it. */
+static struct gap_iv *pend_find(struct gaps_dev *g, uint64_t start, uint64_t corr)
+{
+	struct gap_iv *iv = sorted_find(g->side, 0, g->nside, start, corr);
+
+	if (iv || g->unsorted)
+		return iv; /* no search through an unsorted buffer: the gap rule goes without */
+	return sorted_find(g->pend, g->head, g->npend, start, corr);
 }
 
 static int interval(struct agg_source *s, struct agg_device *d, struct window_bucket *hint, uint64_t start,
@@ -600,13 +640,25 @@ static void gap_add(struct agg_source *s, struct agg_device *d, uint64_t a, uint
 static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t watermark)
 {
 	struct gaps_dev *g = &d->gaps;
-	unsigned i = g->head;
+	unsigned i = g->head, j = 0;
 
-	if (i == g->npend)
+	if (i == g->npend && !g->nside)
 		return;
 	pend_sort(s, g);
-	for (; i < g->npend && g->pend[i].start < watermark; i++) {
-		const struct gap_iv *iv = &g->pend[i];
+	for (;;) {
+		const struct gap_iv *iv;
+		if (i < g->npend && (j == g->nside || iv_cmp(&g->pend[i], &g->side[j]) <= 0))
+			iv = &g->pend[i];
+		else if (j < g->nside)
+			iv = &g->side[j];
+		else
+			break;
+		if (iv->start >= watermark)
+			break;
+		if (iv == &g->pend[i])
+			i++;
+		else
+			j++;
 		if (!g->have_run) {
 			g->have_run = 1;
 			g->run_end = iv->end;
@@ -617,6 +669,10 @@ static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t wa
 			g->run_end = iv->end;
 		}
 		g->frontier = iv->start;
+	}
+	if (j) {
+		memmove(g->side, g->side + j, (g->nside - j) * sizeof(*g->side));
+		g->nside -= j;
 	}
 	g->head = i;
 	if (g->head == g->npend)
@@ -676,7 +732,10 @@ void gaps_flush(struct agg_source *s)
 void gaps_dev_free(struct gaps_dev *g)
 {
 	free(g->pend);
+	free(g->side);
 	free(g->slots);
+	g->side = NULL;
+	g->nside = g->side_cap = 0;
 	g->pend = NULL;
 	g->slots = NULL;
 	g->head = g->npend = g->cap = 0;

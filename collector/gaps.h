@@ -78,11 +78,15 @@ struct gap_iv {
 };
 
 #define GAPS_PENDING_MAX (1u << 17) /* per device */
+#define GAPS_SIDE_MAX 4096u         /* per device */
 
 struct gaps_dev {
 	struct gap_iv *pend; /* [head, npend) wait, sorted by start unless unsorted */
 	unsigned head, npend, cap;
-	int unsorted;        /* an arrival too far out of order was appended */
+	int unsorted;        /* the side buffer was full: an arrival was appended out of order */
+	struct gap_iv *side; /* arrivals far out of order (a long NCCL kernel's record comes
+			      * after thousands that started later): sorted, merged by the sweep */
+	unsigned nside, side_cap;
 	int have_run;
 	uint64_t run_end;  /* end of the busy run the sweep is in */
 	uint64_t frontier; /* start of the last swept interval */

@@ -491,7 +491,7 @@ static void test_launch_after_its_kernel_was_swept_still_counts_latency(void **s
 	fx_free(f);
 }
 
-static void test_far_out_of_order_arrivals_are_sorted_at_the_sweep(void **state)
+static void test_far_out_of_order_arrivals_are_merged_at_the_sweep(void **state)
 {
 	(void)state;
 	struct fx *f = fx_new(1, 0);
@@ -502,7 +502,8 @@ static void test_far_out_of_order_arrivals_are_sorted_at_the_sweep(void **state)
 	kernel(f, 2, 2 * US, 201 * US, 0, 1);
 	kernel(f, 2, 250 * US + 500, 250 * US + 700, 7, 1);
 	api(f, MFU_API_LAUNCH, 250 * US, 250 * US + 400, 1, 7); /* joins through the unsorted buffer */
-	assert_int_equal(f->s->dev[0]->gaps.unsorted, 1);
+	assert_int_equal(f->s->dev[0]->gaps.unsorted, 0);
+	assert_int_equal(f->s->dev[0]->gaps.nside, 2); /* merged by the sweep */
 	agg_finish(f->a);
 	const struct gaps_dev *g = &f->s->dev[0]->gaps;
 	/* 4999 one-microsecond gaps, less the 99 the filler covers (between
@@ -546,6 +547,29 @@ static void test_offcpu_threads_past_the_bound_are_dropped_and_counted(void **st
 	fx_free(f);
 }
 
+static void test_a_full_side_buffer_falls_back_to_sorting(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(1, 0);
+	/* 300 kernels in order, then 4100 each behind all of them: the first
+	 * 4096 fill the side buffer, the rest make the buffer unsorted; the
+	 * sweep must still see one busy run per 10 us slot */
+	for (uint64_t i = 0; i < 300; i++)
+		kernel(f, 1, (5000 + i) * 10 * US, (5000 + i) * 10 * US + 5 * US, 0, 1);
+	for (uint64_t i = 0; i < 4100; i++)
+		kernel(f, 2, (4100 - i) * 10 * US, (4100 - i) * 10 * US + 5 * US, 0, 1);
+	assert_int_equal(f->s->dev[0]->gaps.nside, GAPS_SIDE_MAX);
+	assert_int_equal(f->s->dev[0]->gaps.unsorted, 1);
+	agg_finish(f->a);
+	const struct gaps_dev *g = &f->s->dev[0]->gaps;
+	/* 4400 kernels of 5 us: 4099 gaps of 5 us among the late ones, one of
+	 * [41005, 50000) us, 299 of 5 us after */
+	assert_int_equal(g->gaps, 4099 + 1 + 299);
+	assert_int_equal(g->gap_ns, 4099 * 5 * US + (50000 - 41005) * US + 299 * 5 * US);
+	assert_int_equal(g->late, 0);
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -564,7 +588,8 @@ int main(void)
 		cmocka_unit_test(test_short_kernel_names_are_counted_and_bounded),
 		cmocka_unit_test(test_exports_show_the_gap_figures),
 		cmocka_unit_test(test_launch_after_its_kernel_was_swept_still_counts_latency),
-		cmocka_unit_test(test_far_out_of_order_arrivals_are_sorted_at_the_sweep),
+		cmocka_unit_test(test_far_out_of_order_arrivals_are_merged_at_the_sweep),
+		cmocka_unit_test(test_a_full_side_buffer_falls_back_to_sorting),
 		cmocka_unit_test(test_a_long_sync_call_covers_gaps_after_shorter_ones),
 		cmocka_unit_test(test_offcpu_threads_past_the_bound_are_dropped_and_counted),
 	};
