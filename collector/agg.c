@@ -23,6 +23,8 @@ int agg_new(const struct agg_config *cfg, struct agg **out)
 	a->cfg = *cfg;
 	if (!a->cfg.max_sources)
 		a->cfg.max_sources = 4096;
+	if (!a->cfg.gap_wait_ns)
+		a->cfg.gap_wait_ns = AGG_GAP_WAIT_NS;
 	a->next_id = 1;
 	*out = a;
 	return 0;
@@ -30,8 +32,11 @@ int agg_new(const struct agg_config *cfg, struct agg **out)
 
 static void source_free(struct agg_source *s)
 {
-	for (unsigned i = 0; i < s->ndev; i++)
+	for (unsigned i = 0; i < s->ndev; i++) {
+		gaps_dev_free(&s->dev[i]->gaps);
 		free(s->dev[i]);
+	}
+	gaps_src_free(&s->gaps);
 	for (uint32_t i = 0; i < s->strings_cap; i++)
 		free(s->strings[i]);
 	free(s->strings);
@@ -126,6 +131,8 @@ int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer, ui
 		if (!s)
 			return -ENOMEM;
 		s->id = a->next_id++;
+		s->gaps.wait_ns = a->cfg.gap_wait_ns;
+		s->gaps.settle_ns = a->cfg.settle_ns ? a->cfg.settle_ns : AGG_GAP_SETTLE_NS;
 		s->first_ns = h->time_ns;
 		s->max_ns = h->time_ns;
 		s->max_mono_ns = now_mono_ns;
@@ -166,6 +173,8 @@ static int device_get(struct agg_source *s, uint64_t index, struct agg_device **
 	memset(d, 0, offsetof(struct agg_device, win));
 	window_init(&d->win);
 	busy_init(&d->busy);
+	busy_init(&d->busy_all);
+	d->busy_all.field = WF_BUSY_ALL_NS;
 	d->src = s;
 	d->index = (uint32_t)index;
 	s->dev[s->ndev++] = d;
@@ -196,6 +205,10 @@ static void seen(struct agg_source *s, uint64_t t, uint64_t now_mono_ns)
 	if (t > s->max_ns) {
 		s->max_ns = t;
 		s->max_mono_ns = now_mono_ns;
+		/* Before the record is applied: its own interval lies past the
+		 * watermark unless it is late anyway. */
+		if (t > s->gaps.settle_ns)
+			gaps_advance(s, t - s->gaps.settle_ns);
 	}
 	/* The since-start span begins at the hello when the producer gave one. */
 	if (!s->hello_ns && (!s->first_ns || t < s->first_ns))
@@ -297,7 +310,38 @@ static __attribute__((noinline)) int apply_kernel(struct agg_source *s, const st
 		s->span_work += 2 * work; /* the busy union covers the same span once more, at most */
 	}
 	d->tot.busy_ns += busy_add(&d->busy, &d->win, b, k->start_ns, k->end_ns);
+	d->tot.busy_all_ns += busy_add(&d->busy_all, &d->win, b, k->start_ns, k->end_ns);
+	gaps_kernel(s, d, b, k); /* -ENOMEM leaves the kernel out of gap analysis only */
 	return 0;
+}
+
+static __attribute__((noinline)) int apply_copy(struct agg_source *s, const struct mfu_rec_copy *c)
+{
+	struct agg_device *d;
+	int rc = device_get(s, c->device, &d);
+
+	if (rc)
+		return rc;
+	d->tot.copies++;
+	d->tot.copy_ns += c->end_ns - c->start_ns;
+	struct window_bucket *b = window_bucket_of(&d->win, c->start_ns, c->end_ns);
+	if (!b) /* the busy union covers the copy's buckets at most once */
+		s->span_work += (c->end_ns - c->start_ns) / WINDOW_BUCKET_NS + 2;
+	d->tot.busy_all_ns += busy_add(&d->busy_all, &d->win, b, c->start_ns, c->end_ns);
+	gaps_copy(s, d, c);
+	return 0;
+}
+
+int agg_source_offcpu(struct agg_source *s, const struct mfu_rec_offcpu *o)
+{
+	if (o->end_ns < o->start_ns || !plausible(s, o->start_ns, o->end_ns))
+		return 0;
+	return gaps_offcpu(s, o);
+}
+
+void agg_source_accept_offcpu(struct agg_source *s, int accept)
+{
+	s->gaps.accept_offcpu = accept;
 }
 
 static __attribute__((noinline)) int apply_gemm(struct agg_source *s, const struct mfu_rec_gemm *g)
@@ -410,8 +454,23 @@ int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t
 		seen(s, r->u.api.end_ns, now_mono_ns);
 		if (s->last_dev)
 			s->last_dev->tot.api_calls++;
+		gaps_api(s, &r->u.api);
 		return 0;
 	}
+	case MFU_REC_COPY:
+		if (!plausible(s, r->u.copy.start_ns, r->u.copy.end_ns))
+			return 0;
+		seen(s, r->u.copy.end_ns, now_mono_ns);
+		return apply_copy(s, &r->u.copy);
+	case MFU_REC_OFFCPU:
+		/* Only the collector's own tracer knows when a thread was off-CPU;
+		 * a producer that sends one is ignored, and counted. */
+		if (!s->gaps.accept_offcpu) {
+			s->gaps.offcpu_ignored++;
+			s->unknown_records++;
+			return 0;
+		}
+		return agg_source_offcpu(s, &r->u.offcpu);
 	case MFU_REC_STEP:
 		if (!plausible(s, r->u.step.begin_ns, r->u.step.end_ns))
 			return 0;
@@ -475,6 +534,7 @@ void agg_source_frame(struct agg_source *s, uint32_t seq, size_t bytes)
 
 void agg_source_disconnect(struct agg_source *s, uint64_t now_mono_ns)
 {
+	gaps_flush(s); /* nothing more comes on this connection */
 	s->connected = 0;
 	s->gone = 1;
 	s->gone_mono_ns = now_mono_ns;
@@ -504,6 +564,24 @@ static uint64_t source_now(const struct agg *a, const struct agg_source *s, uint
 	/* Data time advances with the collector's clock between records, so an
 	 * idle or finished source's windows drain to zero instead of freezing. */
 	return s->max_ns + (now_mono_ns - s->max_mono_ns);
+}
+
+void agg_advance(struct agg *a, uint64_t now_mono_ns)
+{
+	for (unsigned i = 0; i < a->nsrc; i++) {
+		struct agg_source *s = a->src[i];
+		uint64_t t = source_now(a, s, now_mono_ns);
+		if (s->gone)
+			gaps_flush(s);
+		else if (t > s->gaps.settle_ns)
+			gaps_advance(s, t - s->gaps.settle_ns);
+	}
+}
+
+void agg_finish(struct agg *a)
+{
+	for (unsigned i = 0; i < a->nsrc; i++)
+		gaps_flush(a->src[i]);
 }
 
 uint64_t agg_source_window_end(const struct agg *a, const struct agg_source *s, uint64_t now_mono_ns)

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "gaps.h"
 #include "mfu/wire.h"
 #include "peak.h"
 #include "window.h"
@@ -28,13 +29,20 @@ struct agg_config {
 	char override_origin[32];                /* "--peak-tflops" or "MFU_PEAK_TFLOPS" */
 	unsigned model_class;                    /* --model-dtype; 0 = declared or dominant */
 	unsigned max_sources;
+	uint64_t gap_wait_ns; /* gaps shorter than this with the kernel launched: kernel_wait; 0 = 10 us */
 };
+
+#define AGG_GAP_WAIT_NS UINT64_C(10000) /* 10 us */
+/* Offline (mfu report, cfg.settle_ns 0), gap analysis still waits this long
+ * behind the newest record for reordered records, and flushes at the end. */
+#define AGG_GAP_SETTLE_NS UINT64_C(1000000000)
 
 struct agg_totals {
 	u128 flops[MFU_CLASS_COUNT]; /* hardware-executed, by class */
 	u128 model_flops, remat_flops, gemm_flops;
 	uint64_t busy_ns, kernel_ns, gemm_kernel_ns, known_kernel_ns;
 	uint64_t kernels, steps, step_ns, gemm_calls, api_calls;
+	uint64_t copies, copy_ns, busy_all_ns; /* busy_all: union of kernels and copies */
 };
 
 struct agg_source;
@@ -48,8 +56,10 @@ struct agg_device {
 	const struct peak_entry *peak; /* table match, NULL if unknown */
 	unsigned declared_class;       /* model_class of the latest step that declared one */
 	struct agg_totals tot;
+	struct gaps_dev gaps;
 	struct window win;
 	struct busy busy;
+	struct busy busy_all; /* kernels and copies */
 };
 
 struct agg_source {
@@ -82,6 +92,7 @@ struct agg_source {
 	char **strings;
 	uint32_t strings_cap;
 	size_t string_bytes;
+	struct gaps_src gaps;
 };
 
 struct agg {
@@ -102,6 +113,20 @@ int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer,
 /* Applies one record of a source that has said hello.  Returns 0, or a
  * negated mfu_wire_error for a record that breaks a rule of the stream. */
 int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t now_mono_ns);
+/* Applies an off-CPU interval of one of the source's threads (from the
+ * collector's scheduler tracer, or an archive).  Returns 0, or -ENOMEM when
+ * it could not be kept (counted, nothing else lost).  Not thread-safe: call
+ * it from the event loop that owns the model. */
+int agg_source_offcpu(struct agg_source *s, const struct mfu_rec_offcpu *o);
+/* Lets offcpu records inside the source's frames through agg_source_record:
+ * for archives, which the collector wrote; a producer's socket never may. */
+void agg_source_accept_offcpu(struct agg_source *s, int accept);
+/* Sweeps gap analysis up to every source's watermark (call it now and then:
+ * data time moves on between records), or, for sources that said goodbye
+ * or left, to the end. */
+void agg_advance(struct agg *a, uint64_t now_mono_ns);
+/* Sweeps all of every source's data: the input is complete (mfu report). */
+void agg_finish(struct agg *a);
 /* Notes a data frame's sequence number; counts gaps and duplicates. */
 void agg_source_frame(struct agg_source *s, uint32_t seq, size_t bytes);
 /* Notes a connection's first frame (the hello's), which is outside the

@@ -100,6 +100,9 @@ enum wfig {
 	WFIG_STEP_RATE,
 	WFIG_STEP_MEAN,
 	WFIG_COVERAGE,
+	WFIG_IDLE,
+	WFIG_SHORT_SHARE,
+	WFIG_LAT_MAX,
 	WFIG__COUNT
 };
 
@@ -117,6 +120,9 @@ static const struct {
 	[WFIG_STEP_RATE] = {"mfu_steps_per_second", "Training steps completed per second."},
 	[WFIG_STEP_MEAN] = {"mfu_step_seconds_mean", "Mean duration of the steps completed in the window."},
 	[WFIG_COVERAGE] = {"mfu_flops_coverage_ratio", "Share of kernel time spent in kernels whose FLOPs are known."},
+	[WFIG_IDLE] = {"mfu_gpu_idle_ratio", "Share of the window with no kernel and no memcpy/memset running on the device."},
+	[WFIG_SHORT_SHARE] = {"mfu_short_kernel_ratio", "Share of kernels with a known launch call that ran shorter than that call."},
+	[WFIG_LAT_MAX] = {"mfu_launch_latency_max_seconds", "Longest launch latency (kernel start - launch call start) in the window, by whole seconds."},
 };
 
 static double wfig_value(enum wfig k, const struct figures *f)
@@ -133,6 +139,9 @@ static double wfig_value(enum wfig k, const struct figures *f)
 	case WFIG_STEP_RATE: return f->span_s > 0 ? f->steps / f->span_s : NAN;
 	case WFIG_STEP_MEAN: return f->steps > 0 ? f->step_s / f->steps : NAN;
 	case WFIG_COVERAGE: return f->coverage;
+	case WFIG_IDLE: return f->idle_ratio;
+	case WFIG_SHORT_SHARE: return f->short_share;
+	case WFIG_LAT_MAX: return f->lat_max_s;
 	default: return NAN;
 	}
 }
@@ -215,6 +224,41 @@ static void export_windows_families(const struct agg *a, uint64_t now, struct st
 			}
 		i++;
 	}
+	family(sb, "mfu_gpu_idle_cause_ratio", "gauge",
+	       "Share of the window spent in idle gaps of each cause; unattributed: idle outside any classified gap.");
+	i = 0;
+	FOR_EACH_DEVICE(a, d) {
+		for (unsigned w = 0; w < EXPORT_WINDOWS; w++) {
+			const struct figures *f = &fig[i][w];
+			for (unsigned c = 0; c <= GAP__COUNT; c++) {
+				char extra[80];
+				double sec = c < GAP__COUNT ? f->idle_cause_s[c] : f->idle_unattributed_s;
+				snprintf(extra, sizeof(extra), "window=\"%s\",cause=\"%s\"", export_windows[w].label,
+					 c < GAP__COUNT ? gap_cause_name(c) : "unattributed");
+				sample(sb, "mfu_gpu_idle_cause_ratio", d, NULL, extra, f->span_s > 0 ? sec / f->span_s : NAN);
+			}
+		}
+		i++;
+	}
+	family(sb, "mfu_launch_latency_seconds", "summary",
+	       "Kernel start minus the start of its launch call; quantiles from log buckets (within 3.2 %), over the window's whole seconds.");
+	i = 0;
+	FOR_EACH_DEVICE(a, d) {
+		for (unsigned w = 0; w < EXPORT_WINDOWS; w++) {
+			const struct figures *f = &fig[i][w];
+			static const char *const qn[] = {"0.5", "0.9", "0.99"};
+			const double qv[] = {f->lat_p50_s, f->lat_p90_s, f->lat_p99_s};
+			char extra[64];
+			for (unsigned q = 0; q < 3; q++) {
+				snprintf(extra, sizeof(extra), "window=\"%s\",quantile=\"%s\"", export_windows[w].label, qn[q]);
+				sample(sb, "mfu_launch_latency_seconds", d, NULL, extra, qv[q]);
+			}
+			snprintf(extra, sizeof(extra), "window=\"%s\"", export_windows[w].label);
+			sample(sb, "mfu_launch_latency_seconds_sum", d, NULL, extra, (double)f->lat.sum_ns / 1e9);
+			sample(sb, "mfu_launch_latency_seconds_count", d, NULL, extra, (double)f->lat.count);
+		}
+		i++;
+	}
 	free(fig);
 }
 
@@ -269,6 +313,70 @@ static void export_counters(const struct agg *a, struct strbuf *sb)
 			memcpy(&v, (const char *)&d->tot + u64s[k].off, sizeof(v));
 			sample(sb, u64s[k].name, d, NULL, NULL,
 			       u64s[k].timing && d->src->degraded ? NAN : (double)v * u64s[k].scale);
+		}
+	}
+}
+
+static void export_gap_counters(const struct agg *a, struct strbuf *sb)
+{
+	const struct agg_device *d;
+
+	family(sb, "mfu_gpu_idle_seconds_total", "counter",
+	       "Time in classified idle gaps (between two busy runs of the device), by cause.");
+	FOR_EACH_DEVICE(a, d) {
+		for (unsigned c = 0; c < GAP__COUNT; c++) {
+			char extra[48];
+			snprintf(extra, sizeof(extra), "cause=\"%s\"", gap_cause_name(c));
+			sample(sb, "mfu_gpu_idle_seconds_total", d, NULL, extra,
+			       d->src->degraded ? NAN : (double)d->gaps.idle_ns[c] / 1e9);
+		}
+	}
+	family(sb, "mfu_gpu_idle_gap_seconds", "histogram", "Lengths of the classified idle gaps.");
+	FOR_EACH_DEVICE(a, d) {
+		if (d->src->degraded)
+			continue;
+		uint64_t cum = 0;
+		for (unsigned h = 0; h < GAP_HIST_BUCKETS; h++) {
+			struct strbuf lab;
+			cum += d->gaps.hist[h];
+			sb_init(&lab);
+			sb_puts(&lab, "le=\"");
+			sb_prom_double(&lab, h < GAP_HIST_BUCKETS - 1 ? (double)gap_hist_le_ns[h] / 1e9 : INFINITY);
+			sb_puts(&lab, "\"");
+			sample(sb, "mfu_gpu_idle_gap_seconds_bucket", d, NULL, lab.buf, (double)cum);
+			sb_free(&lab);
+		}
+		sample(sb, "mfu_gpu_idle_gap_seconds_sum", d, NULL, NULL, (double)d->gaps.gap_ns / 1e9);
+		sample(sb, "mfu_gpu_idle_gap_seconds_count", d, NULL, NULL, (double)d->gaps.gaps);
+	}
+	family(sb, "mfu_short_kernels_total", "counter", "Kernels that ran shorter than their own launch call.");
+	FOR_EACH_DEVICE(a, d)
+		sample(sb, "mfu_short_kernels_total", d, NULL, NULL, (double)d->gaps.short_kernels);
+	family(sb, "mfu_launched_kernels_total", "counter", "Kernels joined to their launch call (the short-kernel denominator).");
+	FOR_EACH_DEVICE(a, d)
+		sample(sb, "mfu_launched_kernels_total", d, NULL, NULL, (double)d->gaps.joined_kernels);
+	family(sb, "mfu_copy_seconds_total", "counter", "Sum of memcpy/memset durations on the device.");
+	FOR_EACH_DEVICE(a, d)
+		sample(sb, "mfu_copy_seconds_total", d, NULL, NULL, (double)d->tot.copy_ns / 1e9);
+	family(sb, "mfu_gap_records_lost_total", "counter",
+	       "Records gap analysis could not use: join_evicted (a launch or kernel whose other half never came in time), "
+	       "spans_full, late (after the sweep passed), forced (swept early: buffer full), offcpu_from_producer.");
+	for (unsigned i = 0; i < a->nsrc; i++) {
+		const struct agg_source *s = a->src[i];
+		uint64_t late = 0, forced = 0;
+		for (unsigned di = 0; di < s->ndev; di++) {
+			late += s->dev[di]->gaps.late;
+			forced += s->dev[di]->gaps.forced;
+		}
+		const struct {
+			const char *why;
+			uint64_t n;
+		} lost[] = {{"join_evicted", s->gaps.join_evicted}, {"spans_full", s->gaps.spans_dropped},
+			    {"late", late}, {"forced", forced}, {"offcpu_from_producer", s->gaps.offcpu_ignored}};
+		for (unsigned k = 0; k < sizeof(lost) / sizeof(lost[0]); k++) {
+			char extra[48];
+			snprintf(extra, sizeof(extra), "reason=\"%s\"", lost[k].why);
+			sample(sb, "mfu_gap_records_lost_total", NULL, s, extra, (double)lost[k].n);
 		}
 	}
 }
@@ -399,6 +507,7 @@ void export_prometheus(const struct agg *a, uint64_t now_mono_ns, const struct e
 {
 	export_windows_families(a, now_mono_ns, out);
 	export_counters(a, out);
+	export_gap_counters(a, out);
 	export_info(a, out);
 	export_job(a, now_mono_ns, out);
 	family(out, "mfud_sources", "gauge", "Sources known to the collector.");
@@ -435,6 +544,93 @@ static int any_synthetic(const struct agg *a)
 	return 0;
 }
 
+/* ---- gap analysis: what only the since-start view has ---- */
+
+struct short_name {
+	const char *name; /* points into a source's string table */
+	uint64_t count;
+};
+
+static int short_name_cmp(const void *pa, const void *pb)
+{
+	const struct short_name *a = pa, *b = pb;
+	if (a->count != b->count)
+		return a->count > b->count ? -1 : 1;
+	return strcmp(a->name, b->name);
+}
+
+/* Short kernels by name over all sources, most first; *n gets how many.
+ * Names a source never defined read "(unnamed)". */
+static struct short_name *short_names_top(const struct agg *a, size_t *n, uint64_t *other)
+{
+	size_t cap = 0, k = 0;
+	*other = 0;
+	for (unsigned i = 0; i < a->nsrc; i++) {
+		cap += a->src[i]->gaps.nshort_names;
+		*other += a->src[i]->gaps.short_other;
+	}
+	struct short_name *v = calloc(cap ? cap : 1, sizeof(*v));
+	if (!v) {
+		*n = 0;
+		return NULL;
+	}
+	for (unsigned i = 0; i < a->nsrc; i++) {
+		const struct gaps_src *g = &a->src[i]->gaps;
+		for (unsigned j = 0; j < g->nshort_names; j++) {
+			uint32_t len;
+			const char *name = agg_source_string(a->src[i], g->short_names[j].name_id, &len);
+			if (!name)
+				name = "(unnamed)";
+			size_t m = 0;
+			while (m < k && strcmp(v[m].name, name))
+				m++;
+			if (m == k)
+				v[k++].name = name;
+			v[m].count += g->short_names[j].count;
+		}
+	}
+	qsort(v, k, sizeof(*v), short_name_cmp);
+	*n = k;
+	return v;
+}
+
+static void gap_hist_total(const struct agg *a, uint64_t hist[GAP_HIST_BUCKETS])
+{
+	memset(hist, 0, GAP_HIST_BUCKETS * sizeof(hist[0]));
+	for (unsigned i = 0; i < a->nsrc; i++)
+		for (unsigned di = 0; di < a->src[i]->ndev; di++)
+			for (unsigned h = 0; h < GAP_HIST_BUCKETS; h++)
+				hist[h] += a->src[i]->dev[di]->gaps.hist[h];
+}
+
+#define SHORT_TOP 10u
+
+static void json_gaps(const struct agg *a, struct strbuf *sb)
+{
+	uint64_t hist[GAP_HIST_BUCKETS], other;
+	size_t n;
+
+	gap_hist_total(a, hist);
+	sb_puts(sb, "\"gaps\":{\"gap_histogram\":[");
+	for (unsigned h = 0; h < GAP_HIST_BUCKETS; h++) {
+		sb_puts(sb, h ? ",{\"le_s\":" : "{\"le_s\":");
+		if (h < GAP_HIST_BUCKETS - 1)
+			sb_json_double(sb, (double)gap_hist_le_ns[h] / 1e9);
+		else
+			sb_puts(sb, "null");
+		sb_printf(sb, ",\"count\":%llu}", (unsigned long long)hist[h]);
+	}
+	sb_puts(sb, "],\"short_kernels_top\":[");
+	struct short_name *v = short_names_top(a, &n, &other);
+	for (size_t i = 0; i < n && i < SHORT_TOP; i++) {
+		sb_puts(sb, i ? ",{\"name\":" : "{\"name\":");
+		sb_json_string(sb, v[i].name, strlen(v[i].name));
+		sb_printf(sb, ",\"count\":%llu}", (unsigned long long)v[i].count);
+	}
+	free(v);
+	sb_printf(sb, "],\"short_kernels_unnamed_overflow\":%llu}", (unsigned long long)other);
+}
+
 /* ---- JSON ---- */
 
 static void json_num(struct strbuf *sb, const char *key, double v)
@@ -463,6 +659,26 @@ static void json_figures(struct strbuf *sb, const struct figures *f)
 	json_num(sb, "steps_per_s", f->wall_s > 0 ? f->steps / f->wall_s : NAN);
 	sb_puts(sb, ",");
 	json_num(sb, "coverage", f->coverage);
+	sb_puts(sb, ",");
+	json_num(sb, "gpu_idle", f->idle_ratio);
+	sb_puts(sb, ",\"idle_s_by_cause\":{");
+	for (unsigned c = 0; c < GAP__COUNT; c++) {
+		json_num(sb, gap_cause_name(c), f->idle_cause_s[c]);
+		sb_puts(sb, ",");
+	}
+	json_num(sb, "unattributed", f->idle_unattributed_s);
+	sb_puts(sb, "},\"launch_latency_s\":{");
+	json_num(sb, "p50", f->lat_p50_s);
+	sb_puts(sb, ",");
+	json_num(sb, "p90", f->lat_p90_s);
+	sb_puts(sb, ",");
+	json_num(sb, "p99", f->lat_p99_s);
+	sb_puts(sb, ",");
+	json_num(sb, "max", f->lat_max_s);
+	sb_printf(sb, ",\"count\":%llu},", (unsigned long long)f->lat.count);
+	json_num(sb, "short_kernels", f->short_kernels);
+	sb_puts(sb, ",");
+	json_num(sb, "short_kernel_share", f->short_share);
 	sb_printf(sb, ",\"peak_dtype\":\"%s\"}", mfu_class_name(f->mfu_class));
 }
 
@@ -577,6 +793,8 @@ void export_json_summary(const struct agg *a, uint64_t now, struct strbuf *sb)
 		}
 	sb_puts(sb, ",\"peak_source\":");
 	sb_json_string(sb, peak, strlen(peak));
+	sb_puts(sb, ",");
+	json_gaps(a, sb);
 	sb_printf(sb, ",\"sources\":%u,\"synthetic\":%s,\"windows\":{", a->nsrc,
 		  any_synthetic(a) ? "true" : "false");
 	for (unsigned w = 0; w < EXPORT_WINDOWS; w++) {
@@ -712,12 +930,107 @@ void export_summary_table(const struct agg *a, uint64_t now, struct strbuf *sb)
 	row(sb, "dropped records", (double)e.dropped, 0, "");
 }
 
+static void lat_cell(struct strbuf *sb, const char *k, double s)
+{
+	if (isnan(s))
+		sb_printf(sb, "  %s n/a", k);
+	else
+		sb_printf(sb, "  %s %.1f us", k, s * 1e6);
+}
+
+void export_gap_report(const struct agg *a, uint64_t now, struct strbuf *sb)
+{
+	struct figures f;
+	uint64_t hist[GAP_HIST_BUCKETS], other, most = 0, gaps = 0;
+
+	export_job_figures(a, NULL, 0, now, &f);
+	sb_puts(sb, "gap analysis (since start, all devices)\n");
+	if (isnan(f.idle_s)) {
+		sb_puts(sb, "  unknown: a source has no kernel timing\n");
+		return;
+	}
+	sb_printf(sb, "  %-22s %.1f %% of %.3f s device time (%.6f s)\n", "GPU idle", f.idle_ratio * 100,
+		  f.span_s, f.idle_s);
+	sb_printf(sb, "  %-22s %12s %10s\n", "idle by cause", "seconds", "% of idle");
+	for (unsigned c = 0; c <= GAP__COUNT; c++) {
+		double v = c < GAP__COUNT ? f.idle_cause_s[c] : f.idle_unattributed_s;
+		sb_printf(sb, "    %-20s %12.6f %9.1f%%\n", c < GAP__COUNT ? gap_cause_name(c) : "unattributed", v,
+			  f.idle_s > 0 ? v / f.idle_s * 100 : 0.0);
+	}
+	sb_printf(sb, "  %-22s", "launch latency");
+	lat_cell(sb, "p50", f.lat_p50_s);
+	lat_cell(sb, "p90", f.lat_p90_s);
+	lat_cell(sb, "p99", f.lat_p99_s);
+	lat_cell(sb, "max", f.lat_max_s);
+	sb_printf(sb, "  (%llu launches)\n", (unsigned long long)f.lat.count);
+	if (f.joined_kernels > 0)
+		sb_printf(sb, "  %-22s %.0f of %.0f launched kernels (%.1f %%) ran shorter than their launch call\n",
+			  "short kernels", f.short_kernels, f.joined_kernels, f.short_share * 100);
+	else
+		sb_printf(sb, "  %-22s unknown (no launch API records)\n", "short kernels");
+
+	gap_hist_total(a, hist);
+	for (unsigned h = 0; h < GAP_HIST_BUCKETS; h++) {
+		most = hist[h] > most ? hist[h] : most;
+		gaps += hist[h];
+	}
+	sb_printf(sb, "  gap lengths (%llu gaps)\n", (unsigned long long)gaps);
+	for (unsigned h = 0; h < GAP_HIST_BUCKETS && gaps; h++) {
+		char le[24];
+		if (h == GAP_HIST_BUCKETS - 1)
+			snprintf(le, sizeof(le), "> 1 s");
+		else if (gap_hist_le_ns[h] < 1000000)
+			snprintf(le, sizeof(le), "<= %llu us", (unsigned long long)(gap_hist_le_ns[h] / 1000));
+		else if (gap_hist_le_ns[h] < 1000000000)
+			snprintf(le, sizeof(le), "<= %llu ms", (unsigned long long)(gap_hist_le_ns[h] / 1000000));
+		else
+			snprintf(le, sizeof(le), "<= %llu s", (unsigned long long)(gap_hist_le_ns[h] / 1000000000));
+		sb_printf(sb, "    %-10s %10llu ", le, (unsigned long long)hist[h]);
+		unsigned bar = most ? (unsigned)((hist[h] * 40 + most - 1) / most) : 0;
+		for (unsigned i = 0; i < bar; i++)
+			sb_puts(sb, "#");
+		sb_puts(sb, "\n");
+	}
+
+	size_t n;
+	struct short_name *v = short_names_top(a, &n, &other);
+	if (n) {
+		sb_printf(sb, "  kernels shorter than their launch, top %u by count\n", SHORT_TOP);
+		for (size_t i = 0; i < n && i < SHORT_TOP; i++) {
+			sb_printf(sb, "    %10llu  ", (unsigned long long)v[i].count);
+			/* producer text: printable bytes only, and not too much of it */
+			size_t len = strlen(v[i].name);
+			for (size_t j = 0; j < len && j < 100; j++) {
+				unsigned char ch = (unsigned char)v[i].name[j];
+				sb_printf(sb, "%c", ch < 0x20 || ch >= 0x7f ? '?' : ch);
+			}
+			sb_puts(sb, len > 100 ? "...\n" : "\n");
+		}
+		if (other)
+			sb_printf(sb, "    %10llu  (names past the %u counted per source)\n", (unsigned long long)other,
+				  GAPS_SHORT_NAMES);
+	}
+	free(v);
+}
+
 static void cell_pct(struct strbuf *sb, double v)
 {
 	if (isnan(v))
 		sb_printf(sb, " %7s", "n/a");
 	else
 		sb_printf(sb, " %6.1f%%", v * 100);
+}
+
+/* IDLE, IDLE CAUSE (the dominant one), LAUNCH50, LAUNCH99 (us). */
+static void cell_gaps(struct strbuf *sb, const struct figures *f)
+{
+	int c = figures_dominant_cause(f);
+	cell_pct(sb, f->idle_ratio);
+	sb_printf(sb, " %-17s", c >= 0 ? gap_cause_name((unsigned)c) : "-");
+	if (isnan(f->lat_p50_s))
+		sb_printf(sb, " %9s %9s", "-", "-");
+	else
+		sb_printf(sb, " %7.1fus %7.1fus", f->lat_p50_s * 1e6, f->lat_p99_s * 1e6);
 }
 
 void export_top_table(const struct agg *a, uint64_t now, struct strbuf *sb)
@@ -729,8 +1042,9 @@ void export_top_table(const struct agg *a, uint64_t now, struct strbuf *sb)
 	if (any_synthetic(a))
 		sb_puts(sb, "  (SYNTHETIC data)");
 	sb_puts(sb, "\n");
-	sb_printf(sb, "%-16.16s %-12.12s %5s %8s %3s %10s %8s %8s %8s %10s %7s %s\n", "JOB", "HOST", "RANK", "PID",
-		  "DEV", "TFLOP/s", "HFU", "MFU", "BUSY", "KERNELS/s", "DROPS", "STATE");
+	sb_printf(sb, "%-16.16s %-12.12s %5s %8s %3s %10s %8s %8s %8s %10s %8s %-17s %9s %9s %7s %s\n", "JOB", "HOST",
+		  "RANK", "PID", "DEV", "TFLOP/s", "HFU", "MFU", "BUSY", "KERNELS/s", "IDLE", "IDLE CAUSE", "LAUNCH50",
+		  "LAUNCH99", "DROPS", "STATE");
 	for (unsigned i = 0; i < a->nsrc; i++) {
 		const struct agg_source *s = a->src[i];
 		uint64_t drops = 0;
@@ -762,6 +1076,7 @@ void export_top_table(const struct agg *a, uint64_t now, struct strbuf *sb)
 				sb_printf(sb, " %10s", "n/a");
 			else
 				sb_printf(sb, " %10.0f", f.span_s > 0 ? f.kernels / f.span_s : 0.0);
+			cell_gaps(sb, &f);
 			sb_printf(sb, " %7llu %s\n", (unsigned long long)drops,
 				  !s->connected ? "gone" : s->degraded ? "degraded" : "up");
 		}
@@ -771,5 +1086,7 @@ void export_top_table(const struct agg *a, uint64_t now, struct strbuf *sb)
 	cell_pct(sb, job.hfu);
 	cell_pct(sb, job.mfu);
 	cell_pct(sb, job.busy_ratio);
+	sb_printf(sb, " %10s", "");
+	cell_gaps(sb, &job);
 	sb_puts(sb, "\n");
 }

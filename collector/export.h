@@ -54,6 +54,11 @@ void export_status_line(const struct agg *a, uint64_t window_ns, const char *lab
 /* The end-of-run table. */
 void export_summary_table(const struct agg *a, uint64_t now_mono_ns, struct strbuf *out);
 
+/* The gap section of `mfu report`: idle share, idle by cause, launch
+ * latency percentiles, a histogram of gap lengths, the kernels most often
+ * shorter than their launch. */
+void export_gap_report(const struct agg *a, uint64_t now_mono_ns, struct strbuf *out);
+
 /* The per-source table of `mfu top` (served at /api/v1/top). */
 void export_top_table(const struct agg *a, uint64_t now_mono_ns, struct strbuf *out);
 

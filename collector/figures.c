@@ -56,6 +56,7 @@ void figures_device(const struct agg *a, const struct agg_device *d, uint64_t wi
 		uint64_t end = agg_source_window_end(a, s, now_mono_ns);
 		uint64_t lo = end > window_ns ? end - window_ns : 0, hi = end;
 		window_sum(&d->win, end, window_ns, v);
+		gaps_lat_window(&d->gaps, end, window_ns, &out->lat);
 		if (lo < first)
 			lo = first;
 		if (hi > last)
@@ -63,6 +64,12 @@ void figures_device(const struct agg *a, const struct agg_device *d, uint64_t wi
 		out->span_s = hi > lo ? (double)(hi - lo) / 1e9 : 0;
 	} else {
 		from_totals(&d->tot, v);
+		v[WF_BUSY_ALL_NS] = (double)d->tot.busy_all_ns;
+		for (unsigned c = 0; c < GAP__COUNT; c++)
+			v[WF_IDLE_NS + c] = (double)d->gaps.idle_ns[c];
+		v[WF_SHORT_KERNELS] = (double)d->gaps.short_kernels;
+		v[WF_JOINED_KERNELS] = (double)d->gaps.joined_kernels;
+		gaps_lat_window(&d->gaps, 0, 0, &out->lat);
 		out->span_s = (double)(last - first) / 1e9;
 	}
 
@@ -80,13 +87,23 @@ void figures_device(const struct agg *a, const struct agg_device *d, uint64_t wi
 	if (s->degraded) {
 		out->busy_s = out->kernel_s = out->gemm_kernel_s = out->known_kernel_s = NAN;
 		out->kernels = NAN;
+		out->busy_all_s = out->idle_s = out->idle_unattributed_s = NAN;
+		for (unsigned c = 0; c < GAP__COUNT; c++)
+			out->idle_cause_s[c] = NAN;
 	} else {
+		out->busy_all_s = v[WF_BUSY_ALL_NS] / 1e9;
+		/* Idle is what the span leaves: the window's alive part, less busy. */
+		out->idle_s = out->span_s > out->busy_all_s ? out->span_s - out->busy_all_s : 0;
+		for (unsigned c = 0; c < GAP__COUNT; c++)
+			out->idle_cause_s[c] = v[WF_IDLE_NS + c] / 1e9;
 		out->busy_s = v[WF_BUSY_NS] / 1e9;
 		out->kernel_s = v[WF_KERNEL_NS] / 1e9;
 		out->gemm_kernel_s = v[WF_GEMM_KERNEL_NS] / 1e9;
 		out->known_kernel_s = v[WF_KNOWN_KERNEL_NS] / 1e9;
 		out->kernels = v[WF_KERNELS];
 	}
+	out->short_kernels = v[WF_SHORT_KERNELS];
+	out->joined_kernels = v[WF_JOINED_KERNELS];
 
 	const char *origin = "unknown";
 	out->mfu_class = figures_mfu_class(a, d);
@@ -150,6 +167,13 @@ void figures_add(struct figures *acc, const struct figures *f)
 	acc->kernels += f->kernels;
 	acc->steps += f->steps;
 	acc->step_s += f->step_s;
+	acc->busy_all_s += f->busy_all_s;
+	acc->idle_s += f->idle_s;
+	for (unsigned c = 0; c < GAP__COUNT; c++)
+		acc->idle_cause_s[c] += f->idle_cause_s[c];
+	acc->short_kernels += f->short_kernels;
+	acc->joined_kernels += f->joined_kernels;
+	lat_sketch_merge(&acc->lat, &f->lat);
 	acc->hw_peak_s += f->hw_peak_s;
 	acc->model_peak_s += f->model_peak_s;
 	/* A sum of peaks with one unknown member is unknown, not partial. */
@@ -182,4 +206,27 @@ void figures_finish(struct figures *acc)
 		acc->mfu = acc->model_declared ? acc->model_peak_s / acc->span_s : NAN;
 	}
 	acc->coverage = acc->kernel_s > 0 ? acc->known_kernel_s / acc->kernel_s : NAN;
+
+	acc->idle_ratio = acc->span_s > 0 ? acc->idle_s / acc->span_s : NAN;
+	double classified = 0;
+	for (unsigned c = 0; c < GAP__COUNT; c++)
+		classified += acc->idle_cause_s[c];
+	/* Leading and trailing idle, and gaps the watermark has not reached.
+	 * A gap straddling the window's start is classified in full but lies
+	 * partly outside: pro rata keeps classified <= idle up to rounding. */
+	acc->idle_unattributed_s = acc->idle_s > classified ? acc->idle_s - classified : isnan(classified) ? NAN : 0;
+	acc->short_share = acc->joined_kernels > 0 ? acc->short_kernels / acc->joined_kernels : NAN;
+	acc->lat_p50_s = lat_sketch_quantile(&acc->lat, 0.50) / 1e9;
+	acc->lat_p90_s = lat_sketch_quantile(&acc->lat, 0.90) / 1e9;
+	acc->lat_p99_s = lat_sketch_quantile(&acc->lat, 0.99) / 1e9;
+	acc->lat_max_s = acc->lat.count ? (double)acc->lat.max_ns / 1e9 : NAN;
+}
+
+int figures_dominant_cause(const struct figures *f)
+{
+	int best = -1;
+	for (unsigned c = 0; c < GAP__COUNT; c++)
+		if (f->idle_cause_s[c] > 0 && (best < 0 || f->idle_cause_s[c] > f->idle_cause_s[best]))
+			best = (int)c;
+	return best;
 }

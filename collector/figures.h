@@ -25,8 +25,19 @@ struct figures {
 	int model_declared; /* some step declared model FLOPs */
 	const char *peak_origin; /* "table", "override", "unknown", "mixed" */
 	double hfu, mfu, busy_ratio, coverage;
+	/* Gap analysis (doc/metrics.md, "Idle gaps").  NaN when degraded. */
+	double busy_all_s;                /* union of kernels and copies */
+	double idle_s, idle_ratio;        /* span - busy_all, and its share of the span */
+	double idle_cause_s[GAP__COUNT];  /* classified gap time by cause */
+	double idle_unattributed_s;       /* idle not (yet) in a classified gap */
+	double short_kernels, joined_kernels, short_share;
+	struct lat_sketch lat;            /* launch latencies */
+	double lat_p50_s, lat_p90_s, lat_p99_s, lat_max_s; /* NaN without any */
 	unsigned devices;
 };
+
+/* The cause with the most idle time, or -1 when no gap was classified. */
+int figures_dominant_cause(const struct figures *f);
 
 /* Since start when window_ns is 0. */
 void figures_device(const struct agg *a, const struct agg_device *d, uint64_t window_ns,

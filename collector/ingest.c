@@ -27,6 +27,7 @@ struct ingest {
 	void *on_frame_arg;
 	ingest_hello_fn on_hello;
 	void *on_hello_arg;
+	int accept_offcpu;
 };
 
 int ingest_new(struct agg *a, struct mfu_codec *codec, const char *peer, struct ingest **out)
@@ -71,6 +72,13 @@ void ingest_on_hello(struct ingest *in, ingest_hello_fn fn, void *arg)
 {
 	in->on_hello = fn;
 	in->on_hello_arg = arg;
+}
+
+void ingest_accept_offcpu(struct ingest *in)
+{
+	in->accept_offcpu = 1;
+	if (in->src)
+		agg_source_accept_offcpu(in->src, 1);
 }
 
 struct agg_source *ingest_source(const struct ingest *in)
@@ -156,6 +164,9 @@ int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t n
 			rc = agg_hello(in->agg, &r.u.hello, in->peer, now_mono_ns, &in->src);
 			if (rc)
 				return rc == -ENOSPC ? -INGEST_E_SOURCES : -MFU_WIRE_E_NOMEM;
+			/* A reconnect reuses the source: a socket must not inherit an
+			 * archive's permission, nor the reverse. */
+			agg_source_accept_offcpu(in->src, in->accept_offcpu);
 			continue;
 		}
 		if ((rc = agg_source_record(in->src, &r, now_mono_ns)))

@@ -27,6 +27,9 @@ int ingest_new(struct agg *a, struct mfu_codec *codec, const char *peer, struct 
 void ingest_free(struct ingest *in);
 void ingest_on_frame(struct ingest *in, ingest_frame_fn fn, void *arg);
 void ingest_on_hello(struct ingest *in, ingest_hello_fn fn, void *arg);
+/* The stream is an archive the collector wrote, not a producer's socket:
+ * its offcpu records (the collector's scheduler tracer) are applied. */
+void ingest_accept_offcpu(struct ingest *in);
 
 /* Space to read into: at least 1 byte, at most what the current frame needs
  * plus slack.  Returns 0 or -ENOMEM. */

@@ -379,7 +379,12 @@ static int http_handler(void *arg, const struct http_request *req, struct strbuf
 static void on_evict(struct loop *l, struct loop_timer *t, void *arg)
 {
 	struct server *s = arg;
-	unsigned n = agg_evict(s->agg, loop_now_ns(), s->cfg.retain_ns);
+	unsigned n = 0;
+
+	/* Data time moves on between records: sweep gap analysis up to it. */
+	agg_advance(s->agg, loop_now_ns());
+	if (s->cfg.retain_ns)
+		n = agg_evict(s->agg, loop_now_ns(), s->cfg.retain_ns);
 
 	if (n && !s->cfg.quiet)
 		fprintf(stderr, "mfud: forgot %u source%s gone for over %llu s\n", n, n == 1 ? "" : "s",
@@ -470,7 +475,7 @@ int server_new(struct loop *l, const struct server_config *cfg, struct server **
 		fprintf(stderr, "mfud: cannot serve HTTP on %s: %s\n", cfg->http_listen, strerror(-rc));
 		goto fail;
 	}
-	if (cfg->retain_ns && (rc = loop_timer_add(l, 1000, 1000, on_evict, s, &s->evict_timer)))
+	if ((rc = loop_timer_add(l, 1000, 1000, on_evict, s, &s->evict_timer)))
 		goto fail;
 	if ((cfg->hello_timeout_ns || cfg->idle_timeout_ns) &&
 	    (rc = loop_timer_add(l, 250, 250, on_sweep, s, &s->sweep_timer)))

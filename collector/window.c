@@ -101,14 +101,15 @@ void window_sum(const struct window *w, uint64_t end, uint64_t len, double out[W
 void busy_init(struct busy *b)
 {
 	memset(b, 0, sizeof(*b));
+	b->field = WF_BUSY_NS;
 }
 
-static uint64_t cover(struct window *w, struct window_bucket *hint, uint64_t start, uint64_t end)
+static uint64_t cover(struct busy *b, struct window *w, struct window_bucket *hint, uint64_t start, uint64_t end)
 {
 	if (hint)
-		hint->v[WF_BUSY_NS] += (double)(end - start);
+		hint->v[b->field] += (double)(end - start);
 	else
-		window_add_span(w, WF_BUSY_NS, start, end, (double)(end - start));
+		window_add_span(w, b->field, start, end, (double)(end - start));
 	return end - start;
 }
 
@@ -137,14 +138,14 @@ uint64_t busy_add(struct busy *b, struct window *w, struct window_bucket *hint, 
 	struct busy_iv *tail = b->n ? &b->iv[b->n - 1] : NULL;
 	if (!tail || start > tail->end) {
 		b->iv[b->n++] = (struct busy_iv){start, end};
-		return cover(w, hint, start, end);
+		return cover(b, w, hint, start, end);
 	}
 	if (start >= tail->start) {
 		if (end <= tail->end)
 			return 0;
 		uint64_t old = tail->end;
 		tail->end = end;
-		return cover(w, hint, old, end);
+		return cover(b, w, hint, old, end);
 	}
 
 	/* Out of order: merge with every interval it touches, counting the gaps. */
@@ -155,7 +156,7 @@ uint64_t busy_add(struct busy *b, struct window *w, struct window_bucket *hint, 
 	uint64_t at = start, added = 0, lo = start, hi = end;
 	while (j < b->n && b->iv[j].start <= end) {
 		if (b->iv[j].start > at)
-			added += cover(w, hint, at, b->iv[j].start);
+			added += cover(b, w, hint, at, b->iv[j].start);
 		if (b->iv[j].end > at)
 			at = b->iv[j].end;
 		if (b->iv[j].start < lo)
@@ -165,7 +166,7 @@ uint64_t busy_add(struct busy *b, struct window *w, struct window_bucket *hint, 
 		j++;
 	}
 	if (at < end)
-		added += cover(w, hint, at, end);
+		added += cover(b, w, hint, at, end);
 	if (j == i) {
 		memmove(b->iv + i + 1, b->iv + i, (b->n - i) * sizeof(b->iv[0]));
 		b->n++;

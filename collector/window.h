@@ -33,6 +33,10 @@ enum window_field {
 	WF_STEP_NS,         /* duration of those steps */
 	WF_GEMM_CALLS,
 	WF_GEMM_FLOPS,
+	WF_BUSY_ALL_NS,     /* union of kernel and copy intervals: idle is its complement */
+	WF_IDLE_NS,         /* + enum gap_cause: classified gap time, pro rata */
+	WF_SHORT_KERNELS = WF_IDLE_NS + 5, /* kernels shorter than their launch call, at kernel end */
+	WF_JOINED_KERNELS,  /* kernels whose launch call is known, at kernel end */
 	WF__COUNT
 };
 
@@ -82,8 +86,10 @@ struct busy {
 	unsigned n;
 	uint64_t floor;
 	uint64_t clipped_ns; /* late kernel time before floor, not counted */
+	enum window_field field; /* what newly covered time adds to: WF_BUSY_NS */
 };
 
+/* Starts empty, adding to WF_BUSY_NS; set field for another union. */
 void busy_init(struct busy *b);
 /* Merges [start, end) into the union and adds the newly covered time to
  * WF_BUSY_NS of w, pro rata; into `hint` directly when it is the one bucket

@@ -46,7 +46,7 @@ struct mfu_sender;
 int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hello *hello,
 		   struct mfu_sender **out);
 /* Queues a record.  Thread-safe, never blocks on I/O.  Fixed-size records
- * (kernel, gemm, api, step, status, goodbye) are copied and encoded later on
+ * (kernel, gemm, api, copy, step, status, goodbye) are copied and encoded later on
  * the sender thread, so an invalid one is counted as an encode drop there.
  * Device and string records are encoded now, and kept and re-sent on
  * reconnect.  Returns 0, or -ENOBUFS when the record was dropped (and

@@ -36,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!codec)
 		codec = mfu_codec_new(1);
 	FUZZ_CHECK(codec && agg_new(&cfg, &a) == 0 && ingest_new(a, codec, "fuzz.0.mfa", &in) == 0, "setup");
+	ingest_accept_offcpu(in);
 	copy = malloc(size); /* exact size, like the mapping's end */
 	FUZZ_CHECK(copy, "malloc");
 	memcpy(copy, data, size);
@@ -67,6 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 	}
 	ingest_free(in);
+	agg_finish(a);
 	free(copy);
 
 	struct strbuf sb;
@@ -75,6 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(fuzz_json_valid(sb.buf ? sb.buf : "", sb.len), "summary is not valid JSON");
 	sb_reset(&sb);
 	export_summary_table(a, 0, &sb);
+	export_gap_report(a, 0, &sb);
 	sb_free(&sb);
 	agg_free(a);
 	return 0;

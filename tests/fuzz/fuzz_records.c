@@ -152,6 +152,7 @@ static void check_model(const uint8_t *data, size_t size, int has_hello)
 	if (size > MFU_FRAME_RAW_MAX - 512)
 		return;
 	FUZZ_CHECK(agg_new(&cfg, &a) == 0 && ingest_new(a, codec, "fuzz", &in) == 0, "setup");
+	ingest_accept_offcpu(in); /* as mfu report does: offcpu records reach gap analysis */
 	frame = malloc(MFU_FRAME_HEADER_LEN + 512 + size);
 	FUZZ_CHECK(frame, "malloc");
 	mfu_enc_init(&enc, frame + MFU_FRAME_HEADER_LEN, 512);

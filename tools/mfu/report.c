@@ -85,6 +85,7 @@ int cmd_report(int argc, char **argv)
 				archive_reader_close(&rd);
 				break;
 			}
+			ingest_accept_offcpu(in);
 			cur = files[i];
 		}
 		uint64_t recv;
@@ -113,10 +114,13 @@ int cmd_report(int argc, char **argv)
 		archive_reader_close(&rd);
 	}
 	ingest_free(in);
+	agg_finish(a);
 
 	struct strbuf sb;
 	sb_init(&sb);
 	export_summary_table(a, 0, &sb);
+	sb_puts(&sb, "\n");
+	export_gap_report(a, 0, &sb);
 	fputs(sb.buf ? sb.buf : "", stdout);
 	int rc = failed || !frames ? 1 : 0;
 	if (json) {

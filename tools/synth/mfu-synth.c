@@ -30,7 +30,9 @@ static const char usage[] =
 	"  --remat             recompute each block's forward in backward\n"
 	"  --degraded          no kernel timing: untimed GEMM records only\n"
 	"  --rank N --world-size N --job NAME --host NAME --pid N --device NAME --seed N\n"
-	"  --totals FILE       write the exact totals sent, as JSON\n";
+	"  --totals FILE       write the exact totals sent, as JSON\n"
+	"  --gap-scenario N    instead of training: N rounds of the hand-computed\n"
+	"                      launch-gap timeline (doc/metrics.md, \"Idle gaps\")\n";
 
 struct sink {
 	/* archive mode */
@@ -71,6 +73,8 @@ static uint64_t record_time(const struct mfu_record *r)
 	case MFU_REC_GEMM: return r->u.gemm.end_ns;
 	case MFU_REC_API: return r->u.api.end_ns;
 	case MFU_REC_STEP: return r->u.step.end_ns;
+	case MFU_REC_COPY: return r->u.copy.end_ns;
+	case MFU_REC_OFFCPU: return r->u.offcpu.end_ns;
 	default: return 0;
 	}
 }
@@ -101,6 +105,12 @@ static int flush_frame(struct sink *k)
 static int emit(void *arg, const struct mfu_record *r)
 {
 	struct sink *k = arg;
+
+	if (!r) { /* a round of the gap scenario ends */
+		if (k->sender)
+			mfu_sender_flush(k->sender, 5000);
+		return 0;
+	}
 	uint64_t t = record_time(r);
 
 	if (t > k->data_now)
@@ -207,6 +217,7 @@ int main(int argc, char **argv)
 		{"host", required_argument, NULL, 'H'},    {"pid", required_argument, NULL, 'p'},
 		{"device", required_argument, NULL, 'D'},  {"seed", required_argument, NULL, 'S'},
 		{"totals", required_argument, NULL, 'T'},  {"help", no_argument, NULL, 'h'},
+		{"gap-scenario", required_argument, NULL, 'G'},
 		{0},
 	};
 	struct synth_params p;
@@ -214,6 +225,7 @@ int main(int argc, char **argv)
 	uint64_t v, pid = 4242, world = 1;
 	int64_t rank = 0;
 	int realtime = 0, c;
+	unsigned gap_rounds = 0;
 	char err[200];
 
 	synth_defaults(&p);
@@ -244,6 +256,7 @@ int main(int argc, char **argv)
 		case 'D': p.device_name = optarg; break;
 		case 'S': NUM(0, UINT32_MAX); p.seed = v; break;
 		case 'T': totals = optarg; break;
+		case 'G': NUM(1, 100000); gap_rounds = (unsigned)v; break;
 		case 'h': fputs(usage, stdout); return 0;
 		default:
 			snprintf(err, sizeof(err), "unknown or incomplete option '%s' (see --help)", argv[optind - 1]);
@@ -290,7 +303,7 @@ int main(int argc, char **argv)
 			goto done;
 		}
 	}
-	rc = synth_run(&p, emit, &k, &t);
+	rc = gap_rounds ? synth_gaps_run(&p, gap_rounds, emit, &k, &t) : synth_run(&p, emit, &k, &t);
 	if (!rc && out)
 		rc = flush_frame(&k);
 	struct mfu_sender_stats st = {0};

@@ -374,3 +374,111 @@ int synth_run(const struct synth_params *p, synth_emit_fn emit_fn, void *arg, st
 	free(r.iv);
 	return r.rc;
 }
+
+/* The gap scenario: the worked example of doc/metrics.md ("Idle gaps"),
+ * once per round, one round a second, each round's records in a scrambled
+ * arrival order (kernels before their launches, newest first).  Per round
+ * (us): sync 30, host_offcpu 50, host_launch_bound 10, kernel_wait 7,
+ * other 62; a copy fills [220,260) and a stream-9 kernel overlaps K1, so
+ * neither leaves a gap.  Launch latencies 5 9 40 15 14 75 us; K4 is the one
+ * kernel shorter than its launch.  The offcpu record only counts when read
+ * from an archive. */
+struct gap_ev {
+	uint32_t type;
+	uint64_t kind, start, end, corr, name, stream;
+	int64_t api_start, api_end;
+};
+
+static const struct gap_ev gap_round[] = {
+	{MFU_REC_KERNEL, 0, 0, 10, 1, 11, 7, 0, 0},
+	{MFU_REC_KERNEL, 0, 2, 6, 0, 18, 9, 0, 0}, /* another stream, inside K1 */
+	{MFU_REC_KERNEL, 0, 40, 50, 2, 12, 7, 0, 0},
+	{MFU_REC_KERNEL, 0, 100, 110, 3, 13, 7, 0, 0},
+	{MFU_REC_KERNEL, 0, 120, 128, 4, 14, 7, 0, 0},
+	{MFU_REC_KERNEL, 0, 135, 140, 5, 15, 7, 0, 0},
+	{MFU_REC_KERNEL, 0, 200, 210, 6, 16, 7, 0, 0},
+	{MFU_REC_KERNEL, 0, 212, 220, 0, 17, 7, 0, 0},
+	{MFU_REC_COPY, 0, 220, 260, 0, 0, 3, 0, 0},
+	{MFU_REC_KERNEL, 0, 260, 270, 0, 17, 7, 0, 0},
+	{MFU_REC_API, MFU_API_LAUNCH, 0, 0, 1, 0, 0, -5, -3},
+	{MFU_REC_API, MFU_API_LAUNCH, 0, 0, 2, 0, 0, 31, 33},
+	{MFU_REC_API, MFU_API_LAUNCH, 0, 0, 3, 0, 0, 60, 62},
+	{MFU_REC_API, MFU_API_LAUNCH, 0, 0, 4, 0, 0, 105, 115},
+	{MFU_REC_API, MFU_API_LAUNCH, 0, 0, 5, 0, 0, 121, 122},
+	{MFU_REC_API, MFU_API_LAUNCH, 0, 0, 6, 0, 0, 125, 126},
+	{MFU_REC_API, MFU_API_SYNC, 0, 0, 99, 0, 0, 9, 30},
+	{MFU_REC_OFFCPU, 0, 55, 90, 0, 0, 0, 0, 0},
+};
+
+static const char *const gap_names[] = {"gap_k1", "gap_k2", "gap_k3", "gap_k4_shorter_than_its_launch",
+					"gap_k5", "gap_k6", "gap_k7", "gap_stream9"};
+
+int synth_gaps_run(const struct synth_params *p, unsigned rounds, synth_emit_fn emit_fn, void *arg,
+		   struct synth_totals *t)
+{
+	struct run r = {.p = p, .emit = emit_fn, .arg = arg, .t = t, .rng = p->seed * 2654435761u + 1};
+	const unsigned n = sizeof(gap_round) / sizeof(gap_round[0]);
+	struct mfu_record rec;
+	unsigned order[sizeof(gap_round) / sizeof(gap_round[0])];
+	const uint64_t us = 1000;
+
+	memset(t, 0, sizeof(*t));
+	t->first_ns = p->start_ns;
+	for (unsigned i = 0; i < sizeof(gap_names) / sizeof(gap_names[0]); i++) {
+		memset(&rec, 0, sizeof(rec));
+		rec.type = MFU_REC_STRING;
+		rec.u.string.id = 11 + i;
+		rec.u.string.text = gap_names[i];
+		rec.u.string.len = (uint32_t)strlen(gap_names[i]);
+		emit(&r, &rec);
+	}
+	for (unsigned round = 0; round < rounds && !r.rc; round++) {
+		uint64_t base = p->start_ns + (1 + round) * UINT64_C(1000000000);
+		for (unsigned i = 0; i < n; i++)
+			order[i] = n - 1 - i;
+		for (unsigned i = n - 1; i > 0; i--) {
+			r.rng = r.rng * 6364136223846793005ull + 1442695040888963407ull;
+			unsigned j = (unsigned)((r.rng >> 33) % (i + 1)), x = order[i];
+			order[i] = order[j];
+			order[j] = x;
+		}
+		for (unsigned i = 0; i < n; i++) {
+			const struct gap_ev *e = &gap_round[order[i]];
+			uint64_t corr = e->corr ? e->corr + 100 * round : 0;
+			memset(&rec, 0, sizeof(rec));
+			rec.type = e->type;
+			switch (e->type) {
+			case MFU_REC_KERNEL:
+				rec.u.kernel = (struct mfu_rec_kernel){.start_ns = base + e->start * us,
+					.end_ns = base + e->end * us, .device = p->device, .stream = e->stream,
+					.name_id = e->name, .corr = corr};
+				t->kernels++;
+				t->kernel_ns += (e->end - e->start) * us;
+				break;
+			case MFU_REC_COPY:
+				rec.u.copy = (struct mfu_rec_copy){.start_ns = base + e->start * us,
+					.end_ns = base + e->end * us, .device = p->device, .stream = e->stream,
+					.op = MFU_COPY_MEMCPY, .kind = 1, .bytes = 1 << 20};
+				break;
+			case MFU_REC_API:
+				rec.u.api = (struct mfu_rec_api){.start_ns = base + (uint64_t)(e->api_start * 1000),
+					.end_ns = base + (uint64_t)(e->api_end * 1000), .tid = 4242,
+					.cbid = e->kind == MFU_API_SYNC ? 131 : 307, .corr = corr, .kind = e->kind};
+				break;
+			case MFU_REC_OFFCPU:
+				rec.u.offcpu = (struct mfu_rec_offcpu){.start_ns = base + e->start * us,
+					.end_ns = base + e->end * us, .tid = 4242, .state = MFU_OFFCPU_SLEEPING};
+				break;
+			}
+			emit(&r, &rec);
+		}
+		note_time(&r, base + 270 * us);
+		/* a round's records all reach a live collector before the next
+		 * round's: the scenario's answers must not depend on how far the
+		 * sender's paths drift apart in data time, which runs faster than
+		 * the wall clock here */
+		if (!r.rc)
+			r.rc = emit_fn(arg, NULL);
+	}
+	return r.rc;
+}

@@ -45,5 +45,11 @@ void synth_hello(const struct synth_params *p, const char *host, const char *job
 /* Emits every record after the hello.  Stops at the first non-zero return of
  * emit and returns it; else 0.  Totals are exact for what was emitted. */
 int synth_run(const struct synth_params *p, synth_emit_fn emit, void *arg, struct synth_totals *t);
+/* The gap-analysis scenario instead: `rounds` copies, one a second, of the
+ * hand-computed timeline in synth.c (every gap cause once), in scrambled
+ * arrival order.  emit gets NULL after each round: the producer flushes
+ * there if it streams.  Same return convention. */
+int synth_gaps_run(const struct synth_params *p, unsigned rounds, synth_emit_fn emit, void *arg,
+		   struct synth_totals *t);
 
 #endif
