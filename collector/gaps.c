@@ -160,8 +160,8 @@ void gaps_lat_window(const struct gaps_dev *g, uint64_t end_ns, uint64_t len_ns,
 /* CUPTI numbers correlation ids upward from 1, so the table is direct
  * mapped: slot corr mod cap, neighbours in time are neighbours in memory,
  * and no probing.  Another id in the slot is older by a multiple of cap
- * launches: it is dropped (counted) unless it is recent, in which case the
- * table doubles first, up to its bound. */
+ * launches: it is dropped (counted) unless it is recent and the table is
+ * half full, in which case the table doubles first, up to its bound. */
 static struct gap_join *join_find(const struct gaps_src *g, uint64_t corr)
 {
 	if (!g->join_cap)
@@ -218,7 +218,12 @@ static int join_add(struct gaps_src *g, uint64_t corr, struct gap_join **out)
 	if (!g->join_cap && (rc = join_grow(g, JOIN_MIN_CAP)))
 		return rc;
 	struct gap_join *j = &g->join[corr & (g->join_cap - 1)];
-	while (j->corr && join_time(j) >= stale_line(g) && g->join_cap < GAPS_JOIN_MAX) {
+	/* Double only when the table is half full: a recent occupant of a
+	 * mostly empty table is a half whose other half never comes (a kernel
+	 * CUPTI reports without a launch record), and must not make every
+	 * source's table grow to its bound. */
+	while (j->corr && join_time(j) >= stale_line(g) && g->join_n * 2 >= g->join_cap &&
+	       g->join_cap < GAPS_JOIN_MAX) {
 		if ((rc = join_grow(g, g->join_cap * 2)))
 			return rc;
 		j = &g->join[corr & (g->join_cap - 1)];
