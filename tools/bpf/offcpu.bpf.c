@@ -17,6 +17,10 @@
 
 /* Set by user space before load (offcpu_tracer_opts.stacks). */
 const volatile bool want_stacks = false;
+/* Wake the reader only once this much is waiting; it also drains on a timer.
+ * Waking it for every event cost the traced thread ~3 us per switch (an
+ * irq_work and a remote wakeup each time: tools/bench/bench_offcpu.c). */
+const volatile __u64 wakeup_bytes = OFFCPU_WAKEUP_BYTES;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -80,16 +84,23 @@ int handle_switch(struct trace_event_raw_sched_switch *ctx)
 		s.stack_id = want_stacks ? bpf_get_stackid(ctx, &stacks, 0) : -1;
 		if (want_stacks && s.stack_id < 0)
 			count(OFFCPU_CNT_STACK_ERR);
-		bpf_map_update_elem(&start, &prev, &s, BPF_ANY);
+		/* A thread keeps its entry (start_ns = 0 while on-CPU): writing
+		 * in place is much cheaper than an LRU insert and delete on
+		 * every switch. */
+		sp = bpf_map_lookup_elem(&start, &prev);
+		if (sp)
+			*sp = s;
+		else
+			bpf_map_update_elem(&start, &prev, &s, BPF_ANY);
 		count(OFFCPU_CNT_OFF);
 	}
 	if (!next)
 		return 0;
 	sp = bpf_map_lookup_elem(&start, &next);
-	if (!sp)
+	if (!sp || !sp->start_ns)
 		return 0;
 	s = *sp;
-	bpf_map_delete_elem(&start, &next);
+	sp->start_ns = 0;
 	/* Unwatched while it was off-CPU: drop it quietly. */
 	if (!bpf_map_lookup_elem(&watched, &s.pid))
 		return 0;
@@ -107,7 +118,8 @@ int handle_switch(struct trace_event_raw_sched_switch *ctx)
 	e->tid = next;
 	e->stack_id = s.stack_id;
 	e->cpu = bpf_get_smp_processor_id();
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+				      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	return 0;
 }
 
@@ -117,8 +129,9 @@ int handle_wakeup(struct trace_event_raw_sched_wakeup_template *ctx)
 	__u32 tid = ctx->pid;
 	struct offcpu_start *sp = bpf_map_lookup_elem(&start, &tid);
 
-	/* A wakeup of a thread that never left the CPU finds no entry. */
-	if (sp && !sp->wake_ns) {
+	/* A wakeup of a thread that never left the CPU finds no entry, or
+	 * one with start_ns = 0. */
+	if (sp && sp->start_ns && !sp->wake_ns) {
 		sp->wake_ns = bpf_ktime_get_ns();
 		count(OFFCPU_CNT_WAKEUPS);
 	}

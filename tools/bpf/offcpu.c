@@ -25,8 +25,9 @@
 #include "offcpu.skel.h"
 #include "offcpu_tracer.h"
 
-/* NTP may step or slew REALTIME; 1 s keeps a step's damage to 1 s of data. */
-#define CLOCK_PERIOD_MS 1000
+/* NTP may step or slew REALTIME; re-measuring every 1 s keeps a step's
+ * damage to 1 s of data. */
+#define CLOCK_EVERY_DRAINS (1000 / OFFCPU_DRAIN_MS)
 #define CLOCK_ROUNDS 5
 
 struct offcpu_tracer {
@@ -39,6 +40,7 @@ struct offcpu_tracer {
 	void *arg;
 	int64_t offset_ns;
 	uint64_t events, intervals, watched;
+	unsigned drains;
 };
 
 /* libbpf reports through one global hook; keep its last warning so a
@@ -144,9 +146,10 @@ static void on_timer(struct loop *l, struct loop_timer *tm, void *arg)
 {
 	struct offcpu_tracer *t = arg;
 
-	/* Deliver what was converted with the old offset first. */
+	/* The kernel side wakes us only when a lot is waiting. */
 	ring_buffer__consume(t->rb);
-	clock_update(t);
+	if (++t->drains % CLOCK_EVERY_DRAINS == 0)
+		clock_update(t);
 }
 
 static int fail(int rc, const char *what, char *why, size_t whylen)
@@ -210,7 +213,7 @@ int offcpu_tracer_new(struct loop *l, const struct offcpu_tracer_opts *opts, off
 		goto out;
 	}
 	if ((rc = loop_io_add(l, ring_buffer__epoll_fd(t->rb), LOOP_READ, rb_ready, t, &t->rb_io)) ||
-	    (rc = loop_timer_add(l, CLOCK_PERIOD_MS, CLOCK_PERIOD_MS, on_timer, t, &t->timer))) {
+	    (rc = loop_timer_add(l, OFFCPU_DRAIN_MS, OFFCPU_DRAIN_MS, on_timer, t, &t->timer))) {
 		snprintf(why, whylen, "registering with the event loop failed: %s", strerror(-rc));
 		goto out;
 	}

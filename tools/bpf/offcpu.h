@@ -17,6 +17,10 @@
 #define OFFCPU_MAX_STACKS 16384
 #define OFFCPU_STACK_DEPTH 32
 #define OFFCPU_RINGBUF_BYTES (4u << 20)
+/* The reader is woken when a quarter of the ring is full, and drains it
+ * every OFFCPU_DRAIN_MS anyway: 1 MiB is ~18k events. */
+#define OFFCPU_WAKEUP_BYTES (OFFCPU_RINGBUF_BYTES / 4)
+#define OFFCPU_DRAIN_MS 100
 
 /*
  * One off-CPU interval, sent when the thread gets the CPU back.  Times are
@@ -36,7 +40,8 @@ struct offcpu_event {
 	__u32 cpu;      /* where it ran again */
 };
 
-/* Per-thread state while it is off-CPU (the kernel side's "start" map). */
+/* Per-thread state (the kernel side's "start" map): start_ns is 0 while the
+ * thread is on a CPU. */
 struct offcpu_start {
 	__u64 start_ns;
 	__u64 wake_ns;
