@@ -20,6 +20,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "net.h"
+#include "offcpu_feed.h"
 #include "server.h"
 
 struct conn {
@@ -28,6 +29,9 @@ struct conn {
 	int fd;
 	struct ingest *in;
 	struct conn *next, **pprev;
+	int is_unix;
+	uint32_t peer_pid;  /* SO_PEERCRED, 0 if unknown or not local */
+	uint32_t bpf_pid;   /* attached to the off-CPU feed, 0: not */
 };
 
 struct server {
@@ -44,6 +48,7 @@ struct server {
 	unsigned nconns;
 	uint64_t stream_errors;
 	char *socket_path;
+	struct offcpu_feed *offcpu;
 };
 
 static uint64_t realtime_ns(void)
@@ -60,6 +65,8 @@ static void conn_close(struct conn *c)
 
 	if (s->archive && src)
 		archive_close_source(s->archive, src);
+	if (c->bpf_pid)
+		offcpu_feed_detach(s->offcpu, c->bpf_pid);
 	loop_io_del(c->io);
 	close(c->fd);
 	ingest_free(c->in);
@@ -100,6 +107,31 @@ static void on_frame(void *arg, struct agg_source *src, const uint8_t *frame, si
 			strerror(-rc));
 }
 
+/*
+ * A local source is traced from its hello on.  The pid to trace is the
+ * socket peer's: the kernel gives it in mfud's PID namespace, which is the
+ * one BPF's tgids are in when mfud runs in the host's; the hello's pid is
+ * the producer's own view (and mfu-synth can fake it).  Without a peer pid,
+ * the hello's.
+ */
+static void conn_watch(struct conn *c)
+{
+	struct agg_source *src = ingest_source(c->in);
+	uint32_t pid;
+	int rc;
+
+	if (c->bpf_pid || !c->is_unix || !src || !offcpu_feed_enabled(c->srv->offcpu, NULL))
+		return;
+	pid = c->peer_pid ? c->peer_pid : (uint32_t)src->pid;
+	if ((rc = offcpu_feed_attach(c->srv->offcpu, src, pid))) {
+		if (!c->srv->cfg.quiet)
+			fprintf(stderr, "mfud: cannot trace pid %u off-CPU: %s\n", pid, strerror(-rc));
+		c->is_unix = 0; /* do not try again on every read */
+		return;
+	}
+	c->bpf_pid = pid;
+}
+
 static void conn_readable(struct loop *l, struct loop_io *io, int fd, uint32_t events, void *arg)
 {
 	struct conn *c = arg;
@@ -124,6 +156,7 @@ static void conn_readable(struct loop *l, struct loop_io *io, int fd, uint32_t e
 				conn_close(c);
 				return;
 			}
+			conn_watch(c);
 			continue;
 		}
 		if (got < 0 && errno == EINTR)
@@ -144,15 +177,18 @@ static void conn_readable(struct loop *l, struct loop_io *io, int fd, uint32_t e
 	}
 }
 
-static void peer_describe(int fd, int is_unix, char *buf, size_t cap)
+static void peer_describe(int fd, int is_unix, char *buf, size_t cap, uint32_t *pid)
 {
+	*pid = 0;
 	if (is_unix) {
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
-		if (!getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
+		if (!getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
 			snprintf(buf, cap, "unix:pid=%d,uid=%u", cred.pid, cred.uid);
-		else
+			*pid = cred.pid > 0 ? (uint32_t)cred.pid : 0;
+		} else {
 			snprintf(buf, cap, "unix");
+		}
 		return;
 	}
 	struct sockaddr_storage ss;
@@ -188,7 +224,8 @@ static void accept_ready(struct loop *l, struct loop_io *io, int fd, uint32_t ev
 			return;
 		}
 		char peer[128];
-		peer_describe(cfd, is_unix, peer, sizeof(peer));
+		uint32_t peer_pid;
+		peer_describe(cfd, is_unix, peer, sizeof(peer), &peer_pid);
 		struct conn *c = calloc(1, sizeof(*c));
 		if (!c || ingest_new(s->agg, s->codec, peer, &c->in) ||
 		    loop_io_add(l, cfd, LOOP_READ, conn_readable, c, &c->io)) {
@@ -201,6 +238,8 @@ static void accept_ready(struct loop *l, struct loop_io *io, int fd, uint32_t ev
 		}
 		c->srv = s;
 		c->fd = cfd;
+		c->is_unix = is_unix;
+		c->peer_pid = peer_pid;
 		if (s->archive)
 			ingest_on_frame(c->in, on_frame, s);
 		c->next = s->conns;
@@ -218,7 +257,17 @@ static int http_handler(void *arg, const struct http_request *req, struct strbuf
 	struct server *s = arg;
 
 	if (!strcmp(req->path, "/metrics")) {
-		struct export_extra x = {.stream_errors = s->stream_errors, .bpf_reason = "not built"};
+		struct export_extra x = {.stream_errors = s->stream_errors};
+		struct offcpu_feed_stats st;
+		x.bpf_on = offcpu_feed_enabled(s->offcpu, &x.bpf_reason);
+		if (x.bpf_on) {
+			offcpu_feed_stats(s->offcpu, &st);
+			x.bpf_sources = st.sources;
+			x.bpf_switches = st.tracer.switches;
+			x.bpf_events = st.tracer.events;
+			x.bpf_drops = st.tracer.drops;
+			memcpy(x.bpf_offcpu_ns, st.ns, sizeof(x.bpf_offcpu_ns));
+		}
 		export_prometheus(s->agg, loop_now_ns(), &x, body);
 		*content_type = "text/plain; version=0.0.4; charset=utf-8";
 		return 200;
@@ -300,6 +349,14 @@ int server_new(struct loop *l, const struct server_config *cfg, struct server **
 	}
 	if (cfg->retain_ns && (rc = loop_timer_add(l, 1000, 1000, on_evict, s, &s->evict_timer)))
 		goto fail;
+	{
+		struct offcpu_tracer_opts bo = {.stacks = cfg->bpf_stacks};
+		char why[256];
+		if ((rc = offcpu_feed_new(l, (enum offcpu_feed_mode)cfg->bpf_mode, &bo, &s->offcpu, why, sizeof(why)))) {
+			fprintf(stderr, "mfud: --bpf=on: cannot start the eBPF scheduler tracer: %s\n", why);
+			goto fail;
+		}
+	}
 	*out = s;
 	return 0;
 fail:
@@ -315,6 +372,7 @@ void server_free(struct server *s)
 		loop_timer_del(s->evict_timer);
 	while (s->conns)
 		conn_close(s->conns);
+	offcpu_feed_free(s->offcpu);
 	http_server_free(s->http);
 	if (s->unix_io)
 		loop_io_del(s->unix_io);
@@ -351,4 +409,14 @@ unsigned server_connections(const struct server *s)
 uint64_t server_stream_errors(const struct server *s)
 {
 	return s->stream_errors;
+}
+
+int server_bpf_enabled(const struct server *s, const char **reason)
+{
+	return offcpu_feed_enabled(s->offcpu, reason);
+}
+
+struct offcpu_feed *server_offcpu(struct server *s)
+{
+	return s->offcpu;
 }

@@ -21,6 +21,8 @@ struct server_config {
 	struct agg_config agg;
 	int quiet; /* no per-connection log lines */
 	uint64_t retain_ns; /* free sources gone this long; 0 keeps them all */
+	int bpf_mode;       /* enum offcpu_feed_mode; 0: off (mfu run) */
+	int bpf_stacks;     /* kernel stack ids on off-CPU records */
 };
 
 struct server;
@@ -31,5 +33,9 @@ struct agg *server_agg(struct server *s);
 uint16_t server_http_port(const struct server *s);
 unsigned server_connections(const struct server *s);
 uint64_t server_stream_errors(const struct server *s);
+/* 1 if the eBPF scheduler tracer runs; *reason gets why not ("" when on). */
+int server_bpf_enabled(const struct server *s, const char **reason);
+/* The off-CPU feed (always there; it may be off). */
+struct offcpu_feed *server_offcpu(struct server *s);
 
 #endif

@@ -7,6 +7,9 @@
  * sleeping time as SLEEPING and the vfork wait as DISK within 5%, the
  * preemption of two spinners pinned to one CPU as RUNNABLE, stacks when
  * asked, and times inside the run in CLOCK_REALTIME; for the second, nothing.
+ * The collector's feed (collector/offcpu_feed.c) must hand the same time to
+ * the source a pid is attached to, as MFU_REC_OFFCPU records or in its own
+ * accounting, and nothing after the last detach.
  * Skips, saying why, where the process may not load BPF programs.
  * Usage: test_offcpu_trace PATH_TO_offcpu_workload.
  */
@@ -30,6 +33,7 @@
 #include <cmocka.h>
 
 #include "loop.h"
+#include "offcpu_feed.h"
 #include "offcpu_tracer.h"
 
 #define MAX_TIDS 32
@@ -300,10 +304,129 @@ static void test_tracer_attributes_known_offcpu_time_to_watched_threads_only(voi
 	free(a);
 }
 
+
+/* ---- the collector's feed ---- */
+
+static struct agg_source *sink_src;
+static uint64_t sink_ns[MFU_OFFCPU__COUNT], sink_records, sink_wrong_src, sink_bad_stack;
+
+static int sink(struct agg_source *s, const struct mfu_rec_offcpu *o)
+{
+	sink_records++;
+	if (s != sink_src)
+		sink_wrong_src++;
+	if (o->state >= MFU_OFFCPU__COUNT || o->end_ns < o->start_ns || !o->tid)
+		return -EINVAL;
+	sink_ns[o->state] += o->end_ns - o->start_ns;
+	/* Blocked parts carry a stack (id + 1), run-queue parts none. */
+	if (o->state == MFU_OFFCPU_SLEEPING && !o->stack_id)
+		sink_bad_stack++;
+	return 0;
+}
+
+/* Runs one workload to its end with the feed attached to src; returns its
+ * vfork thread's expected DISK time. */
+static uint64_t feed_run(struct loop *l, struct offcpu_feed *f, struct agg_source *src, uint32_t *pid)
+{
+	struct proc w = {0};
+	struct report r[MAX_TIDS];
+	char pidline[32];
+	int status;
+
+	proc_start(l, &w);
+	snprintf(pidline, sizeof(pidline), "pid %d\n", w.pid);
+	proc_wait_line(l, &w, pidline);
+	assert_int_equal(offcpu_feed_attach(f, src, (uint32_t)w.pid), 0);
+	assert_int_equal(offcpu_feed_attach(f, src, (uint32_t)w.pid), 0); /* a second connection */
+	assert_int_equal(offcpu_feed_attach(f, (struct agg_source *)&w, (uint32_t)w.pid), -EINVAL);
+	offcpu_feed_detach(f, (uint32_t)w.pid); /* one of two */
+	assert_int_equal(write(w.in, "g", 1), 1);
+	uint64_t start = loop_now_ns();
+	while (!w.eof && loop_now_ns() - start < UINT64_C(15000000000))
+		loop_run_once(l, 10);
+	assert_true(w.eof);
+	assert_int_equal(waitpid(w.pid, &status, 0), w.pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(w.in);
+	close(w.out);
+	*pid = (uint32_t)w.pid;
+	size_t n = parse_reports(&w, r, MAX_TIDS);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(r[i].kind, "vfork"))
+			return r[i].expect_ns;
+	fail_msg("no vfork thread reported");
+	return 0;
+}
+
+static void test_feed_hands_offcpu_time_to_the_attached_source(void **state)
+{
+	struct offcpu_tracer_opts opts = {.stacks = 1};
+	struct offcpu_feed *f = NULL;
+	struct offcpu_feed_stats st;
+	struct loop *l = NULL;
+	struct agg_source *src = calloc(1, sizeof(*src));
+	uint64_t ns[MFU_OFFCPU__COUNT];
+	const char *why;
+	char err[256];
+	uint32_t pid;
+
+	assert_non_null(src);
+	assert_int_equal(loop_new(&l), 0);
+	assert_int_equal(offcpu_feed_new(l, OFFCPU_FEED_AUTO, &opts, &f, err, sizeof(err)), 0);
+	if (!offcpu_feed_enabled(f, &why)) {
+		print_message("# SKIP BPF not permitted here: %s\n", why);
+		offcpu_feed_free(f);
+		loop_free(l);
+		free(src);
+		skip();
+	}
+	assert_string_equal(why, "");
+
+	/* Built-in accounting. */
+	uint64_t disk = feed_run(l, f, src, &pid);
+	offcpu_feed_poll(f);
+	assert_int_equal(offcpu_feed_source_ns(f, src, ns), 0);
+	assert_within(ns[MFU_OFFCPU_DISK], disk, 0.05, "feed DISK", 0);
+	assert_true(ns[MFU_OFFCPU_SLEEPING] > 300000000u); /* at least the sleep thread's */
+	offcpu_feed_stats(f, &st);
+	assert_int_equal(st.sources, 1);
+	assert_int_equal(st.tracer.drops, 0);
+	assert_int_equal(st.tracer.watched, 1);
+	offcpu_feed_detach(f, pid); /* the last one */
+	offcpu_feed_stats(f, &st);
+	assert_int_equal(st.sources, 0);
+	assert_int_equal(st.tracer.watched, 0);
+	assert_int_equal(offcpu_feed_source_ns(f, src, ns), -ENOENT);
+
+	/* A sink, as agg_source_offcpu will be. */
+	struct offcpu_feed_stats st0;
+	offcpu_feed_stats(f, &st0);
+	offcpu_feed_set_sink(f, sink);
+	sink_src = src;
+	disk = feed_run(l, f, src, &pid);
+	offcpu_feed_poll(f);
+	offcpu_feed_stats(f, &st);
+	assert_int_equal(sink_wrong_src, 0);
+	assert_int_equal(sink_bad_stack, 0);
+	assert_true(sink_records > 0);
+	assert_int_equal(st.records - st0.records, sink_records);
+	assert_int_equal(st.sink_errors, 0);
+	assert_within(sink_ns[MFU_OFFCPU_DISK], disk, 0.05, "sink DISK", 0);
+
+	offcpu_feed_detach(f, pid);
+	offcpu_feed_stats(f, &st);
+	assert_int_equal(st.sources, 0);
+	assert_int_equal(st.tracer.watched, 0);
+	offcpu_feed_free(f);
+	loop_free(l);
+	free(src);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tracer_attributes_known_offcpu_time_to_watched_threads_only),
+		cmocka_unit_test(test_feed_hands_offcpu_time_to_the_attached_source),
 	};
 
 	if (argc < 2) {
