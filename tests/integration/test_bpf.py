@@ -83,7 +83,7 @@ def local_source_is_traced_while_connected():
         m = parse_metrics(c.metrics())
         v = [(dict(k[1]).get("reason"), val) for k, val in m.items() if k[0] == "mfud_bpf_enabled"]
         if v and v[0][1] == 0.0:
-            print("# skip: BPF not permitted here: %s" % v[0][0])
+            print("# skip: the tracer is off here: %s" % v[0][0])
             return
         assert v == [("", 1.0)], v
         assert bpf_line(c) == ["mfud: eBPF scheduler tracing on (off-CPU time of local sources)"], c.logtext()
