@@ -3,7 +3,7 @@
 leave everything else working and say why on /metrics and in the log;
 --bpf=on without the privilege refuses to start; with it, a local
 producer's off-CPU time is traced while it is connected and the pid is
-unwatched when it leaves.  The checks that need the privilege skip, saying
+unwatched when it leaves, and a missing tracefs is mounted.  The checks that need the privilege skip, saying
 why, where this process does not have it."""
 
 import os
@@ -118,6 +118,28 @@ def local_source_is_traced_while_connected():
         print("# producer ran %.2f s; sleeping %.3f s, runnable %.3f s, %d events" % (
             wall, sleeping, samples(m, "mfud_bpf_offcpu_seconds_total", state="runnable")[0],
             samples(m, "mfud_bpf_events_total")[0]))
+    finally:
+        c.cleanup()
+
+
+@tap.check
+def tracer_mounts_tracefs_itself_when_it_is_missing():
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        print("# skip: needs root and unshare for a private mount namespace")
+        return
+    # A private mount namespace without tracefs; mfud must mount it to attach.
+    script = ('for d in /sys/kernel/debug/tracing /sys/kernel/tracing; do umount "$d" 2>/dev/null; done; '
+              '[ -e /sys/kernel/tracing/events/sched ] && exit 3; exec "$0" "$@"')
+    try:
+        c = Collector("--bpf=auto", prefix=["unshare", "-m", "--propagation", "private", "sh", "-c", script])
+    except RuntimeError as e:
+        raise AssertionError("mfud did not start in a namespace without tracefs: %s" % e)
+    try:
+        line = bpf_line(c)
+        if line and "off: not privileged" in line[0]:
+            print("# skip: " + line[0])
+            return
+        assert line == ["mfud: eBPF scheduler tracing on (off-CPU time of local sources)"], c.logtext()
     finally:
         c.cleanup()
 

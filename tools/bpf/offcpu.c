@@ -91,23 +91,23 @@ static int privileges_check(char *why, size_t whylen)
  * only when neither of the places libbpf looks has the events. */
 static int tracefs_check(char *why, size_t whylen)
 {
-	static const char ev[] = "events/sched/sched_switch/id";
+	static const char id[] = "/sys/kernel/tracing/events/sched/sched_switch/id";
+	int rc = 0;
 
-	if (!access("/sys/kernel/tracing/events/sched/sched_switch/id", R_OK) ||
-	    !access("/sys/kernel/debug/tracing/events/sched/sched_switch/id", R_OK))
-		return 0;
+	if (!access(id, R_OK) || !access("/sys/kernel/debug/tracing/events/sched/sched_switch/id", R_OK))
+		goto out;
 	if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL) && errno != EBUSY) {
-		int e = errno;
+		rc = -errno;
 		snprintf(why, whylen, "tracefs is not mounted and mounting it at /sys/kernel/tracing failed: %s",
-			 strerror(e));
-		return -e;
+			 strerror(-rc));
+		goto out;
 	}
-	if (access("/sys/kernel/tracing/events/sched/sched_switch/id", R_OK)) {
-		int e = errno;
-		snprintf(why, whylen, "no sched_switch tracepoint under /sys/kernel/tracing/%s: %s", ev, strerror(e));
-		return -e;
+	if (access(id, R_OK)) {
+		rc = -errno;
+		snprintf(why, whylen, "no sched_switch tracepoint at %s: %s", id, strerror(-rc));
 	}
-	return 0;
+out:
+	return rc;
 }
 
 static void clock_update(struct offcpu_tracer *t)
