@@ -48,7 +48,8 @@ struct offcpu_tracer {
  * thread, so a static buffer is enough. */
 static char libbpf_last[256];
 
-static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int libbpf_log(enum libbpf_print_level level, const char *fmt,
+								va_list ap)
 {
 	va_list aq;
 	size_t n;
