@@ -56,6 +56,10 @@ struct agg_source {
 	uint64_t id; /* collector-assigned, for log lines */
 	char host[AGG_NAME_MAX], job[AGG_NAME_MAX], producer[AGG_NAME_MAX], peer[128];
 	uint64_t pid, world_size, hello_flags, hello_ns;
+	/* The kernel's word on the peer (SO_PEERCRED) when its pid differs from
+	 * the hello's: another pid namespace, or a false claim.  0: agrees, or
+	 * unknown (TCP). */
+	uint64_t peer_pid_mismatch;
 	unsigned connections; /* hellos seen: 1 for the first connection */
 	uint64_t bad_time;    /* records dropped for implausible timestamps */
 	uint64_t gone_mono_ns; /* collector time of the last disconnect */

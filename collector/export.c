@@ -391,6 +391,8 @@ static void export_job(const struct agg *a, uint64_t now, struct strbuf *sb)
 	}
 }
 
+const char *const export_reject_reasons[4] = {"uid", "no_token", "wrong_token", "hello_size"};
+
 void export_prometheus(const struct agg *a, uint64_t now_mono_ns, const struct export_extra *x,
 		       struct strbuf *out)
 {
@@ -402,6 +404,20 @@ void export_prometheus(const struct agg *a, uint64_t now_mono_ns, const struct e
 	sb_printf(out, "mfud_sources %u\n", a->nsrc);
 	family(out, "mfud_stream_errors_total", "counter", "Connections dropped for malformed input.");
 	sb_printf(out, "mfud_stream_errors_total %llu\n", (unsigned long long)(x ? x->stream_errors : 0));
+	family(out, "mfud_rejected_connections_total", "counter",
+	       "Producer connections refused: uid not allowed, missing or wrong token, oversized hello.");
+	for (unsigned i = 0; i < 4; i++)
+		sb_printf(out, "mfud_rejected_connections_total{reason=\"%s\"} %llu\n", export_reject_reasons[i],
+			  (unsigned long long)(x ? x->rejected[i] : 0));
+	family(out, "mfud_timed_out_connections_total", "counter",
+	       "Producer connections closed for silence: no hello in time, or idle too long.");
+	sb_printf(out, "mfud_timed_out_connections_total{phase=\"hello\"} %llu\n",
+		  (unsigned long long)(x ? x->timed_out[0] : 0));
+	sb_printf(out, "mfud_timed_out_connections_total{phase=\"idle\"} %llu\n",
+		  (unsigned long long)(x ? x->timed_out[1] : 0));
+	family(out, "mfud_hello_pid_mismatch_total", "counter",
+	       "Hellos claiming a pid other than the kernel's (SO_PEERCRED); flagged, not refused.");
+	sb_printf(out, "mfud_hello_pid_mismatch_total %llu\n", (unsigned long long)(x ? x->pid_mismatches : 0));
 	family(out, "mfud_bpf_enabled", "gauge",
 	       "1 when the eBPF scheduler tracer runs; 0 with the reason it does not in the reason label.");
 	sb_puts(out, "mfud_bpf_enabled{reason=\"");
@@ -597,13 +613,18 @@ void export_json_summary(const struct agg *a, uint64_t now, struct strbuf *sb)
 		sb_json_string(sb, s->job, strlen(s->job));
 		sb_puts(sb, ",\"producer\":");
 		sb_json_string(sb, s->producer, strlen(s->producer));
+		if (s->peer_pid_mismatch)
+			sb_printf(sb, ",\"pid_mismatch\":true,\"peer_pid\":%llu",
+				  (unsigned long long)s->peer_pid_mismatch);
+		else
+			sb_puts(sb, ",\"pid_mismatch\":false");
 		sb_printf(sb, ",\"pid\":%llu,\"rank\":%lld,\"local_rank\":%lld,\"world_size\":%llu,"
-			      "\"connected\":%s,\"degraded\":%s,\"degraded_s\":%.9g,\"frames\":%llu,\"lost_frames\":%llu,"
-			      "\"implausible_records\":%llu,",
+			      "\"connected\":%s,\"degraded\":%s,\"degraded_s\":%.9g,\"frames\":%llu,\"records\":%llu,"
+			      "\"lost_frames\":%llu,\"implausible_records\":%llu,",
 			  (unsigned long long)s->pid, (long long)s->rank, (long long)s->local_rank,
 			  (unsigned long long)s->world_size, s->connected ? "true" : "false",
 			  s->degraded ? "true" : "false", (double)agg_source_degraded_ns(s) / 1e9,
-			  (unsigned long long)s->frames,
+			  (unsigned long long)s->frames, (unsigned long long)s->records,
 			  (unsigned long long)s->seq_gaps, (unsigned long long)s->bad_time);
 		json_exact(sb, &e);
 		sb_puts(sb, ",\"devices\":[");

@@ -15,6 +15,9 @@
 
 struct export_extra {
 	uint64_t stream_errors; /* connections dropped for bad input */
+	uint64_t rejected[4];   /* refused connections, by export_reject_reasons */
+	uint64_t timed_out[2];  /* closed for silence: [0] before hello, [1] idle */
+	uint64_t pid_mismatches; /* hellos whose pid differs from SO_PEERCRED's */
 	int bpf_on;
 	const char *bpf_reason; /* why off; "" when on */
 	/* eBPF scheduler tracer counters, when on (collector/offcpu_feed.h) */
@@ -33,6 +36,9 @@ static const struct {
 	{"total", 0},
 };
 #define EXPORT_WINDOWS (sizeof(export_windows) / sizeof(export_windows[0]))
+
+/* Label values of mfud_rejected_connections_total{reason}. */
+extern const char *const export_reject_reasons[4];
 
 void export_prometheus(const struct agg *a, uint64_t now_mono_ns, const struct export_extra *x,
 		       struct strbuf *out);

@@ -24,6 +24,8 @@ struct ingest {
 	uint64_t last_mono_ns;
 	ingest_frame_fn on_frame;
 	void *on_frame_arg;
+	ingest_hello_fn on_hello;
+	void *on_hello_arg;
 };
 
 int ingest_new(struct agg *a, struct mfu_codec *codec, const char *peer, struct ingest **out)
@@ -55,6 +57,12 @@ void ingest_on_frame(struct ingest *in, ingest_frame_fn fn, void *arg)
 	in->on_frame_arg = arg;
 }
 
+void ingest_on_hello(struct ingest *in, ingest_hello_fn fn, void *arg)
+{
+	in->on_hello = fn;
+	in->on_hello_arg = arg;
+}
+
 struct agg_source *ingest_source(const struct ingest *in)
 {
 	return in->src;
@@ -81,6 +89,10 @@ const char *ingest_strerror(int code)
 		return "too many sources";
 	case INGEST_E_SPANS:
 		return "records span too much time (over the per-frame work limit)";
+	case INGEST_E_HELLO_SIZE:
+		return "oversized hello (first frame or hello text past the limits)";
+	case INGEST_E_DENIED:
+		return "hello refused";
 	default:
 		return mfu_wire_strerror(code);
 	}
@@ -118,6 +130,13 @@ int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t n
 		if (__builtin_expect(!in->src, 0)) {
 			if (r.type != MFU_REC_HELLO)
 				return -INGEST_E_NO_HELLO;
+			const struct mfu_rec_hello *hh = &r.u.hello;
+			if (hh->host_len > INGEST_HELLO_TEXT_MAX || hh->job_len > INGEST_HELLO_TEXT_MAX ||
+			    hh->producer_len > INGEST_HELLO_TEXT_MAX || hh->token_len > INGEST_HELLO_TEXT_MAX ||
+			    (hh->has_device && hh->device.name_len > INGEST_HELLO_TEXT_MAX))
+				return -INGEST_E_HELLO_SIZE;
+			if (in->on_hello && (rc = in->on_hello(in->on_hello_arg, hh)))
+				return rc;
 			rc = agg_hello(in->agg, &r.u.hello, in->peer, now_mono_ns, &in->src);
 			if (rc)
 				return rc == -ENOSPC ? -INGEST_E_SOURCES : -MFU_WIRE_E_NOMEM;
@@ -149,6 +168,8 @@ int ingest_space(struct ingest *in, uint8_t **p, size_t *n)
 		want = mfu_frame_size(&h);
 	if (want < INITIAL_CAP)
 		want = INITIAL_CAP; /* small frames: read several at once */
+	if (!in->src && want > INGEST_FIRST_FRAME_MAX)
+		want = INGEST_FIRST_FRAME_MAX; /* ingest_commit refuses the frame */
 	if (reserve(in, want))
 		return -ENOMEM;
 	*p = in->buf + in->len;
@@ -172,6 +193,10 @@ int ingest_commit(struct ingest *in, size_t n, uint64_t now_mono_ns)
 		if (rc)
 			break;
 		size_t size = mfu_frame_size(&h);
+		if (!in->src && size > INGEST_FIRST_FRAME_MAX) {
+			rc = -INGEST_E_HELLO_SIZE;
+			break;
+		}
 		if (in->len - off < size)
 			break;
 		if ((rc = ingest_frame(in, in->buf + off, size, now_mono_ns)))

@@ -17,10 +17,15 @@ struct ingest;
 /* Called for every valid frame after its records were applied. */
 typedef void (*ingest_frame_fn)(void *arg, struct agg_source *src, const uint8_t *frame, size_t len);
 
+/* Called with the stream's hello before any source is made for it: 0
+ * accepts it, a negative ingest error refuses it (nothing is kept). */
+typedef int (*ingest_hello_fn)(void *arg, const struct mfu_rec_hello *h);
+
 int ingest_new(struct agg *a, struct mfu_codec *codec, const char *peer, struct ingest **out);
 /* Marks the source disconnected and frees the stream. */
 void ingest_free(struct ingest *in);
 void ingest_on_frame(struct ingest *in, ingest_frame_fn fn, void *arg);
+void ingest_on_hello(struct ingest *in, ingest_hello_fn fn, void *arg);
 
 /* Space to read into: at least 1 byte, at most what the current frame needs
  * plus slack.  Returns 0 or -ENOMEM. */
@@ -43,6 +48,15 @@ const char *ingest_peer(const struct ingest *in);
 #define INGEST_E_NO_HELLO 100  /* first record was not a hello */
 #define INGEST_E_SOURCES 101   /* collector's source limit reached */
 #define INGEST_E_SPANS 102     /* a frame's records span too many window buckets */
+#define INGEST_E_HELLO_SIZE 103 /* first frame or hello text past the limits below */
+#define INGEST_E_DENIED 104    /* the hello callback refused the stream */
+
+/* Before a hello is accepted a stream may make the collector buffer at most
+ * this much (a legitimate first frame, hello + devices + interned names,
+ * compresses far below it), and each hello text at most INGEST_HELLO_TEXT_MAX
+ * bytes (the model keeps AGG_NAME_MAX of them). */
+#define INGEST_FIRST_FRAME_MAX (1u << 20)
+#define INGEST_HELLO_TEXT_MAX 4096u
 
 /* Bucket updates one frame may cause through intervals longer than a bucket:
  * legitimate frames stay far below (a step spans ~10 buckets), while a tiny

@@ -23,9 +23,23 @@ static const char usage[] =
 	"Collects mfushim records from many processes and serves rolling HFU/MFU.\n"
 	"\n"
 	"  --socket PATH         Unix socket (default $XDG_RUNTIME_DIR/mfu/mfud.sock,\n"
-	"                        /run/mfu/mfud.sock as root); its directory is made 0700\n"
-	"  --listen HOST:PORT    also accept producers over TCP (off by default)\n"
-	"  --http HOST:PORT|off  metrics endpoint (default 127.0.0.1:9464)\n"
+	"                        /run/mfu/mfud.sock as root); a missing directory is made\n"
+	"                        0700 and the socket 0600; an existing directory must be\n"
+	"                        ours (or root's) and not writable by group or others\n"
+	"  --socket-group GROUP  system daemon: directory 0750 and socket 0660, owned by\n"
+	"                        GROUP, whose members may then connect (any uid, unless\n"
+	"                        --allow-uid is given too)\n"
+	"  --allow-uid LIST      uids or user names (comma-separated) accepted on the\n"
+	"                        socket besides mfud's own uid and root (SO_PEERCRED)\n"
+	"  --listen HOST:PORT    also accept producers over TCP (off by default); needs a\n"
+	"                        shared token in each hello: MFU_TOKEN, or the file that\n"
+	"                        --token-file or MFU_TOKEN_FILE names (never a flag value)\n"
+	"  --token-file FILE     read the TCP token from FILE\n"
+	"  --hello-timeout SEC   close connections that send no hello by then (default 5;\n"
+	"                        0: never)\n"
+	"  --idle-timeout SEC    close connections silent this long (default 600; 0: never)\n"
+	"  --http HOST:PORT|off  metrics endpoint (default 127.0.0.1:9464; a non-loopback\n"
+	"                        address gets a warning: it has no authentication)\n"
 	"  --archive DIR         keep every received frame, per source, in DIR\n"
 	"  --archive-max-mb N    rotate archive files past N MiB (default 64)\n"
 	"  --peak-tflops SPEC    peak override: '989.4' or 'bf16=989.4,fp8=1979'\n"
@@ -65,18 +79,25 @@ int main(int argc, char **argv)
 		{"model-dtype", required_argument, NULL, 'd'},
 		{"settle-ms", required_argument, NULL, 'S'}, {"quiet", no_argument, NULL, 'q'},
 		{"retain", required_argument, NULL, 'r'},
+		{"socket-group", required_argument, NULL, 'g'}, {"allow-uid", required_argument, NULL, 'u'},
+		{"token-file", required_argument, NULL, 't'}, {"hello-timeout", required_argument, NULL, 'T'},
+		{"idle-timeout", required_argument, NULL, 'I'},
 		{"bpf", required_argument, NULL, 'B'},      {"bpf-stacks", no_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
 		{0},
 	};
 	struct server_config cfg = {.http_listen = "127.0.0.1:9464", .bpf_mode = OFFCPU_FEED_AUTO};
 	char sock[4096], err[256];
-	const char *peak = NULL;
+	const char *peak = NULL, *token_file = NULL, *token_origin;
+	static char token[NET_TOKEN_MAX + 1];
+	static uint32_t uids[64];
 	uint64_t v;
 	int c;
 
 	cfg.agg.settle_ns = 1000000000u;
 	cfg.retain_ns = UINT64_C(300) * 1000000000u;
+	cfg.hello_timeout_ns = UINT64_C(5) * 1000000000u;
+	cfg.idle_timeout_ns = UINT64_C(600) * 1000000000u;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
@@ -113,6 +134,28 @@ int main(int argc, char **argv)
 				return bad(err);
 			cfg.retain_ns = v * 1000000000u;
 			break;
+		case 'g':
+			if (opt_group(optarg, &cfg.socket_gid, err, sizeof(err)))
+				return bad(err);
+			cfg.socket_group = 1;
+			break;
+		case 'u':
+			if (opt_uid_list(optarg, uids, sizeof(uids) / sizeof(uids[0]), &cfg.n_allow_uids, err,
+					 sizeof(err)))
+				return bad(err);
+			cfg.allow_uids = uids;
+			break;
+		case 't': token_file = optarg; break;
+		case 'T':
+			if (opt_uint(optarg, 0, 3600, &v, err, sizeof(err)))
+				return bad(err);
+			cfg.hello_timeout_ns = v * 1000000000u;
+			break;
+		case 'I':
+			if (opt_uint(optarg, 0, 30 * 86400, &v, err, sizeof(err)))
+				return bad(err);
+			cfg.idle_timeout_ns = v * 1000000000u;
+			break;
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': printf("mfud %s\n", MFU_VERSION); return 0;
 		default:
@@ -126,6 +169,19 @@ int main(int argc, char **argv)
 	}
 	if (opt_peak(&cfg.agg, peak, err, sizeof(err)))
 		return bad(err);
+	cfg.any_uid = cfg.socket_group && !cfg.allow_uids;
+	int trc = net_token_load(token_file, token, sizeof(token), &cfg.token_len, &token_origin);
+	if (trc) {
+		/* the origin is a variable name or a path, never the token */
+		snprintf(err, sizeof(err), "token from %s: %s", token_origin,
+			 trc == -E2BIG	  ? "longer than " NET_TOKEN_MAX_TEXT " bytes"
+			 : trc == -ENODATA ? "empty"
+					   : strerror(-trc));
+		return bad(err);
+	}
+	cfg.token = token;
+	if (cfg.token_len && !cfg.tcp_listen)
+		fprintf(stderr, "mfud: a token is set but --listen is not: unix producers are checked by uid, not token\n");
 	if (!cfg.socket_path) {
 		if (net_default_socket(sock, sizeof(sock)))
 			return bad("cannot work out the default socket path; use --socket");

@@ -191,7 +191,7 @@ static int unix_addr(const char *path, struct sockaddr_un *sa)
 	return 0;
 }
 
-static int ensure_parent(const char *path)
+static int ensure_parent(const char *path, mode_t dir_mode, gid_t gid)
 {
 	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct stat st;
@@ -204,8 +204,10 @@ static int ensure_parent(const char *path)
 		goto out; /* "." or "/": they exist */
 	*slash = '\0';
 	if (mkdir(dir, 0700) == 0) {
-		/* mkdir's mode passes through the umask; the contract is 0700. */
-		if (chmod(dir, 0700) < 0)
+		/* Made 0700 first and opened up only after the chown, so nobody
+		 * outside the group ever sees it open; mkdir's mode also passes
+		 * through the umask, and the contract is dir_mode exactly. */
+		if ((gid != (gid_t)-1 && chown(dir, (uid_t)-1, gid) < 0) || chmod(dir, dir_mode) < 0)
 			err = -errno;
 		goto out;
 	}
@@ -221,7 +223,14 @@ static int ensure_parent(const char *path)
 		err = -ENOTDIR;
 		goto out;
 	}
+	/* Someone else's directory, or one others may write to (they could
+	 * swap the socket for their own), is refused, never "fixed": we did not
+	 * make it and do not know who relies on its mode.  A sticky directory
+	 * (/tmp) only lets its owners remove entries, and clear_stale checks
+	 * the socket itself. */
 	if (st.st_uid != geteuid() && st.st_uid != 0)
+		err = -EPERM;
+	else if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
 		err = -EPERM;
 out:
 	return err;
@@ -274,6 +283,11 @@ out:
 
 int net_listen_unix(const char *path, mode_t sock_mode, int *fd_out)
 {
+	return net_listen_unix_group(path, 0700, sock_mode, (gid_t)-1, fd_out);
+}
+
+int net_listen_unix_group(const char *path, mode_t dir_mode, mode_t sock_mode, gid_t gid, int *fd_out)
+{
 	struct sockaddr_un sa;
 	int fd = -1, bound = 0, err;
 
@@ -284,7 +298,7 @@ int net_listen_unix(const char *path, mode_t sock_mode, int *fd_out)
 	err = unix_addr(path, &sa);
 	if (err)
 		goto out;
-	err = ensure_parent(path);
+	err = ensure_parent(path, dir_mode, gid);
 	if (err)
 		goto out;
 	err = clear_stale(&sa);
@@ -302,7 +316,8 @@ int net_listen_unix(const char *path, mode_t sock_mode, int *fd_out)
 	bound = 1;
 	/* Before listen(): until then every connect is refused, so no client
 	 * gets in while the mode is still the umask's. */
-	if (chmod(path, sock_mode) < 0 || listen(fd, NET_BACKLOG) < 0) {
+	if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) || chmod(path, sock_mode) < 0 ||
+	    listen(fd, NET_BACKLOG) < 0) {
 		err = -errno;
 		goto out;
 	}
@@ -450,4 +465,69 @@ int net_default_socket(char *buf, size_t cap)
 	if (n < 0 || (size_t)n >= cap)
 		return -ENAMETOOLONG;
 	return 0;
+}
+
+int net_token_load(const char *file, char *buf, size_t cap, size_t *len, const char **origin)
+{
+	const char *env = secure_getenv("MFU_TOKEN");
+	FILE *f = NULL;
+	size_t n = 0;
+	int err = 0;
+
+	*len = 0;
+	*origin = NULL;
+	if (!file && env && *env) {
+		*origin = "MFU_TOKEN";
+		n = strlen(env);
+		if (n >= cap) {
+			err = -E2BIG;
+			goto out;
+		}
+		memcpy(buf, env, n);
+		goto done;
+	}
+	if (!file)
+		file = secure_getenv("MFU_TOKEN_FILE");
+	if (!file || !*file)
+		goto out;
+	*origin = file;
+	f = fopen(file, "re");
+	if (!f) {
+		err = -errno;
+		goto out;
+	}
+	n = fread(buf, 1, cap, f);
+	if (ferror(f)) {
+		err = -EIO;
+		goto out;
+	}
+	if (n == cap) {
+		err = -E2BIG;
+		goto out;
+	}
+	/* `echo secret > file` is how token files get written */
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+done:
+	if (n == 0) {
+		err = -ENODATA;
+		goto out;
+	}
+	buf[n] = '\0';
+	*len = n;
+out:
+	if (f)
+		fclose(f);
+	return err;
+}
+
+int net_token_equal(const char *want, size_t want_len, const char *got, size_t got_len)
+{
+	/* Runs over want's length whatever got is, so the time says nothing
+	 * about how many leading bytes matched. */
+	volatile unsigned char diff = want_len != got_len;
+
+	for (size_t i = 0; i < want_len; i++)
+		diff |= (unsigned char)want[i] ^ (unsigned char)(i < got_len ? got[i] : ~want[i]);
+	return want_len > 0 && diff == 0;
 }

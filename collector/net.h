@@ -53,6 +53,36 @@ int net_listen_tcp(const char *host, uint16_t port, int *fd_out, uint16_t *bound
  */
 int net_listen_unix(const char *path, mode_t sock_mode, int *fd_out);
 
+/*
+ * net_listen_unix for a daemon shared with a group: a missing parent
+ * directory is created with dir_mode (not 0700) and, when gid is not
+ * (gid_t)-1, given to group gid, as is the socket, before its mode is
+ * opened up.  An existing parent must also not be writable by group or
+ * others unless it is sticky (-EPERM).  net_listen_unix(p, m, fd) is
+ * net_listen_unix_group(p, 0700, m, (gid_t)-1, fd).  Same returns.
+ */
+int net_listen_unix_group(const char *path, mode_t dir_mode, mode_t sock_mode, gid_t gid, int *fd_out);
+
+/*
+ * The shared token for TCP collectors: the contents of file when it is not
+ * NULL (trailing newlines removed), else $MFU_TOKEN, else the contents of
+ * the file $MFU_TOKEN_FILE names.  buf gets the token NUL-terminated and
+ * *len its length (0 when none is configured); *origin names where it came
+ * from ("MFU_TOKEN" or the file), for error messages.  Returns 0 (also
+ * when none is set), -ENODATA for an empty token, -E2BIG when it does not
+ * fit in cap - 1 bytes, or the -errno of opening or reading the file.
+ * Not thread-safe against setenv; not async-signal-safe.
+ */
+#define NET_TOKEN_MAX 1024 /* bytes; a hello's token is a str (<= 64 KiB) */
+#define NET_TOKEN_MAX_TEXT "1024"
+int net_token_load(const char *file, char *buf, size_t cap, size_t *len, const char **origin);
+
+/*
+ * 1 when got equals want (and want is not empty), else 0, in a time that
+ * depends only on want_len.  Thread-safe and async-signal-safe.
+ */
+int net_token_equal(const char *want, size_t want_len, const char *got, size_t got_len);
+
 /* A collector address as net_parse_target reads it. */
 struct net_target {
 	int is_unix;                                            /* 1: path; 0: host and port */

@@ -117,8 +117,8 @@ void offcpu_feed_free(struct offcpu_feed *f)
 int offcpu_feed_enabled(const struct offcpu_feed *f, const char **reason)
 {
 	if (reason)
-		*reason = f->t ? "" : f->reason;
-	return f->t != NULL;
+		*reason = !f ? "not started" : f->t ? "" : f->reason;
+	return f && f->t;
 }
 
 void offcpu_feed_set_sink(struct offcpu_feed *f, offcpu_sink_fn fn)

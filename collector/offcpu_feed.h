@@ -57,7 +57,8 @@ int offcpu_feed_new(struct loop *l, enum offcpu_feed_mode mode, const struct off
 /* Stops the tracer and frees the feed.  offcpu_feed_free(NULL) is a no-op. */
 void offcpu_feed_free(struct offcpu_feed *f);
 
-/* 1 if the tracer runs; *reason (may be NULL) gets why not ("" when on). */
+/* 1 if the tracer runs; *reason (may be NULL) gets why not ("" when on).
+ * f may be NULL (0, "not started"). */
 int offcpu_feed_enabled(const struct offcpu_feed *f, const char **reason);
 
 /* Where records go; NULL restores the built-in per-source accounting. */

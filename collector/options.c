@@ -5,7 +5,9 @@
  * alphabet is checked first.
  */
 #include <errno.h>
+#include <grp.h>
 #include <math.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,5 +92,60 @@ int opt_peak(struct agg_config *cfg, const char *cli, char *err, size_t errlen)
 	}
 	cfg->have_override = 1;
 	snprintf(cfg->override_origin, sizeof(cfg->override_origin), "%s", origin);
+	return 0;
+}
+
+int opt_uid_list(const char *text, uint32_t *uids, unsigned cap, unsigned *n, char *err, size_t errlen)
+{
+	char item[64];
+	const char *p = text ? text : "";
+	uint64_t v;
+
+	*n = 0;
+	do {
+		size_t len = strcspn(p, ",");
+		if (len == 0 || len >= sizeof(item)) {
+			snprintf(err, errlen, "--allow-uid: '%.40s' is not a list of uids or user names", text ? text : "");
+			return -EINVAL;
+		}
+		memcpy(item, p, len);
+		item[len] = '\0';
+		if (*n == cap) {
+			snprintf(err, errlen, "--allow-uid: more than %u entries", cap);
+			return -E2BIG;
+		}
+		if (item[0] >= '0' && item[0] <= '9') {
+			if (opt_uint(item, 0, UINT32_MAX - 1, &v, err, errlen))
+				return -EINVAL;
+		} else {
+			struct passwd *pw = getpwnam(item);
+			if (!pw) {
+				snprintf(err, errlen, "--allow-uid: no user named '%.40s'", item);
+				return -EINVAL;
+			}
+			v = pw->pw_uid;
+		}
+		uids[(*n)++] = (uint32_t)v;
+		p += len;
+	} while (*p++ == ',');
+	return 0;
+}
+
+int opt_group(const char *text, gid_t *gid, char *err, size_t errlen)
+{
+	uint64_t v;
+
+	if (text && text[0] >= '0' && text[0] <= '9') {
+		if (opt_uint(text, 0, UINT32_MAX - 1, &v, err, errlen))
+			return -EINVAL;
+		*gid = (gid_t)v;
+		return 0;
+	}
+	struct group *g = text && *text ? getgrnam(text) : NULL;
+	if (!g) {
+		snprintf(err, errlen, "--socket-group: no group named '%.40s'", text ? text : "");
+		return -EINVAL;
+	}
+	*gid = g->gr_gid;
 	return 0;
 }

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "agg.h"
 
@@ -20,5 +21,10 @@ int opt_positive(const char *text, double *out, char *err, size_t errlen);
 int opt_class(const char *text, unsigned *cls, char *err, size_t errlen);
 /* Peak override from --peak-tflops (cli, may be NULL), else MFU_PEAK_TFLOPS. */
 int opt_peak(struct agg_config *cfg, const char *cli, char *err, size_t errlen);
+
+/* Comma-separated uids or user names, at most cap of them. */
+int opt_uid_list(const char *text, uint32_t *uids, unsigned cap, unsigned *n, char *err, size_t errlen);
+/* A group name or number. */
+int opt_group(const char *text, gid_t *gid, char *err, size_t errlen);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,11 +28,14 @@ struct conn {
 	struct server *srv;
 	struct loop_io *io;
 	int fd;
+	int is_tcp;
+	int denied;            /* the hello hook refused it and logged why */
+	pid_t peer_pid;        /* SO_PEERCRED; 0 for TCP */
+	uint64_t accepted_ns, last_rx_ns; /* loop clock */
 	struct ingest *in;
 	struct conn *next, **pprev;
-	int is_unix;
-	uint32_t peer_pid;  /* SO_PEERCRED, 0 if unknown or not local */
 	uint32_t bpf_pid;   /* attached to the off-CPU feed, 0: not */
+	int bpf_failed;     /* attaching failed once: do not retry on every read */
 };
 
 struct server {
@@ -43,10 +47,11 @@ struct server {
 	struct http_server *http;
 	int unix_fd, tcp_fd;
 	struct loop_io *unix_io, *tcp_io;
-	struct loop_timer *evict_timer;
+	struct loop_timer *evict_timer, *sweep_timer;
 	struct conn *conns;
 	unsigned nconns;
 	uint64_t stream_errors;
+	uint64_t rejected[4], timed_out[2], pid_mismatches;
 	char *socket_path;
 	struct offcpu_feed *offcpu;
 };
@@ -120,16 +125,57 @@ static void conn_watch(struct conn *c)
 	uint32_t pid;
 	int rc;
 
-	if (c->bpf_pid || !c->is_unix || !src || !offcpu_feed_enabled(c->srv->offcpu, NULL))
+	if (c->bpf_pid || c->bpf_failed || c->is_tcp || !src || !offcpu_feed_enabled(c->srv->offcpu, NULL))
 		return;
-	pid = c->peer_pid ? c->peer_pid : (uint32_t)src->pid;
+	pid = c->peer_pid > 0 ? (uint32_t)c->peer_pid : (uint32_t)src->pid;
 	if ((rc = offcpu_feed_attach(c->srv->offcpu, src, pid))) {
 		if (!c->srv->cfg.quiet)
 			fprintf(stderr, "mfud: cannot trace pid %u off-CPU: %s\n", pid, strerror(-rc));
-		c->is_unix = 0; /* do not try again on every read */
+		c->bpf_failed = 1;
 		return;
 	}
 	c->bpf_pid = pid;
+}
+
+/* Log line and counter for a refused connection; nothing else is kept. */
+static int conn_reject(struct conn *c, unsigned reason, const char *why)
+{
+	fprintf(stderr, "mfud: rejected %s: %s\n", ingest_peer(c->in), why);
+	c->srv->rejected[reason]++;
+	c->denied = 1;
+	return -INGEST_E_DENIED;
+}
+
+static int on_hello(void *arg, const struct mfu_rec_hello *h)
+{
+	struct conn *c = arg;
+	struct server *s = c->srv;
+
+	/* The token guards TCP only: a unix peer was vouched for by the kernel
+	 * (uid at accept), and a unix producer may carry a token meant for a
+	 * TCP collector elsewhere. */
+	if (!c->is_tcp)
+		return 0;
+	if (!h->token_len)
+		return conn_reject(c, 1, "no token in its hello (set MFU_TOKEN or MFU_TOKEN_FILE for the producer)");
+	if (!net_token_equal(s->cfg.token, s->cfg.token_len, h->token, h->token_len))
+		return conn_reject(c, 2, "wrong token");
+	return 0;
+}
+
+static void conn_hello_accepted(struct conn *c)
+{
+	struct agg_source *src = ingest_source(c->in);
+	char name[640];
+
+	src->peer_pid_mismatch = 0;
+	if (!c->peer_pid || src->pid == (uint64_t)c->peer_pid)
+		return;
+	src->peer_pid_mismatch = (uint64_t)c->peer_pid;
+	c->srv->pid_mismatches++;
+	source_name(c, name, sizeof(name));
+	fprintf(stderr, "mfud: %s claims pid %llu but the kernel says %d (another pid namespace, or a false claim)\n",
+		name, (unsigned long long)src->pid, (int)c->peer_pid);
 }
 
 static void conn_readable(struct loop *l, struct loop_io *io, int fd, uint32_t events, void *arg)
@@ -148,7 +194,24 @@ static void conn_readable(struct loop *l, struct loop_io *io, int fd, uint32_t e
 		}
 		ssize_t got = read(fd, p, n);
 		if (got > 0) {
-			int rc = ingest_commit(c->in, (size_t)got, loop_now_ns());
+			int had_source = ingest_source(c->in) != NULL;
+			c->last_rx_ns = loop_now_ns();
+			int rc = ingest_commit(c->in, (size_t)got, c->last_rx_ns);
+			if (!had_source && ingest_source(c->in)) {
+				conn_hello_accepted(c);
+				conn_watch(c);
+			}
+			if (rc && c->denied) {
+				conn_close(c);
+				return;
+			}
+			if (rc == -INGEST_E_HELLO_SIZE) {
+				/* one line, no source: the same as a refused hello */
+				fprintf(stderr, "mfud: rejected %s: %s\n", ingest_peer(c->in), ingest_strerror(rc));
+				c->srv->rejected[3]++;
+				conn_close(c);
+				return;
+			}
 			if (rc) {
 				source_name(c, name, sizeof(name));
 				fprintf(stderr, "mfud: dropping %s: %s (code %d)\n", name, ingest_strerror(rc), -rc);
@@ -156,7 +219,6 @@ static void conn_readable(struct loop *l, struct loop_io *io, int fd, uint32_t e
 				conn_close(c);
 				return;
 			}
-			conn_watch(c);
 			continue;
 		}
 		if (got < 0 && errno == EINTR)
@@ -177,18 +239,13 @@ static void conn_readable(struct loop *l, struct loop_io *io, int fd, uint32_t e
 	}
 }
 
-static void peer_describe(int fd, int is_unix, char *buf, size_t cap, uint32_t *pid)
+static void peer_describe(int fd, int is_unix, const struct ucred *cred, char *buf, size_t cap)
 {
-	*pid = 0;
 	if (is_unix) {
-		struct ucred cred;
-		socklen_t len = sizeof(cred);
-		if (!getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
-			snprintf(buf, cap, "unix:pid=%d,uid=%u", cred.pid, cred.uid);
-			*pid = cred.pid > 0 ? (uint32_t)cred.pid : 0;
-		} else {
+		if (cred)
+			snprintf(buf, cap, "unix:pid=%d,uid=%u", cred->pid, cred->uid);
+		else
 			snprintf(buf, cap, "unix");
-		}
 		return;
 	}
 	struct sockaddr_storage ss;
@@ -209,6 +266,20 @@ static void peer_describe(int fd, int is_unix, char *buf, size_t cap, uint32_t *
 	snprintf(buf, cap, "tcp:%s:%u", host, port);
 }
 
+static int uid_allowed(const struct server *s, const struct ucred *cred)
+{
+	if (s->cfg.any_uid)
+		return 1;
+	if (!cred)
+		return 0; /* no word from the kernel: no way to tell */
+	if (cred->uid == geteuid() || cred->uid == 0)
+		return 1;
+	for (unsigned i = 0; i < s->cfg.n_allow_uids; i++)
+		if (cred->uid == s->cfg.allow_uids[i])
+			return 1;
+	return 0;
+}
+
 static void accept_ready(struct loop *l, struct loop_io *io, int fd, uint32_t events, void *arg)
 {
 	struct server *s = arg;
@@ -224,8 +295,17 @@ static void accept_ready(struct loop *l, struct loop_io *io, int fd, uint32_t ev
 			return;
 		}
 		char peer[128];
-		uint32_t peer_pid;
-		peer_describe(cfd, is_unix, peer, sizeof(peer), &peer_pid);
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+		int have_cred = is_unix && !getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &clen);
+		peer_describe(cfd, is_unix, have_cred ? &cred : NULL, peer, sizeof(peer));
+		if (is_unix && !uid_allowed(s, have_cred ? &cred : NULL)) {
+			/* Before any state: a refused peer costs one log line. */
+			fprintf(stderr, "mfud: rejected %s: uid not allowed (see --allow-uid)\n", peer);
+			s->rejected[0]++;
+			close(cfd);
+			continue;
+		}
 		struct conn *c = calloc(1, sizeof(*c));
 		if (!c || ingest_new(s->agg, s->codec, peer, &c->in) ||
 		    loop_io_add(l, cfd, LOOP_READ, conn_readable, c, &c->io)) {
@@ -238,8 +318,10 @@ static void accept_ready(struct loop *l, struct loop_io *io, int fd, uint32_t ev
 		}
 		c->srv = s;
 		c->fd = cfd;
-		c->is_unix = is_unix;
-		c->peer_pid = peer_pid;
+		c->is_tcp = !is_unix;
+		c->peer_pid = have_cred ? cred.pid : 0;
+		c->accepted_ns = c->last_rx_ns = loop_now_ns();
+		ingest_on_hello(c->in, on_hello, c);
 		if (s->archive)
 			ingest_on_frame(c->in, on_frame, s);
 		c->next = s->conns;
@@ -257,17 +339,8 @@ static int http_handler(void *arg, const struct http_request *req, struct strbuf
 	struct server *s = arg;
 
 	if (!strcmp(req->path, "/metrics")) {
-		struct export_extra x = {.stream_errors = s->stream_errors};
-		struct offcpu_feed_stats st;
-		x.bpf_on = offcpu_feed_enabled(s->offcpu, &x.bpf_reason);
-		if (x.bpf_on) {
-			offcpu_feed_stats(s->offcpu, &st);
-			x.bpf_sources = st.sources;
-			x.bpf_switches = st.tracer.switches;
-			x.bpf_events = st.tracer.events;
-			x.bpf_drops = st.tracer.drops;
-			memcpy(x.bpf_offcpu_ns, st.ns, sizeof(x.bpf_offcpu_ns));
-		}
+		struct export_extra x;
+		server_counters(s, &x);
 		export_prometheus(s->agg, loop_now_ns(), &x, body);
 		*content_type = "text/plain; version=0.0.4; charset=utf-8";
 		return 200;
@@ -302,6 +375,34 @@ static void on_evict(struct loop *l, struct loop_timer *t, void *arg)
 			(unsigned long long)(s->cfg.retain_ns / 1000000000u));
 }
 
+/* Connections that never say hello, or go silent, are closed: each holds a
+ * buffer and an fd, and a peer should not keep them for nothing. */
+static void on_sweep(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct server *s = arg;
+	uint64_t now = loop_now_ns();
+	struct conn *c = s->conns, *next;
+	char name[640];
+
+	for (; c; c = next) {
+		next = c->next;
+		int hello = ingest_source(c->in) != NULL;
+		if (!hello && s->cfg.hello_timeout_ns && now - c->accepted_ns >= s->cfg.hello_timeout_ns) {
+			source_name(c, name, sizeof(name));
+			fprintf(stderr, "mfud: closing %s: no hello within %llu ms\n", name,
+				(unsigned long long)(s->cfg.hello_timeout_ns / 1000000u));
+			s->timed_out[0]++;
+			conn_close(c);
+		} else if (s->cfg.idle_timeout_ns && now - c->last_rx_ns >= s->cfg.idle_timeout_ns) {
+			source_name(c, name, sizeof(name));
+			fprintf(stderr, "mfud: closing %s: nothing received for %llu s\n", name,
+				(unsigned long long)(s->cfg.idle_timeout_ns / 1000000000u));
+			s->timed_out[1]++;
+			conn_close(c);
+		}
+	}
+}
+
 int server_new(struct loop *l, const struct server_config *cfg, struct server **out)
 {
 	struct server *s = calloc(1, sizeof(*s));
@@ -322,10 +423,21 @@ int server_new(struct loop *l, const struct server_config *cfg, struct server **
 		fprintf(stderr, "mfud: archive directory %s: %s\n", cfg->archive_dir, strerror(-rc));
 		goto fail;
 	}
+	if (cfg->tcp_listen && !cfg->token_len) {
+		fprintf(stderr, "mfud: --listen needs a shared token: set MFU_TOKEN, MFU_TOKEN_FILE or --token-file\n");
+		rc = -EINVAL;
+		goto fail;
+	}
 	if (cfg->socket_path) {
-		if ((rc = net_listen_unix(cfg->socket_path, 0600, &s->unix_fd))) {
+		int grp = cfg->socket_group;
+		rc = net_listen_unix_group(cfg->socket_path, grp ? 0750 : 0700, grp ? 0660 : 0600,
+					   grp ? cfg->socket_gid : (gid_t)-1, &s->unix_fd);
+		if (rc) {
 			fprintf(stderr, "mfud: cannot listen on %s: %s\n", cfg->socket_path,
-				rc == -EADDRINUSE ? "another collector is running there" : strerror(-rc));
+				rc == -EADDRINUSE ? "another collector is running there"
+				: rc == -EPERM	  ? "its directory must belong to this user or root and not be writable "
+						    "by group or others (see doc/security.md)"
+						  : strerror(-rc));
 			goto fail;
 		}
 		s->socket_path = strdup(cfg->socket_path);
@@ -349,6 +461,9 @@ int server_new(struct loop *l, const struct server_config *cfg, struct server **
 	}
 	if (cfg->retain_ns && (rc = loop_timer_add(l, 1000, 1000, on_evict, s, &s->evict_timer)))
 		goto fail;
+	if ((cfg->hello_timeout_ns || cfg->idle_timeout_ns) &&
+	    (rc = loop_timer_add(l, 250, 250, on_sweep, s, &s->sweep_timer)))
+		goto fail;
 	{
 		struct offcpu_tracer_opts bo = {.stacks = cfg->bpf_stacks};
 		char why[256];
@@ -370,6 +485,8 @@ void server_free(struct server *s)
 		return;
 	if (s->evict_timer)
 		loop_timer_del(s->evict_timer);
+	if (s->sweep_timer)
+		loop_timer_del(s->sweep_timer);
 	while (s->conns)
 		conn_close(s->conns);
 	offcpu_feed_free(s->offcpu);
@@ -409,6 +526,25 @@ unsigned server_connections(const struct server *s)
 uint64_t server_stream_errors(const struct server *s)
 {
 	return s->stream_errors;
+}
+
+void server_counters(const struct server *s, struct export_extra *x)
+{
+	memset(x, 0, sizeof(*x));
+	x->stream_errors = s->stream_errors;
+	memcpy(x->rejected, s->rejected, sizeof(x->rejected));
+	memcpy(x->timed_out, s->timed_out, sizeof(x->timed_out));
+	x->pid_mismatches = s->pid_mismatches;
+	x->bpf_on = offcpu_feed_enabled(s->offcpu, &x->bpf_reason);
+	if (x->bpf_on) {
+		struct offcpu_feed_stats st;
+		offcpu_feed_stats(s->offcpu, &st);
+		x->bpf_sources = st.sources;
+		x->bpf_switches = st.tracer.switches;
+		x->bpf_events = st.tracer.events;
+		x->bpf_drops = st.tracer.drops;
+		memcpy(x->bpf_offcpu_ns, st.ns, sizeof(x->bpf_offcpu_ns));
+	}
 }
 
 int server_bpf_enabled(const struct server *s, const char **reason)

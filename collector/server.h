@@ -8,8 +8,10 @@
 #define MFU_SERVER_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "agg.h"
+#include "export.h"
 #include "loop.h"
 
 struct server_config {
@@ -21,6 +23,17 @@ struct server_config {
 	struct agg_config agg;
 	int quiet; /* no per-connection log lines */
 	uint64_t retain_ns; /* free sources gone this long; 0 keeps them all */
+
+	/* Access rules (doc/security.md). */
+	int socket_group;         /* 1: dir 0750, socket 0660, both owned by socket_gid */
+	gid_t socket_gid;
+	const uint32_t *allow_uids; /* unix peers' uids accepted besides ours and root's */
+	unsigned n_allow_uids;
+	int any_uid;              /* no uid check: the socket's group is the gate */
+	const char *token;        /* shared secret TCP hellos must carry; required with tcp_listen */
+	size_t token_len;
+	uint64_t hello_timeout_ns; /* close a connection without a hello by then; 0: never */
+	uint64_t idle_timeout_ns;  /* close a connection silent this long; 0: never */
 	int bpf_mode;       /* enum offcpu_feed_mode; 0: off (mfu run) */
 	int bpf_stacks;     /* kernel stack ids on off-CPU records */
 };
@@ -33,6 +46,8 @@ struct agg *server_agg(struct server *s);
 uint16_t server_http_port(const struct server *s);
 unsigned server_connections(const struct server *s);
 uint64_t server_stream_errors(const struct server *s);
+/* The counters /metrics shows (export_extra's). */
+void server_counters(const struct server *s, struct export_extra *x);
 /* 1 if the eBPF scheduler tracer runs; *reason gets why not ("" when on). */
 int server_bpf_enabled(const struct server *s, const char **reason);
 /* The off-CPU feed (always there; it may be off). */

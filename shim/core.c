@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -238,28 +239,30 @@ int shim_active(void)
 
 /* Device of the calling thread's context, through the driver only when the
  * process already loaded it (the shim never loads libcuda itself). */
-static unsigned current_device(void)
+static int (*ctx_get_device)(int *);
+static _Atomic int ctx_get_device_looked;
+
+static __attribute__((noinline, cold)) void find_ctx_get_device(void)
 {
-	static int (*ctx_get_device)(int *);
-	static _Atomic int looked;
-	if (!atomic_load(&looked)) {
-		void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
-		if (h)
-			ctx_get_device = (int (*)(int *))dlsym(h, "cuCtxGetDevice");
-		atomic_store(&looked, 1);
-	}
+	void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
+	if (h)
+		ctx_get_device = (int (*)(int *))dlsym(h, "cuCtxGetDevice");
+	atomic_store_explicit(&ctx_get_device_looked, 1, memory_order_release);
+}
+
+static inline unsigned current_device(void)
+{
+	if (__builtin_expect(!atomic_load_explicit(&ctx_get_device_looked, memory_order_acquire), 0))
+		find_ctx_get_device();
 	int dev = 0;
 	if (ctx_get_device && ctx_get_device(&dev) != 0)
 		dev = 0;
 	return dev >= 0 && dev < 4096 ? (unsigned)dev : 0;
 }
 
-static void describe_device(unsigned dev)
+static __attribute__((noinline, cold)) void describe_device_once(unsigned dev, uint64_t bit)
 {
-	uint64_t bit = dev < 64 ? UINT64_C(1) << dev : 0;
-	/* a plain load first: this runs on every GEMM call, from every thread */
-	if (!bit || (atomic_load_explicit(&devices_described, memory_order_relaxed) & bit) ||
-	    (atomic_fetch_or(&devices_described, bit) & bit))
+	if (atomic_fetch_or(&devices_described, bit) & bit)
 		return;
 	/* Name and SM count through the driver, when it is loaded; without it
 	 * there is nothing to say (CUPTI's device records say it otherwise). */
@@ -292,6 +295,15 @@ static void describe_device(unsigned dev)
 	r.u.device.cc_major = (uint32_t)major;
 	r.u.device.cc_minor = (uint32_t)minor;
 	mfu_sender_put(sender, &r);
+}
+
+/* Says once per process what a device is.  Every GEMM call asks, so the
+ * question is one plain load, inlined; the answer is out of line. */
+static inline void describe_device(unsigned dev)
+{
+	uint64_t bit = dev < 64 ? UINT64_C(1) << dev : 0;
+	if (bit && !(atomic_load_explicit(&devices_described, memory_order_relaxed) & bit))
+		describe_device_once(dev, bit);
 }
 
 void shim_enter(struct shim_call *c)
@@ -336,15 +348,12 @@ int shim_launch_context(struct launch_info *out)
 	return out->flags != 0;
 }
 
-/* Completes and sends a gemm record begun at start (0: a cuBLAS call, which
- * is stamped once, when it returns: a second clock read per call would cost
- * a third of the shim's budget, and launch timing comes from CUPTI's API
+/* Completes a gemm record begun at start (0: a cuBLAS call, which is
+ * stamped once, when it returns: a second clock read per call would cost a
+ * third of the shim's budget, and launch timing comes from CUPTI's API
  * records): the host times, the thread, the device, and the remat flag. */
-static void put_gemm(struct mfu_record *r, uint64_t start, unsigned dev)
+static void finish_gemm(struct mfu_rec_gemm *m, uint64_t start, unsigned dev)
 {
-	struct mfu_rec_gemm *m = &r->u.gemm;
-
-	describe_device(dev);
 	m->end_ns = shim_now_ns();
 	m->start_ns = start && start <= m->end_ns ? start : m->end_ns;
 	if (!tid)
@@ -352,8 +361,23 @@ static void put_gemm(struct mfu_record *r, uint64_t start, unsigned dev)
 	m->tid = tid;
 	m->device = dev;
 	m->flags |= remat_depth ? MFU_KF_REMAT : 0;
+}
+
+static void put_gemm(struct mfu_record *r, uint64_t start, unsigned dev)
+{
+	describe_device(dev);
+	finish_gemm(&r->u.gemm, start, dev);
 	mfu_sender_put(sender, r);
 }
+
+_Static_assert(sizeof(struct gemm_desc) == offsetof(struct mfu_rec_gemm, call) - offsetof(struct mfu_rec_gemm, api) &&
+		       offsetof(struct gemm_desc, a_type) + offsetof(struct mfu_rec_gemm, api) ==
+			       offsetof(struct mfu_rec_gemm, a_type) &&
+		       offsetof(struct gemm_desc, cls) + offsetof(struct mfu_rec_gemm, api) ==
+			       offsetof(struct mfu_rec_gemm, flags) &&
+		       offsetof(struct gemm_desc, flops) + offsetof(struct mfu_rec_gemm, api) ==
+			       offsetof(struct mfu_rec_gemm, flops),
+	       "struct gemm_desc must mirror struct mfu_rec_gemm from api to flops");
 
 void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 {
@@ -367,22 +391,23 @@ void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 	cur.active = 0;
 	if (!succeeded || atomic_load_explicit(&state, memory_order_relaxed) != ST_ACTIVE)
 		return;
-	struct mfu_record r = {.type = MFU_REC_GEMM};
-	struct mfu_rec_gemm *m = &r.u.gemm;
-	m->api = g->api;
-	m->m = (uint64_t)g->m;
-	m->n = (uint64_t)g->n;
-	m->k = (uint64_t)g->k;
-	m->batch = (uint64_t)g->batch;
-	m->a_type = (uint64_t)(uint32_t)g->a_type;
-	m->b_type = (uint64_t)(uint32_t)g->b_type;
-	m->c_type = (uint64_t)(uint32_t)g->c_type;
-	m->compute_type = (uint64_t)(uint32_t)g->compute_type;
-	m->ops = g->ops;
-	m->flags = g->cls | (untimed ? MFU_KF_UNTIMED : 0);
-	m->flops = g->flops;
+	describe_device(cur.device);
+	/* Built in place in the thread's ring: zeroing a record on the stack and
+	 * copying it in was a quarter of the shim's instructions per call. */
+	struct mfu_record spare, *r = mfu_sender_reserve(sender);
+	int in_ring = r != NULL;
+	if (!in_ring)
+		r = &spare;
+	r->type = MFU_REC_GEMM;
+	struct mfu_rec_gemm *m = &r->u.gemm;
+	memcpy(&m->api, g, sizeof(*g));
+	m->flags |= untimed ? MFU_KF_UNTIMED : 0;
 	m->call = c->call;
-	put_gemm(&r, 0, cur.device);
+	finish_gemm(m, 0, cur.device);
+	if (in_ring)
+		mfu_sender_commit(sender);
+	else
+		mfu_sender_put(sender, r);
 }
 
 void shim_orphan_flops(const struct launch_info *info, uint64_t when_ns)

@@ -10,14 +10,19 @@
 
 #include <stdint.h>
 
+/* The fields, order and widths of struct mfu_rec_gemm from api to flops,
+ * so that the record takes them in one copy (core.c checks the layout). */
 struct gemm_desc {
-	unsigned api;           /* enum gemm_api */
+	uint64_t api;           /* enum gemm_api */
 	int64_t m, n, k, batch; /* for grouped calls: the first group's, batch = all problems */
-	int a_type, b_type, c_type, compute_type;
-	unsigned ops;           /* transa | transb << 2 */
-	unsigned cls;           /* enum mfu_dtype_class */
+	uint64_t a_type, b_type, c_type, compute_type; /* GEMM_TYPE() of the cudaDataType / compute type */
+	uint64_t ops;           /* transa | transb << 2 */
+	uint64_t cls;           /* enum mfu_dtype_class */
 	uint64_t flops;
 };
+
+/* A type as the wire carries it: the 32-bit enum's bits (-1, none, is 2^32 - 1). */
+#define GEMM_TYPE(t) ((uint64_t)(uint32_t)(t))
 
 struct shim_call {
 	uint64_t call;

@@ -69,10 +69,10 @@ static void describe_lt(struct gemm_desc *g, const struct real_table *r, cublasL
 	g->n = (int64_t)d_cols;
 	g->k = (int64_t)(ta == CUBLAS_OP_N ? a_cols : a_rows);
 	g->batch = batch > 0 ? batch : 1;
-	g->a_type = a_type;
-	g->b_type = b_type;
-	g->c_type = c_type;
-	g->compute_type = compute;
+	g->a_type = GEMM_TYPE(a_type);
+	g->b_type = GEMM_TYPE(b_type);
+	g->c_type = GEMM_TYPE(c_type);
+	g->compute_type = GEMM_TYPE(compute);
 	g->ops = ((unsigned)ta & 3u) | ((unsigned)tb & 3u) << 2;
 	/* cuBLASLt has no math mode: the compute type alone decides TF32 */
 	g->cls = gemm_class(a_type, compute, CUBLAS_DEFAULT_MATH);

@@ -27,10 +27,10 @@ static void fill(struct gemm_desc *g, unsigned api, int a, int b, int c, int com
 	g->n = n;
 	g->k = k;
 	g->batch = batch;
-	g->a_type = a;
-	g->b_type = b;
-	g->c_type = c;
-	g->compute_type = compute;
+	g->a_type = GEMM_TYPE(a);
+	g->b_type = GEMM_TYPE(b);
+	g->c_type = GEMM_TYPE(c);
+	g->compute_type = GEMM_TYPE(compute);
 	g->ops = ((unsigned)ta & 3u) | ((unsigned)tb & 3u) << 2;
 	g->cls = cls;
 	g->flops = gemm_flops(m, n, k, batch, gemm_type_is_complex(a));

@@ -87,15 +87,13 @@ unsigned gemm_class(int a_type, int compute_type, int math_mode)
 
 uint64_t gemm_flops(int64_t m, int64_t n, int64_t k, int64_t batch, int complex_)
 {
+	uint64_t f;
+
 	if (m <= 0 || n <= 0 || k <= 0 || batch <= 0)
 		return 0;
-	unsigned __int128 f = (unsigned __int128)(complex_ ? 8u : 2u) * (uint64_t)m;
-	f *= (uint64_t)n;
-	if (f >> 64)
+	if (__builtin_mul_overflow((uint64_t)m, complex_ ? UINT64_C(8) : UINT64_C(2), &f) ||
+	    __builtin_mul_overflow(f, (uint64_t)n, &f) || __builtin_mul_overflow(f, (uint64_t)k, &f) ||
+	    __builtin_mul_overflow(f, (uint64_t)batch, &f))
 		return UINT64_MAX;
-	f *= (uint64_t)k;
-	if (f >> 64)
-		return UINT64_MAX;
-	f *= (uint64_t)batch;
-	return f >> 64 ? UINT64_MAX : (uint64_t)f;
+	return f;
 }

@@ -69,16 +69,75 @@ static CUpti_SubscriberHandle subscriber;
 static _Atomic int timing;
 static struct mfu_sender *out;
 
-static const CUpti_CallbackId launch_cbids[] = {
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel,
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz,
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx,
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz,
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel,
-	CUPTI_DRIVER_TRACE_CBID_cuLaunchCooperativeKernel_ptsz,
-	CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch,
-	CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch_ptsz,
+/*
+ * The driver calls whose API records gap analysis needs, and what each one
+ * means: the one table from cbid to enum mfu_api_kind.  Every cbid of
+ * cupti_driver_cbid.h that names such a call is here, old and _v2, _ptds and
+ * _ptsz alike, since which one a program reaches depends on its CUDA
+ * version and its default-stream mode.
+ *
+ * LAUNCH: kernel and graph launches (the launch callback runs on these too).
+ * SYNC: the host waits for the GPU: cuCtxSynchronize (17, and _v2 800 of
+ * CUDA 12.9+), cuStreamSynchronize (126, _ptsz 440), cuEventSynchronize
+ * (121).
+ * BLOCKING: the synchronous (non-Async) copies and sets.  A synchronous
+ * cuMemcpy to or from pageable host memory returns once the copy is done;
+ * DtoD and the memsets to device memory may return early (CUDA's "API
+ * synchronization behavior"), so a BLOCKING record says the host may have
+ * waited and its duration says how long it did.  cuMemcpyPeer and
+ * cuMemcpy3DPeer are synchronous too.  The batched and prefetch calls exist
+ * only as Async and are not here.
+ */
+static const struct {
+	CUpti_CallbackId cbid;
+	uint8_t kind;
+} api_cbids[] = {
+#define L(name) {CUPTI_DRIVER_TRACE_CBID_##name, MFU_API_LAUNCH}
+#define S(name) {CUPTI_DRIVER_TRACE_CBID_##name, MFU_API_SYNC}
+#define B(name) {CUPTI_DRIVER_TRACE_CBID_##name, MFU_API_BLOCKING}
+	L(cuLaunchKernel), L(cuLaunchKernel_ptsz), L(cuLaunchKernelEx), L(cuLaunchKernelEx_ptsz),
+	L(cuLaunchCooperativeKernel), L(cuLaunchCooperativeKernel_ptsz), L(cuGraphLaunch), L(cuGraphLaunch_ptsz),
+	S(cuCtxSynchronize), S(cuCtxSynchronize_v2), S(cuStreamSynchronize), S(cuStreamSynchronize_ptsz),
+	S(cuEventSynchronize),
+	B(cuMemcpy), B(cuMemcpy_ptds), B(cuMemcpyPeer), B(cuMemcpyPeer_ptds), B(cuMemcpy3DPeer),
+	B(cuMemcpy3DPeer_ptds),
+	B(cuMemcpyHtoD), B(cuMemcpyHtoD_v2), B(cuMemcpyHtoD_v2_ptds),
+	B(cuMemcpyDtoH), B(cuMemcpyDtoH_v2), B(cuMemcpyDtoH_v2_ptds),
+	B(cuMemcpyDtoD), B(cuMemcpyDtoD_v2), B(cuMemcpyDtoD_v2_ptds),
+	B(cuMemcpyDtoA), B(cuMemcpyDtoA_v2), B(cuMemcpyDtoA_v2_ptds),
+	B(cuMemcpyAtoD), B(cuMemcpyAtoD_v2), B(cuMemcpyAtoD_v2_ptds),
+	B(cuMemcpyHtoA), B(cuMemcpyHtoA_v2), B(cuMemcpyHtoA_v2_ptds),
+	B(cuMemcpyAtoH), B(cuMemcpyAtoH_v2), B(cuMemcpyAtoH_v2_ptds),
+	B(cuMemcpyAtoA), B(cuMemcpyAtoA_v2), B(cuMemcpyAtoA_v2_ptds),
+	B(cuMemcpy2D), B(cuMemcpy2D_v2), B(cuMemcpy2D_v2_ptds),
+	B(cuMemcpy2DUnaligned), B(cuMemcpy2DUnaligned_v2), B(cuMemcpy2DUnaligned_v2_ptds),
+	B(cuMemcpy3D), B(cuMemcpy3D_v2), B(cuMemcpy3D_v2_ptds),
+	B(cuMemsetD8), B(cuMemsetD8_v2), B(cuMemsetD8_v2_ptds),
+	B(cuMemsetD16), B(cuMemsetD16_v2), B(cuMemsetD16_v2_ptds),
+	B(cuMemsetD32), B(cuMemsetD32_v2), B(cuMemsetD32_v2_ptds),
+	B(cuMemsetD2D8), B(cuMemsetD2D8_v2), B(cuMemsetD2D8_v2_ptds),
+	B(cuMemsetD2D16), B(cuMemsetD2D16_v2), B(cuMemsetD2D16_v2_ptds),
+	B(cuMemsetD2D32), B(cuMemsetD2D32_v2), B(cuMemsetD2D32_v2_ptds),
+#undef L
+#undef S
+#undef B
 };
+
+/* api_cbids by cbid, filled once by cupti_start; 0: a call nobody asked for
+ * (the fallback that enables every driver record sends those too). */
+static uint8_t api_kind_of[CUPTI_DRIVER_TRACE_CBID_SIZE];
+
+static unsigned api_kind(CUpti_CallbackId cbid)
+{
+	return cbid < CUPTI_DRIVER_TRACE_CBID_SIZE ? api_kind_of[cbid] : 0;
+}
+
+/* MFU_LOG set and not "0": say what CUPTI refused that costs only detail. */
+static int log_on(void)
+{
+	const char *v = getenv("MFU_LOG");
+	return v && *v && strcmp(v, "0") != 0;
+}
 
 static const CUpti_CallbackId graph_cbids[] = {
 	CUPTI_CBID_RESOURCE_GRAPHNODE_CREATED,
@@ -452,11 +511,43 @@ static void emit_kernel(const CUpti_ActivityKernel10 *k)
 static void emit_api(const CUpti_ActivityAPI *a)
 {
 	struct mfu_record r = {.type = MFU_REC_API};
+	unsigned kind = api_kind(a->cbid);
+
+	if (!kind)
+		return;
 	r.u.api.start_ns = a->start;
 	r.u.api.end_ns = a->end >= a->start ? a->end : a->start;
 	r.u.api.tid = a->threadId;
 	r.u.api.cbid = a->cbid;
 	r.u.api.corr = a->correlationId;
+	r.u.api.kind = kind;
+	mfu_sender_put(out, &r);
+}
+
+static void emit_memcpy(const CUpti_ActivityMemcpy6 *m)
+{
+	struct mfu_record r = {.type = MFU_REC_COPY};
+	r.u.copy.start_ns = m->start;
+	r.u.copy.end_ns = m->end >= m->start ? m->end : m->start;
+	r.u.copy.device = m->deviceId < 4096 ? m->deviceId : 0;
+	r.u.copy.stream = m->streamId;
+	r.u.copy.op = MFU_COPY_MEMCPY;
+	r.u.copy.kind = m->copyKind;
+	r.u.copy.bytes = m->bytes;
+	r.u.copy.corr = m->correlationId;
+	mfu_sender_put(out, &r);
+}
+
+static void emit_memset(const CUpti_ActivityMemset4 *m)
+{
+	struct mfu_record r = {.type = MFU_REC_COPY};
+	r.u.copy.start_ns = m->start;
+	r.u.copy.end_ns = m->end >= m->start ? m->end : m->start;
+	r.u.copy.device = m->deviceId < 4096 ? m->deviceId : 0;
+	r.u.copy.stream = m->streamId;
+	r.u.copy.op = MFU_COPY_MEMSET;
+	r.u.copy.bytes = m->bytes;
+	r.u.copy.corr = m->correlationId;
 	mfu_sender_put(out, &r);
 }
 
@@ -492,6 +583,12 @@ static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *b
 			break;
 		case CUPTI_ACTIVITY_KIND_DEVICE:
 			emit_device((const CUpti_ActivityDevice5 *)rec);
+			break;
+		case CUPTI_ACTIVITY_KIND_MEMCPY:
+			emit_memcpy((const CUpti_ActivityMemcpy6 *)rec);
+			break;
+		case CUPTI_ACTIVITY_KIND_MEMSET:
+			emit_memset((const CUpti_ActivityMemset4 *)rec);
 			break;
 		default: /* external correlation: the launch callback already joined */
 			break;
@@ -602,8 +699,12 @@ int cupti_start(char *why, size_t cap)
 			snprintf(why, cap, "CUPTI cannot start (%s; no GPU driver, or no permission)", result_name(rc));
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(launch_cbids) / sizeof(launch_cbids[0]); i++) {
-		if ((rc = cu.cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API, launch_cbids[i])) !=
+	for (size_t i = 0; i < sizeof(api_cbids) / sizeof(api_cbids[0]); i++) {
+		if (api_cbids[i].cbid < CUPTI_DRIVER_TRACE_CBID_SIZE)
+			api_kind_of[api_cbids[i].cbid] = api_cbids[i].kind;
+		if (api_cbids[i].kind != MFU_API_LAUNCH)
+			continue;
+		if ((rc = cu.cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API, api_cbids[i].cbid)) !=
 		    CUPTI_SUCCESS) {
 			snprintf(why, cap, "CUPTI refused the launch callbacks (%s)", result_name(rc));
 			cu.cuptiUnsubscribe(subscriber);
@@ -683,13 +784,26 @@ int cupti_enable(char *why, size_t cap)
 			goto fail;
 		}
 	}
-	/* Launch API records for gap analysis: only the launch cbids when this
-	 * CUPTI can select them, else all driver calls. */
-	int only_launches = cu.cuptiActivityEnableDriverApi != NULL;
-	for (size_t i = 0; only_launches && i < sizeof(launch_cbids) / sizeof(launch_cbids[0]); i++)
-		only_launches = cu.cuptiActivityEnableDriverApi(launch_cbids[i], 1) == CUPTI_SUCCESS;
-	if (!only_launches)
-		cu.cuptiActivityEnable(CUPTI_ACTIVITY_KIND_DRIVER);
+	/* Copies make the GPU busy without kernels; without them gap analysis
+	 * sees idle time that is not, but kernel timing is whole. */
+	static const CUpti_ActivityKind copy_kinds[] = {CUPTI_ACTIVITY_KIND_MEMCPY, CUPTI_ACTIVITY_KIND_MEMSET};
+	for (size_t i = 0; i < sizeof(copy_kinds) / sizeof(copy_kinds[0]); i++)
+		if ((rc = cu.cuptiActivityEnable(copy_kinds[i])) != CUPTI_SUCCESS && log_on())
+			fprintf(stderr, "mfushim: CUPTI records no %s (%s); kernel timing goes on\n",
+				copy_kinds[i] == CUPTI_ACTIVITY_KIND_MEMCPY ? "memcpy" : "memset", result_name(rc));
+	/* API records for gap analysis: only the cbids of api_cbids when this
+	 * CUPTI can select them, else every driver call, and emit_api drops
+	 * the rest. */
+	int selected = cu.cuptiActivityEnableDriverApi != NULL;
+	for (size_t i = 0; selected && i < sizeof(api_cbids) / sizeof(api_cbids[0]); i++)
+		selected = cu.cuptiActivityEnableDriverApi(api_cbids[i].cbid, 1) == CUPTI_SUCCESS;
+	if (!selected) {
+		rc = cu.cuptiActivityEnable(CUPTI_ACTIVITY_KIND_DRIVER);
+		if (log_on())
+			fprintf(stderr, "mfushim: CUPTI cannot select driver API records; %s\n",
+				rc == CUPTI_SUCCESS ? "taking all of them and keeping launches and syncs"
+						    : "no API records for gap analysis");
+	}
 	atomic_store(&timing, 1);
 	return 1;
 fail:

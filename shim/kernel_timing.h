@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Kernel timing through CUPTI, found at run time (never linked): activity
- * records for kernels, launch APIs, external correlation and devices, and a
+ * records for kernels, copies and sets, launch and synchronizing driver
+ * calls, external correlation and devices, and a
  * driver-API launch callback that hands each kernel what its launching
  * thread was doing (a GEMM call's FLOPs, a region's, remat).
  */

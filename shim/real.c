@@ -7,11 +7,13 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "interpose.h"
 
 static struct real_table table;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+static _Atomic int resolved; /* every GEMM call asks: skip pthread_once's call */
 
 static void resolve(void)
 {
@@ -19,10 +21,12 @@ static void resolve(void)
 	REAL_CUBLAS_GEMMS(REAL_RESOLVE)
 	REAL_OTHERS(REAL_RESOLVE)
 #undef REAL_RESOLVE
+	atomic_store_explicit(&resolved, 1, memory_order_release);
 }
 
 const struct real_table *real_get(void)
 {
-	pthread_once(&once, resolve);
+	if (__builtin_expect(!atomic_load_explicit(&resolved, memory_order_acquire), 0))
+		pthread_once(&once, resolve);
 	return &table;
 }

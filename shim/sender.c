@@ -230,6 +230,27 @@ static struct ring *ring_attach(struct mfu_sender *s)
 	return q;
 }
 
+struct mfu_record *mfu_sender_reserve(struct mfu_sender *s)
+{
+	struct ring *q = my_ring;
+	if (__builtin_expect(my_sender != s->id, 0))
+		q = ring_attach(s);
+	if (!q)
+		return NULL;
+	uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+	uint32_t t = atomic_load_explicit(&q->tail, memory_order_acquire);
+	return h - t < RING_SIZE ? &q->slot[h & (RING_SIZE - 1)] : NULL;
+}
+
+void mfu_sender_commit(struct mfu_sender *s)
+{
+	struct ring *q = my_ring;
+	uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+	atomic_store_explicit(&q->head, h + 1, memory_order_release);
+	if (h - atomic_load_explicit(&q->tail, memory_order_relaxed) == RING_SIZE / 4)
+		pthread_cond_signal(&s->wake); /* a hint; the thread also polls */
+}
+
 int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r)
 {
 	int rc = 0;
@@ -424,6 +445,16 @@ static int try_connect(struct mfu_sender *s)
 	return 0;
 }
 
+/* The collector never writes to a producer, so a readable socket means it
+ * closed ours (its idle timeout, a restart).  Asked before each new frame:
+ * over TCP the first send() after the close still succeeds and the frame
+ * would vanish, while this way it goes out on the next connection. */
+static int peer_gone(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+	return poll(&p, 1, 0) > 0;
+}
+
 /* Writes queued frames until done or the socket would block for wait_ms. */
 static void pump(struct mfu_sender *s, int wait_ms)
 {
@@ -434,7 +465,13 @@ static void pump(struct mfu_sender *s, int wait_ms)
 		 * collector was away show up as a gap. */
 		if (f->off == 0)
 			mfu_frame_set_seq(f->data, f->len, s->seq);
-		ssize_t n = send(s->fd, f->data + f->off, f->len - f->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n;
+		if (f->off == 0 && peer_gone(s->fd)) {
+			n = -1;
+			errno = EPIPE;
+		} else {
+			n = send(s->fd, f->data + f->off, f->len - f->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
 		if (n > 0) {
 			if (f->off == 0)
 				s->seq++;
@@ -688,6 +725,23 @@ static void resolve_target(const struct mfu_sender_config *cfg, char *buf, size_
 		snprintf(buf, cap, "unix:/run/mfu/mfud.sock");
 }
 
+/* A TCP collector wants MFU_TOKEN (or MFU_TOKEN_FILE's contents) in the
+ * hello; a unix one ignores it.  Said once, at start, when it cannot be read. */
+static void hello_token(struct mfu_rec_hello *h, char *buf, size_t cap)
+{
+	const char *origin;
+	size_t len;
+	int rc = net_token_load(NULL, buf, cap, &len, &origin);
+
+	if (rc)
+		fprintf(stderr, "mfushim: cannot use the collector token from %s: %s; sending none\n", origin,
+			rc == -E2BIG ? "too long" : rc == -ENODATA ? "empty" : strerror(-rc));
+	else if (len) {
+		h->token = buf;
+		h->token_len = (uint32_t)len;
+	}
+}
+
 int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hello *hello,
 		   struct mfu_sender **out)
 {
@@ -729,7 +783,12 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
 	if (!(s->codec = mfu_codec_new(cfg->level ? cfg->level : 3)))
 		goto fail;
 	struct mfu_record h = {.type = MFU_REC_HELLO, .u.hello = *hello};
-	if ((rc = preamble_put(s, &h)))
+	char token[NET_TOKEN_MAX + 1];
+	if (!h.u.hello.token_len)
+		hello_token(&h.u.hello, token, sizeof(token));
+	rc = preamble_put(s, &h);
+	explicit_bzero(token, sizeof(token));
+	if (rc)
 		goto fail;
 
 	/* The thread must not take signals meant for the application. */

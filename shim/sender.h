@@ -44,6 +44,16 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
  * reconnect.  Returns 0, or -ENOBUFS when the record was dropped (and
  * counted), -EINVAL for an invalid device or string record. */
 int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r);
+/* The hot path's put without the copy: a slot in the calling thread's
+ * ring to build one fixed-size record in, or NULL when the ring is full or
+ * cannot be made (the caller then builds the record elsewhere and calls
+ * mfu_sender_put).  The record becomes visible to the sender thread at
+ * mfu_sender_commit, which must follow before this thread reserves or puts
+ * a fixed-size record again.  Every field the record's type encodes must be
+ * written: the slot holds an older record.  Thread-safe in that each thread
+ * has its own ring; not async-signal-safe. */
+struct mfu_record *mfu_sender_reserve(struct mfu_sender *s);
+void mfu_sender_commit(struct mfu_sender *s);
 /* Adds externally counted losses (e.g. CUPTI's) to the status counters. */
 void mfu_sender_count_drops(struct mfu_sender *s, enum mfu_drop_reason why, uint64_t n);
 /* MFU_STATUS_* flags sent in the next status record. */

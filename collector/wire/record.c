@@ -69,7 +69,7 @@ static size_t strings_len(const struct mfu_record *r)
 	switch (r->type) {
 	case MFU_REC_HELLO:
 		return (size_t)r->u.hello.host_len + r->u.hello.job_len + r->u.hello.producer_len +
-		       (r->u.hello.has_device ? r->u.hello.device.name_len : 0);
+		       (r->u.hello.has_device ? r->u.hello.device.name_len : 0) + r->u.hello.token_len;
 	case MFU_REC_STRING:
 		return r->u.string.len;
 	case MFU_REC_DEVICE:
@@ -84,7 +84,7 @@ static int record_valid(const struct mfu_record *r)
 	switch (r->type) {
 	case MFU_REC_HELLO:
 		return r->u.hello.host_len <= MFU_STRING_MAX && r->u.hello.job_len <= MFU_STRING_MAX &&
-		       r->u.hello.producer_len <= MFU_STRING_MAX &&
+		       r->u.hello.producer_len <= MFU_STRING_MAX && r->u.hello.token_len <= MFU_STRING_MAX &&
 		       (!r->u.hello.has_device || (r->u.hello.device.name_len <= MFU_STRING_MAX &&
 						   r->u.hello.device.index < DEVICE_INDEX_MAX));
 	case MFU_REC_STRING:
@@ -106,7 +106,8 @@ static int record_valid(const struct mfu_record *r)
 		       r->u.step.device < DEVICE_INDEX_MAX && r->u.step.model_class < MFU_CLASS_COUNT;
 	case MFU_REC_API:
 		return r->u.api.end_ns >= r->u.api.start_ns &&
-		       r->u.api.end_ns - r->u.api.start_ns < DURATION_MAX;
+		       r->u.api.end_ns - r->u.api.start_ns < DURATION_MAX && r->u.api.kind >= MFU_API_LAUNCH &&
+		       r->u.api.kind < MFU_API__COUNT;
 	case MFU_REC_COPY:
 		return r->u.copy.end_ns >= r->u.copy.start_ns &&
 		       r->u.copy.end_ns - r->u.copy.start_ns < DURATION_MAX && r->u.copy.device < DEVICE_INDEX_MAX;
@@ -151,6 +152,7 @@ int mfu_enc_put(struct mfu_enc *e, const struct mfu_record *r)
 		p = varint_put(p, h->has_device ? 1 : 0);
 		if (h->has_device)
 			p = put_device(p, &h->device);
+		p = put_str(p, h->token, h->token_len);
 		break;
 	}
 	case MFU_REC_DEVICE:
@@ -211,6 +213,7 @@ int mfu_enc_put(struct mfu_enc *e, const struct mfu_record *r)
 		p = varint_put(p, a->tid);
 		p = varint_put(p, a->cbid);
 		p = put_delta(p, &d->api_corr, a->corr);
+		p = varint_put(p, a->kind);
 		break;
 	}
 	case MFU_REC_COPY: {
@@ -367,7 +370,7 @@ static int interval(uint64_t start, uint64_t dur, uint64_t *end)
 
 #define KERNEL_BODY_MAX (9 * 10)
 #define GEMM_BODY_MAX (17 * 10)
-#define API_BODY_MAX (5 * 10)
+#define API_BODY_MAX (6 * 10)
 
 static inline __attribute__((always_inline)) int
 decode_kernel(const uint8_t *p, const uint8_t *end, struct mfu_delta *d, struct mfu_rec_kernel *k,
@@ -439,7 +442,13 @@ decode_api(const uint8_t *p, const uint8_t *end, struct mfu_delta *d, struct mfu
 	GETM(a->tid);
 	GETM(a->cbid);
 	GETM_DELTA(a->corr, corr);
+	/* Producers before the kind field sent launches only. */
+	a->kind = MFU_API_LAUNCH;
+	if (p < end)
+		GETM(a->kind);
 	BODY_END_CHECK();
+	if (a->kind < MFU_API_LAUNCH || a->kind >= MFU_API__COUNT)
+		return fast ? -FALLBACK : -MFU_WIRE_E_FIELD;
 	if (dur >= DURATION_MAX || a->start_ns + dur < a->start_ns)
 		return fast ? -FALLBACK : -MFU_WIRE_E_FIELD;
 	a->end_ns = a->start_ns + dur;
@@ -495,7 +504,12 @@ static __attribute__((noinline)) int decode_rare(uint32_t type, const uint8_t *p
 			return -MFU_WIRE_E_FIELD;
 		h->has_device = (uint32_t)has;
 		memset(&h->device, 0, sizeof(h->device));
-		return has ? get_device(&p, end, &h->device) : 0;
+		h->token = NULL;
+		h->token_len = 0;
+		if (has && (rc = get_device(&p, end, &h->device)))
+			return rc;
+		/* token came later: a hello that ends here has none */
+		return p < end ? get_str(&p, end, &h->token, &h->token_len) : 0;
 	}
 	case MFU_REC_DEVICE:
 		return get_device(&p, end, &r->u.device);

@@ -133,6 +133,10 @@ struct mfu_rec_hello {
 	uint32_t host_len, job_len, producer_len;
 	uint32_t has_device;
 	struct mfu_device_info device;
+	/* Shared secret for TCP collectors (appended field; a hello without it
+	 * decodes with token_len 0).  Never logged. */
+	const char *token;
+	uint32_t token_len;
 };
 
 struct mfu_rec_string {
@@ -169,9 +173,18 @@ struct mfu_rec_step {
 	uint64_t model_class; /* dtype class the model's math runs in, 0 if not declared */
 };
 
+/* What a driver API call means to gap analysis. */
+enum mfu_api_kind {
+	MFU_API_LAUNCH = 1,    /* a kernel or graph launch */
+	MFU_API_SYNC = 2,      /* stream, event or context synchronize: the host waits */
+	MFU_API_BLOCKING = 3,  /* a blocking memcpy or memset: the host waits */
+	MFU_API__COUNT
+};
+
 struct mfu_rec_api {
 	uint64_t start_ns, end_ns;
 	uint64_t tid, cbid, corr;
+	uint64_t kind; /* enum mfu_api_kind; a body without it decodes as MFU_API_LAUNCH */
 };
 
 /* A memcpy or memset executing on a device: the GPU is busy, not idle. */

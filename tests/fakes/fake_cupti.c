@@ -12,6 +12,8 @@
  *   kind pushed on the calling thread (only when the launch also gets an API record, as the real
  *   CUPTI documents), the DRIVER API record, and the CONCURRENT_KERNEL (or KERNEL) record on a
  *   fake per-stream GPU timeline.
+ * - Copies, sets and synchronize calls (fake_cupti_memcpy, _memset, _synchronize) queue their
+ *   DRIVER API records and MEMCPY / MEMSET records on the same timeline.
  * - Records are delivered only by cuptiActivityFlushAll or when the queue passes a threshold,
  *   packed into client buffers as the real CUPTI packs them (8-byte aligned, real struct sizes).
  *   The environment can make delivery adversarial: shuffled records, few records per buffer.
@@ -23,6 +25,8 @@
  *   FAKE_CUPTI_BUFFER_RECORDS=<n>    at most n records per buffer (default 0 = as many as fit)
  *   FAKE_CUPTI_FLUSH_THRESHOLD=<n>   deliver when more than n records wait (default 4096)
  *   FAKE_CUPTI_REFUSE=subscribe|activity|all   refuse cuptiSubscribe and/or activity enabling
+ *   FAKE_CUPTI_REFUSE=copies         refuse only the MEMCPY and MEMSET activity kinds
+ *   FAKE_CUPTI_NO_DRIVER_API_SELECT=1  cuptiActivityEnableDriverApi returns NOT_SUPPORTED
  * The probe API is in fake_probe.h.
  */
 #define _GNU_SOURCE
@@ -67,6 +71,8 @@ struct prec {
         CUpti_ActivityAPI api;
         CUpti_ActivityExternalCorrelation ext;
         CUpti_ActivityDevice5 dev;
+        CUpti_ActivityMemcpy6 memcpy;
+        CUpti_ActivityMemset4 memset;
     } u;
 };
 
@@ -85,6 +91,10 @@ static size_t record_size(CUpti_ActivityKind kind)
         return sizeof(CUpti_ActivityExternalCorrelation);
     case CUPTI_ACTIVITY_KIND_DEVICE:
         return sizeof(CUpti_ActivityDevice5);
+    case CUPTI_ACTIVITY_KIND_MEMCPY:
+        return sizeof(CUpti_ActivityMemcpy6);
+    case CUPTI_ACTIVITY_KIND_MEMSET:
+        return sizeof(CUpti_ActivityMemset4);
     default:
         return 0;
     }
@@ -117,7 +127,7 @@ static int shuffle_on;
 static uint64_t shuffle_state;
 static size_t buffer_records;
 static size_t flush_threshold = DEFAULT_THRESHOLD;
-static int refuse_subscribe, refuse_activity;
+static int refuse_subscribe, refuse_activity, refuse_copies, no_api_select;
 
 /* CUPTI state */
 static struct CUpti_Subscriber_st *subscriber;
@@ -178,6 +188,8 @@ static void read_env(void)
     flush_threshold = (size_t)env_ull("FAKE_CUPTI_FLUSH_THRESHOLD", DEFAULT_THRESHOLD, NULL);
     refuse_subscribe = r && (strstr(r, "subscribe") || strcmp(r, "all") == 0);
     refuse_activity = r && (strstr(r, "activity") || strcmp(r, "all") == 0);
+    refuse_copies = r && strstr(r, "copies");
+    no_api_select = env_ull("FAKE_CUPTI_NO_DRIVER_API_SELECT", 0, NULL) != 0;
 }
 
 /* A forked child gets a fake with no subscriber, no registered buffers and no records, and a
@@ -755,6 +767,144 @@ void fake_cupti_kernel_launched(const char *name, int device, int stream)
     fake_cupti_launch(name, device, stream);
 }
 
+/* ---- copies and synchronization ---- */
+
+/* Queues the API record of a driver call that is not a launch, if its cbid is on. lk held. */
+static void queue_api(CUpti_CallbackId cbid, uint32_t corr, uint64_t start, uint64_t end)
+{
+    struct prec *p;
+
+    if (!my_tid)
+        my_tid = (uint32_t)syscall(SYS_gettid);
+    if (cbid >= CUPTI_DRIVER_TRACE_CBID_SIZE || !driver_api[cbid] || !(p = pending_add(CUPTI_ACTIVITY_KIND_DRIVER)))
+        return;
+    p->u.api.cbid = cbid;
+    p->u.api.start = start;
+    p->u.api.end = end > start ? end : start + 1;
+    p->u.api.processId = (uint32_t)getpid();
+    p->u.api.threadId = my_tid;
+    p->u.api.correlationId = corr;
+    p->u.api.returnValue = CUDA_SUCCESS;
+}
+
+/* A synchronous call: the thread really waits until the fake GPU is done, then the call's API
+ * record ends. lk not held. */
+static void wait_until(CUpti_CallbackId cbid, uint32_t corr, uint64_t start, uint64_t until)
+{
+    uint64_t t;
+
+    while ((t = now_ns()) < until) {
+        uint64_t left = until - t;
+        struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&lk);
+    queue_api(cbid, corr, start, now_ns());
+    pthread_mutex_unlock(&lk);
+}
+
+/* A copy or set of bytes on the stream's timeline, issued by API call cbid; a synchronous one
+ * returns when it is done. */
+static void copy_or_set(CUpti_CallbackId cbid, CUpti_ActivityKind kind, int device, int stream, size_t bytes,
+                        int copy_kind, int sync)
+{
+    uint32_t corr = __atomic_fetch_add(&next_corr, 1, __ATOMIC_RELAXED);
+    uint64_t api_start = now_ns(), start, end;
+    int over;
+
+    init();
+    pthread_mutex_lock(&lk);
+    uint64_t *last = stream_last_end(device, stream);
+    start = api_start + API_TO_KERNEL_NS;
+    if (*last > start)
+        start = *last;
+    /* 10 GB/s: long enough to see, short enough not to matter */
+    end = start + 1000 + bytes / 10;
+    *last = end;
+    if (!sync)
+        queue_api(cbid, corr, api_start, now_ns());
+    if (act_enabled[kind]) {
+        struct prec *p = pending_add(kind);
+
+        if (p && kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
+            CUpti_ActivityMemcpy6 *m = &p->u.memcpy;
+
+            m->copyKind = (uint8_t)copy_kind;
+            m->srcKind = CUPTI_ACTIVITY_MEMORY_KIND_PAGEABLE;
+            m->dstKind = CUPTI_ACTIVITY_MEMORY_KIND_DEVICE;
+            m->bytes = bytes;
+            m->start = start;
+            m->end = end;
+            m->deviceId = (uint32_t)device;
+            m->contextId = 1;
+            m->streamId = (uint32_t)stream;
+            m->correlationId = corr;
+            m->copyCount = 1;
+        } else if (p) {
+            CUpti_ActivityMemset4 *m = &p->u.memset;
+
+            m->value = 0;
+            m->bytes = bytes;
+            m->start = start;
+            m->end = end;
+            m->deviceId = (uint32_t)device;
+            m->contextId = 1;
+            m->streamId = (uint32_t)stream;
+            m->correlationId = corr;
+            m->memoryKind = CUPTI_ACTIVITY_MEMORY_KIND_DEVICE;
+        }
+    }
+    over = npending > flush_threshold;
+    pthread_mutex_unlock(&lk);
+    if (sync)
+        wait_until(cbid, corr, api_start, end + 500);
+    if (over)
+        deliver_pending(1);
+}
+
+void fake_cupti_memcpy(int device, int stream, size_t bytes, int copy_kind, int sync)
+{
+    CUpti_CallbackId cbid;
+
+    switch (copy_kind) {
+    case CUPTI_ACTIVITY_MEMCPY_KIND_HTOD:
+        cbid = sync ? CUPTI_DRIVER_TRACE_CBID_cuMemcpyHtoD_v2 : CUPTI_DRIVER_TRACE_CBID_cuMemcpyHtoDAsync_v2;
+        break;
+    case CUPTI_ACTIVITY_MEMCPY_KIND_DTOH:
+        cbid = sync ? CUPTI_DRIVER_TRACE_CBID_cuMemcpyDtoH_v2 : CUPTI_DRIVER_TRACE_CBID_cuMemcpyDtoHAsync_v2;
+        break;
+    default:
+        cbid = sync ? CUPTI_DRIVER_TRACE_CBID_cuMemcpyDtoD_v2 : CUPTI_DRIVER_TRACE_CBID_cuMemcpyDtoDAsync_v2;
+        break;
+    }
+    copy_or_set(cbid, CUPTI_ACTIVITY_KIND_MEMCPY, device, stream, bytes, copy_kind, sync);
+}
+
+void fake_cupti_memset(int device, int stream, size_t bytes, int sync)
+{
+    copy_or_set(sync ? CUPTI_DRIVER_TRACE_CBID_cuMemsetD32_v2 : CUPTI_DRIVER_TRACE_CBID_cuMemsetD32Async,
+                CUPTI_ACTIVITY_KIND_MEMSET, device, stream, bytes, 0, sync);
+}
+
+void fake_cupti_synchronize(int what, int device, int stream)
+{
+    uint32_t corr = __atomic_fetch_add(&next_corr, 1, __ATOMIC_RELAXED);
+    uint64_t start = now_ns(), until = 0;
+    CUpti_CallbackId cbid = what == FAKE_SYNC_CONTEXT ? CUPTI_DRIVER_TRACE_CBID_cuCtxSynchronize
+                            : what == FAKE_SYNC_EVENT ? CUPTI_DRIVER_TRACE_CBID_cuEventSynchronize
+                                                      : CUPTI_DRIVER_TRACE_CBID_cuStreamSynchronize;
+
+    init();
+    pthread_mutex_lock(&lk);
+    /* the host waits until the GPU work it waits for is done */
+    for (int i = 0; i < MAX_STREAMS; i++)
+        if (timeline[i].used && timeline[i].device == device &&
+            (what == FAKE_SYNC_CONTEXT || timeline[i].stream == stream) && timeline[i].end > until)
+            until = timeline[i].end;
+    pthread_mutex_unlock(&lk);
+    wait_until(cbid, corr, start, until + 500);
+}
+
 /* ---- probe API ---- */
 
 unsigned long long fake_cupti_launches(void)
@@ -1058,6 +1208,10 @@ CUptiResult CUPTIAPI cuptiActivityEnable(CUpti_ActivityKind kind)
         pthread_mutex_unlock(&lk);
         return CUPTI_ERROR_UNKNOWN;
     }
+    if (refuse_copies && (kind == CUPTI_ACTIVITY_KIND_MEMCPY || kind == CUPTI_ACTIVITY_KIND_MEMSET)) {
+        pthread_mutex_unlock(&lk);
+        return CUPTI_ERROR_NOT_SUPPORTED;
+    }
     act_enabled[kind] = 1;
     switch (kind) {
     case CUPTI_ACTIVITY_KIND_KERNEL:
@@ -1106,6 +1260,8 @@ CUptiResult CUPTIAPI cuptiActivityEnableDriverApi(CUpti_CallbackId cbid, uint8_t
     pthread_mutex_lock(&lk);
     if (refuse_activity)
         r = CUPTI_ERROR_UNKNOWN;
+    else if (no_api_select)
+        r = CUPTI_ERROR_NOT_SUPPORTED;
     else if (cbid >= CUPTI_DRIVER_TRACE_CBID_SIZE)
         r = CUPTI_ERROR_INVALID_PARAMETER;
     else

@@ -106,7 +106,10 @@ void fake_kernel_launch(const char *name, int stream);
  * Refusal: FAKE_CUPTI_REFUSE=subscribe makes cuptiSubscribe return
  * CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED (it does anyway while a subscriber exists);
  * =activity makes cuptiActivityEnable, cuptiActivityEnableDriverApi and
- * cuptiActivityEnableRuntimeApi return CUPTI_ERROR_UNKNOWN; =all both.
+ * cuptiActivityEnableRuntimeApi return CUPTI_ERROR_UNKNOWN; =all both; =copies makes enabling
+ * CUPTI_ACTIVITY_KIND_MEMCPY or MEMSET return CUPTI_ERROR_NOT_SUPPORTED.
+ * FAKE_CUPTI_NO_DRIVER_API_SELECT=1 makes cuptiActivityEnableDriverApi return
+ * CUPTI_ERROR_NOT_SUPPORTED (a CUPTI that cannot select driver API records by cbid).
  * cuptiFinalize drops the subscriber, every enabled kind, the buffer callbacks and undelivered
  * records. All functions below are thread-safe.
  */
@@ -129,6 +132,22 @@ int fake_cupti_capture_end(void);
 int fake_cupti_graph_instantiate(int graph);
 void fake_cupti_graph_launch(int exec, int device, int stream);
 void fake_cupti_graph_destroy(int graph);
+
+/* Copies, sets and synchronization, one driver call each, on the calling thread, with no
+ * callbacks. memcpy is cuMemcpy{HtoD,DtoH,DtoD}_v2 (sync) or its Async_v2 form by copy_kind
+ * (a CUpti_ActivityMemcpyKind: 1 HtoD, 2 DtoH, else DtoD); memset is cuMemsetD32_v2 or
+ * cuMemsetD32Async. Each gets a new correlation id, an API record if its cbid is on (synchronous
+ * ones end after the copy does) and a CUpti_ActivityMemcpy6 / CUpti_ActivityMemset4 (contextId 1,
+ * the same correlation id) if CUPTI_ACTIVITY_KIND_MEMCPY / MEMSET is on, placed on the stream's
+ * timeline after its kernels and lasting 1000 + bytes / 10 ns. synchronize is cuStreamSynchronize
+ * (126), cuCtxSynchronize (17) or cuEventSynchronize (121): an API record only, lasting until the
+ * stream's (for a context: the device's) last work ends. */
+#define FAKE_SYNC_STREAM 0
+#define FAKE_SYNC_CONTEXT 1
+#define FAKE_SYNC_EVENT 2
+void fake_cupti_memcpy(int device, int stream, size_t bytes, int copy_kind, int sync);
+void fake_cupti_memset(int device, int stream, size_t bytes, int sync);
+void fake_cupti_synchronize(int what, int device, int stream);
 
 /* Puts back the buffer callbacks registered before the last cuptiActivityRegisterCallbacks
  * (a second client took them and now lets go; the real CUPTI has no such call). */

@@ -53,7 +53,8 @@ static int rec_eq(const struct mfu_record *a, const struct mfu_record *b)
 		       str_eq(x->host, x->host_len, y->host, y->host_len) &&
 		       str_eq(x->job, x->job_len, y->job, y->job_len) &&
 		       str_eq(x->producer, x->producer_len, y->producer, y->producer_len) &&
-		       x->has_device == y->has_device && (!x->has_device || dev_eq(&x->device, &y->device));
+		       x->has_device == y->has_device && (!x->has_device || dev_eq(&x->device, &y->device)) &&
+		       str_eq(x->token, x->token_len, y->token, y->token_len);
 	}
 	case MFU_REC_DEVICE:
 		return dev_eq(&a->u.device, &b->u.device);
@@ -72,6 +73,10 @@ static int rec_eq(const struct mfu_record *a, const struct mfu_record *b)
 		return !memcmp(&a->u.status, &b->u.status, sizeof(a->u.status));
 	case MFU_REC_GOODBYE:
 		return a->u.goodbye.time_ns == b->u.goodbye.time_ns && a->u.goodbye.exit_code == b->u.goodbye.exit_code;
+	case MFU_REC_COPY:
+		return !memcmp(&a->u.copy, &b->u.copy, sizeof(a->u.copy));
+	case MFU_REC_OFFCPU:
+		return !memcmp(&a->u.offcpu, &b->u.offcpu, sizeof(a->u.offcpu));
 	default:
 		return 1; /* unknown: only the type is reported */
 	}
@@ -79,7 +84,7 @@ static int rec_eq(const struct mfu_record *a, const struct mfu_record *b)
 
 static int known_type(uint32_t t)
 {
-	return t >= MFU_REC_HELLO && t <= MFU_REC_DEVICE;
+	return t >= MFU_REC_HELLO && t <= MFU_REC_OFFCPU;
 }
 
 /* Checks 1 and 2.  Returns 1 if the payload starts with a hello. */

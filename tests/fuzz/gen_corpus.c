@@ -158,7 +158,7 @@ static void put_each_type(void)
 		memset(&r, 0, sizeof(r));
 		r.type = MFU_REC_API;
 		r.u.api = (struct mfu_rec_api){.start_ns = t + 1000, .end_ns = t + 4000, .tid = 77, .cbid = 211,
-						.corr = 500 + (uint64_t)i};
+						.corr = 500 + (uint64_t)i, .kind = MFU_API_LAUNCH};
 		put(&r);
 		memset(&r, 0, sizeof(r));
 		r.type = MFU_REC_KERNEL;

@@ -14,6 +14,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Tap, build_dir, tool  # noqa: E402
+import wire_py  # noqa: E402
 
 tap = Tap()
 SHIM = os.path.join(build_dir(), "shim", "libmfushim.so")
@@ -279,6 +280,71 @@ def the_shim_exports_only_interposers_and_the_api_and_links_no_cuda():
     needed = subprocess.run(["readelf", "-d", SHIM], capture_output=True, text=True, check=True).stdout
     for lib in ("libcuda", "libcublas", "libcupti", "libcudart"):
         assert lib not in needed, needed
+
+
+def archived_records(scenario, **extra):
+    """mfu run --archive; returns (every record archived, stderr)."""
+    import glob
+    tmp = tempfile.mkdtemp(prefix="mfu-shim-")
+    arch = os.path.join(tmp, "archive")
+    r = subprocess.run([tool("mfu"), "run", "--interval", "0", "--archive", arch, "--json", os.path.join(tmp, "s.json"),
+                        "--", DRIVER, scenario, os.path.join(tmp, "w.json")],
+                       capture_output=True, text=True, timeout=120, env=env(**extra))
+    assert r.returncode == 0, (scenario, r.returncode, r.stderr)
+    files = sorted(glob.glob(os.path.join(arch, "*.mfa")))
+    assert files, os.listdir(arch)
+    return [rec for f in files for rec in wire_py.read_archive(f)], r.stderr
+
+
+@tap.check
+def copies_and_synchronizing_calls_reach_the_collector_with_their_fields():
+    recs, _ = archived_records("copies")
+    copies = [r for r in recs if r["type"] == "copy"]
+    api = [r for r in recs if r["type"] == "api"]
+    kernels = [r for r in recs if r["type"] == "kernel"]
+    # the scenario: a sync 1 MiB HtoD copy, an async 64 KiB DtoH one, a sync
+    # 4 KiB memset, all on stream 0 of device 0
+    got = sorted((c["op"], c["kind"], c["bytes"]) for c in copies)
+    assert got == [(1, 1, 1 << 20), (1, 2, 64 << 10), (2, 0, 4096)], got
+    for c in copies:
+        assert c["device"] == 0 and c["stream"] == 0 and c["end_ns"] > c["start_ns"] and c["corr"] > 0, c
+    by_kind = {}
+    for a in api:
+        by_kind.setdefault(a["kind"], []).append(a)
+    # cuMemcpyHtoD_v2 (276) and cuMemsetD32_v2 (251) are blocking; the async
+    # copy's call is no host wait and sends no api record at all
+    assert sorted(a["cbid"] for a in by_kind.get(3, [])) == [251, 276], by_kind
+    # cuStreamSynchronize, cuEventSynchronize, cuCtxSynchronize
+    assert sorted(a["cbid"] for a in by_kind.get(2, [])) == [17, 121, 126], by_kind
+    assert len(by_kind.get(1, [])) == len(kernels) == 4, (by_kind, len(kernels))
+    assert set(by_kind) == {1, 2, 3}, by_kind
+    # a blocking call and the copy it issued share the correlation id; the
+    # synchronous copy ends before its call returns
+    for a in by_kind[3]:
+        c = [c for c in copies if c["corr"] == a["corr"]]
+        assert len(c) == 1 and c[0]["end_ns"] <= a["end_ns"], (a, c)
+    tids = {a["tid"] for a in api}
+    assert len(tids) == 1 and tids != {0}, tids
+
+
+@tap.check
+def copy_records_refused_by_cupti_leave_kernel_timing_whole():
+    recs, err = archived_records("copies", FAKE_CUPTI_REFUSE="copies", MFU_LOG="1")
+    assert not [r for r in recs if r["type"] == "copy"]
+    assert len([r for r in recs if r["type"] == "kernel"]) == 4
+    assert len([r for r in recs if r["type"] == "api" and r["kind"] == 2]) == 3
+    assert "CUPTI records no memcpy" in err and "CUPTI records no memset" in err, err
+    assert "kernel timing unavailable" not in err, err
+
+
+@tap.check
+def without_driver_api_selection_only_launches_and_syncs_are_sent():
+    # the fallback enables every driver record; the shim keeps its own cbids
+    recs, err = archived_records("copies", FAKE_CUPTI_NO_DRIVER_API_SELECT="1", MFU_LOG="1")
+    api = [r for r in recs if r["type"] == "api"]
+    assert "cannot select driver API records" in err, err
+    # the async copy's cuMemcpyDtoHAsync_v2 (279) came from CUPTI and was dropped
+    assert sorted(a["cbid"] for a in api if a["kind"] != 1) == [17, 121, 126, 251, 276], api
 
 
 tap.run()

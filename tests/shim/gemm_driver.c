@@ -10,7 +10,7 @@
  *   gemm_driver SCENARIO EXPECTED.json
  *
  * Scenarios: table, nested, threads, api, passthrough, many, fork, splitk,
- * graph, hijack, pool, exec, thread_exit.
+ * graph, hijack, pool, exec, thread_exit, copies.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -660,6 +660,37 @@ static void scenario_passthrough(void)
 	fake_cublaslt_set_status(CUBLAS_STATUS_SUCCESS);
 }
 
+/* Gap-analysis inputs: around 4 GEMMs, a synchronous 1 MiB HtoD memcpy,
+ * an asynchronous 64 KiB DtoH one, a synchronous 4 KiB memset, then a
+ * stream, an event and a context synchronize, all on stream 0 of device 0.
+ * Copy records: 3; API records: 4 launches, 2 blocking (the synchronous
+ * copy and set; the async copy is no host wait) and 3 syncs. */
+static void scenario_copies(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	/* the shim loads CUPTI on its first call */
+	CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 32, P(1), P(2), 32, P(3), 32, P(4), P(5), 32) == 0);
+	expect_gemm(FP32, 32, 32, 32, 1, 0);
+	void *cupti = dlopen("libcupti.so.13", RTLD_LAZY | RTLD_NOLOAD);
+	void (*memcpy_)(int, int, size_t, int, int) =
+		cupti ? (void (*)(int, int, size_t, int, int))dlsym(cupti, "fake_cupti_memcpy") : NULL;
+	void (*memset_)(int, int, size_t, int) = cupti ? (void (*)(int, int, size_t, int))dlsym(cupti, "fake_cupti_memset") : NULL;
+	void (*sync)(int, int, int) = cupti ? (void (*)(int, int, int))dlsym(cupti, "fake_cupti_synchronize") : NULL;
+	CHECK(memcpy_ && memset_ && sync);
+	if (failures)
+		return;
+	memcpy_(0, 0, 1u << 20, CUPTI_ACTIVITY_MEMCPY_KIND_HTOD, 1);
+	for (int i = 0; i < 3; i++) {
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 64, 32, 16, P(1), P(2), 64, P(3), 32, P(4), P(5), 64) == 0);
+		expect_gemm(FP32, 64, 32, 16, 1, 0);
+	}
+	memcpy_(0, 0, 64u << 10, CUPTI_ACTIVITY_MEMCPY_KIND_DTOH, 0);
+	memset_(0, 0, 4096, 1);
+	sync(FAKE_SYNC_STREAM, 0, 0);
+	sync(FAKE_SYNC_EVENT, 0, 0);
+	sync(FAKE_SYNC_CONTEXT, 0, 0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
@@ -697,6 +728,8 @@ int main(int argc, char **argv)
 		scenario_exec();
 	else if (!strcmp(sc, "thread_exit"))
 		scenario_thread_exit();
+	else if (!strcmp(sc, "copies"))
+		scenario_copies();
 	else {
 		fprintf(stderr, "gemm_driver: unknown scenario %s\n", sc);
 		return 2;

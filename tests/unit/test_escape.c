@@ -339,6 +339,23 @@ static void test_hostile_names_survive_every_export(void **state)
 	sb_free(&json);
 }
 
+static void test_hello_text_past_the_limit_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	char *name = name_64k();
+	struct mfu_record r = {.type = MFU_REC_HELLO};
+	size_t len;
+
+	r.u.hello = (struct mfu_rec_hello){.time_ns = T0, .pid = 7, .host = name,
+					   .host_len = INGEST_HELLO_TEXT_MAX + 1, .producer = "p", .producer_len = 1};
+	assert_int_equal(mfu_enc_put(&f->enc, &r), 0);
+	assert_int_equal(mfu_frame_seal(f->codec, f->raw, f->enc.len, 0, f->frame, mfu_frame_bound(RAW_CAP), &len), 0);
+	assert_int_equal(ingest_feed(f->in, f->frame, len, 0), -INGEST_E_HELLO_SIZE);
+	assert_null(ingest_source(f->in));
+	assert_int_equal(f->agg->nsrc, 0);
+	free(name);
+}
+
 static void test_64k_names_are_bounded_and_stay_valid(void **state)
 {
 	struct fixture *f = *state;
@@ -352,7 +369,11 @@ static void test_64k_names_are_bounded_and_stay_valid(void **state)
 	assert_non_null(e_acute);
 	for (size_t i = 0; i < NAME_64K; i += 2)
 		memcpy(e_acute + i, "\xc3\xa9", 2);
-	send(f, e_acute, NAME_64K, name, NAME_64K, name, NAME_64K, name, NAME_64K);
+	/* Hello texts are refused past INGEST_HELLO_TEXT_MAX (a 64 KiB host is
+	 * an oversized hello, test_hello_text_past_the_limit_is_refused), so
+	 * they are as long as allowed, still far past the model's cut. */
+	send(f, e_acute, INGEST_HELLO_TEXT_MAX, name, INGEST_HELLO_TEXT_MAX, name, INGEST_HELLO_TEXT_MAX, name,
+	     NAME_64K);
 	sb_init(&prom);
 	sb_init(&json);
 	check_exports_well_formed(f->agg, &prom, &json);
@@ -412,6 +433,7 @@ int main(void)
 		cmocka_unit_test(test_64k_hostile_name_escapes_unit_by_unit),
 		cmocka_unit_test_setup_teardown(test_hostile_names_survive_every_export, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_64k_names_are_bounded_and_stay_valid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hello_text_past_the_limit_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_64k_kernel_name_without_nul_is_kept_whole, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

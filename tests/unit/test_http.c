@@ -557,6 +557,36 @@ static void test_server_silent_client_times_out(void **state)
 	sb_free(&resp);
 }
 
+/* Progress does not extend the deadline: a client trickling its head a
+ * byte at a time (slowloris) is closed at the timeout like a silent one. */
+static void test_server_trickling_client_is_closed_at_the_timeout(void **state)
+{
+	struct srv *sv = *state;
+	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: trickle\r\n\r\n";
+	uint64_t t0;
+	int fd, closed = 0;
+	size_t i = 0;
+
+	http_server_set_timeout_ms(sv->s, 200);
+	fd = client_connect(sv);
+	t0 = loop_now_ns();
+	while (!closed && loop_now_ns() - t0 < 3000 * 1000000ull) {
+		char b;
+		if (i < sizeof(req) - 1 && send(fd, req + i, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1)
+			i++;
+		usleep(20000); /* the whole head takes 0.9 s at least, past the 0.2 s timeout */
+		for (int k = 0; k < 4; k++)
+			assert_int_equal(loop_run_once(sv->l, 10), 0);
+		ssize_t n = recv(fd, &b, 1, MSG_DONTWAIT);
+		closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+	}
+	assert_true(closed);
+	assert_true(i < sizeof(req) - 1); /* closed before the head was complete */
+	assert_true(loop_now_ns() - t0 >= 150 * 1000000ull);
+	assert_int_equal(sv->calls, 0);
+	close(fd);
+}
+
 static void test_server_client_that_does_not_read_is_closed_without_blocking(void **state)
 {
 	struct srv *sv = *state;
@@ -709,6 +739,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_server_oversized_head_gets_431, srv_setup, srv_teardown),
 		cmocka_unit_test_setup_teardown(test_server_bad_handler_output_gets_500, srv_setup, srv_teardown),
 		cmocka_unit_test_setup_teardown(test_server_byte_at_a_time_client_is_served, srv_setup, srv_teardown),
+		cmocka_unit_test_setup_teardown(test_server_trickling_client_is_closed_at_the_timeout, srv_setup,
+						srv_teardown),
 		cmocka_unit_test_setup_teardown(test_server_silent_client_times_out, srv_setup, srv_teardown),
 		cmocka_unit_test_setup_teardown(test_server_client_that_does_not_read_is_closed_without_blocking,
 						srv_setup, srv_teardown),

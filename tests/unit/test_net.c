@@ -332,6 +332,103 @@ static void test_listen_unix_refuses_parent_owned_by_someone_else(void **state)
 	assert_int_equal(fd, -1);
 }
 
+static void test_listen_unix_refuses_parent_others_may_write_unless_sticky(void **state)
+{
+	struct tmp *t = *state;
+	int fd = -1;
+
+	assert_int_equal(mkdir(t->sub, 0700), 0);
+	assert_int_equal(chmod(t->sub, 0770), 0);
+	assert_int_equal(net_listen_unix(t->sock, 0600, &fd), -EPERM);
+	assert_int_equal(chmod(t->sub, 0702), 0);
+	assert_int_equal(net_listen_unix(t->sock, 0600, &fd), -EPERM);
+	assert_int_equal(fd, -1);
+	/* never "fixed": the mode is left as found */
+	struct stat st;
+	assert_int_equal(stat(t->sub, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0702);
+	/* readable by others is fine (the socket's own mode guards it), and so
+	 * is a sticky shared directory like /tmp */
+	assert_int_equal(chmod(t->sub, 0755), 0);
+	assert_int_equal(net_listen_unix(t->sock, 0600, &fd), 0);
+	close(fd);
+	unlink(t->sock);
+	assert_int_equal(chmod(t->sub, 01777), 0);
+	assert_int_equal(net_listen_unix(t->sock, 0600, &fd), 0);
+	close(fd);
+}
+
+static void test_listen_unix_group_mode_gives_dir_and_socket_to_the_group(void **state)
+{
+	struct tmp *t = *state;
+	/* root may hand files to any group; others only to their own */
+	gid_t gid = geteuid() == 0 ? 4242 : getegid();
+	mode_t old = umask(077);
+	struct stat st;
+	int fd = -1, err;
+
+	err = net_listen_unix_group(t->sock, 0750, 0660, gid, &fd);
+	umask(old);
+	assert_int_equal(err, 0);
+	assert_int_equal(stat(t->sub, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0750);
+	assert_int_equal(st.st_gid, gid);
+	assert_int_equal(lstat(t->sock, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0660);
+	assert_int_equal(st.st_gid, gid);
+	close(fd);
+}
+
+static void test_token_load_prefers_file_then_env_then_env_file(void **state)
+{
+	struct tmp *t = *state;
+	char p[160], buf[64];
+	const char *origin;
+	size_t len;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/tok", t->dir);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs("from-file\n", f);
+	fclose(f);
+	unsetenv("MFU_TOKEN");
+	unsetenv("MFU_TOKEN_FILE");
+	assert_int_equal(net_token_load(NULL, buf, sizeof(buf), &len, &origin), 0);
+	assert_int_equal(len, 0);
+	assert_null(origin);
+	setenv("MFU_TOKEN", "from-env", 1);
+	assert_int_equal(net_token_load(NULL, buf, sizeof(buf), &len, &origin), 0);
+	assert_string_equal(buf, "from-env");
+	assert_int_equal(len, 8);
+	assert_int_equal(net_token_load(p, buf, sizeof(buf), &len, &origin), 0);
+	assert_string_equal(buf, "from-file"); /* newline gone */
+	assert_string_equal(origin, p);
+	unsetenv("MFU_TOKEN");
+	setenv("MFU_TOKEN_FILE", p, 1);
+	assert_int_equal(net_token_load(NULL, buf, sizeof(buf), &len, &origin), 0);
+	assert_string_equal(buf, "from-file");
+	assert_int_equal(net_token_load(NULL, buf, 5, &len, &origin), -E2BIG);
+	f = fopen(p, "w");
+	fputs("\n", f);
+	fclose(f);
+	assert_int_equal(net_token_load(NULL, buf, sizeof(buf), &len, &origin), -ENODATA);
+	unlink(p);
+	assert_int_equal(net_token_load(NULL, buf, sizeof(buf), &len, &origin), -ENOENT);
+	unsetenv("MFU_TOKEN_FILE");
+}
+
+static void test_token_equal_needs_every_byte_and_the_length(void **state)
+{
+	(void)state;
+	assert_true(net_token_equal("secret", 6, "secret", 6));
+	assert_false(net_token_equal("secret", 6, "secreT", 6));
+	assert_false(net_token_equal("secret", 6, "secre", 5));
+	assert_false(net_token_equal("secret", 6, "secret!", 7));
+	assert_false(net_token_equal("secret", 6, NULL, 0));
+	assert_false(net_token_equal("", 0, "", 0)); /* no token configured never matches */
+}
+
 static void test_listen_unix_does_not_create_grandparents(void **state)
 {
 	struct tmp *t = *state;
@@ -412,6 +509,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listen_unix_refuses_parent_owned_by_someone_else, tmp_setup,
 						tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_listen_unix_does_not_create_grandparents, tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_listen_unix_refuses_parent_others_may_write_unless_sticky,
+						tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_listen_unix_group_mode_gives_dir_and_socket_to_the_group,
+						tmp_setup, tmp_teardown),
+		cmocka_unit_test_setup_teardown(test_token_load_prefers_file_then_env_then_env_file, tmp_setup,
+						tmp_teardown),
+		cmocka_unit_test(test_token_equal_needs_every_byte_and_the_length),
 		cmocka_unit_test(test_listen_unix_rejects_too_long_path),
 		cmocka_unit_test(test_parse_target_reads_each_form_without_connecting),
 		cmocka_unit_test(test_default_socket_prefers_xdg_runtime_dir),

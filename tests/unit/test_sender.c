@@ -7,6 +7,8 @@
  * failure; no assertion depends on how fast this machine is.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -24,6 +26,7 @@
 
 #include "agg.h"
 #include "ingest.h"
+#include "net.h"
 #include "sender.h"
 
 /* Now, since the sender stamps status and goodbye with the real clock and
@@ -264,6 +267,78 @@ static void test_a_new_connection_starts_with_its_own_hello(void **state)
 	close(r.lfd);
 }
 
+/* Reads from fd into in until the source has `want` kernels or 10 s pass. */
+static uint64_t read_until_kernels(int fd, struct ingest *in, uint64_t want)
+{
+	uint8_t buf[65536];
+	for (int i = 0; i < 100; i++) {
+		struct agg_source *src = ingest_source(in);
+		if (src && src->ndev && src->dev[0]->tot.kernels >= want)
+			return src->dev[0]->tot.kernels;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		assert_int_equal(ingest_feed(in, buf, (size_t)n, 0), 0);
+	}
+	struct agg_source *src = ingest_source(in);
+	return src && src->ndev ? src->dev[0]->tot.kernels : 0;
+}
+
+/* A collector closes an idle producer's connection (mfud --idle-timeout).
+ * Over TCP the producer's next send() would still succeed and its frame
+ * vanish; the sender must see the close and send on a new connection. */
+static void test_frame_after_the_collector_closed_an_idle_tcp_connection_is_not_lost(void **state)
+{
+	struct mfu_sender_config cfg = {0};
+	struct agg_config acfg = {.offline = 1};
+	struct mfu_rec_hello h;
+	struct mfu_sender *s;
+	struct agg *agg;
+	struct mfu_codec *codec = mfu_codec_new(1);
+	struct ingest *in1, *in2;
+	char tcp[64];
+	uint16_t port;
+	int lfd, c1, c2;
+	(void)state;
+
+	assert_int_equal(net_listen_tcp("127.0.0.1", 0, &lfd, &port), 0);
+	fcntl(lfd, F_SETFL, 0);
+	snprintf(tcp, sizeof(tcp), "tcp:127.0.0.1:%u", port);
+	cfg.target = tcp;
+	assert_int_equal(agg_new(&acfg, &agg), 0);
+	hello(&h);
+	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
+	struct mfu_record k = kernel(0);
+	assert_int_equal(mfu_sender_put(s, &k), 0);
+	assert_int_equal(mfu_sender_flush(s, 10000), 0);
+	c1 = accept(lfd, NULL, NULL);
+	assert_true(c1 >= 0);
+	assert_int_equal(ingest_new(agg, codec, "c1", &in1), 0);
+	assert_int_equal(read_until_kernels(c1, in1, 1), 1);
+	ingest_free(in1);
+	close(c1); /* the idle timeout */
+	usleep(200000); /* the FIN reaches the producer */
+	k = kernel(1);
+	assert_int_equal(mfu_sender_put(s, &k), 0);
+	mfu_sender_flush(s, 10000);
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 10000), 1); /* it reconnected */
+	c2 = accept(lfd, NULL, NULL);
+	assert_true(c2 >= 0);
+	assert_int_equal(ingest_new(agg, codec, "c2", &in2), 0);
+	assert_int_equal(read_until_kernels(c2, in2, 2), 2); /* the kernel after the close arrived */
+	assert_int_equal(agg->nsrc, 1);
+	mfu_sender_free(s, 0, 2000);
+	ingest_free(in2);
+	close(c2);
+	close(lfd);
+	agg_free(agg);
+	mfu_codec_free(codec);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,6 +346,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stalled_collector_does_not_hold_exit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_records_arrive_exactly_through_a_live_collector, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_new_connection_starts_with_its_own_hello, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_frame_after_the_collector_closed_an_idle_tcp_connection_is_not_lost,
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

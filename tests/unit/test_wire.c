@@ -86,6 +86,8 @@ static void rnd_record(struct mfu_record *r, int slot)
 		h->has_device = rnd() % 2;
 		if (h->has_device)
 			rnd_device(&h->device, slot + 3);
+		if (rnd() % 2)
+			rnd_text(&h->token, &h->token_len, slot + 4);
 		break;
 	}
 	case MFU_REC_STRING:
@@ -138,6 +140,7 @@ static void rnd_record(struct mfu_record *r, int slot)
 		r->u.api.tid = rnd_u64();
 		r->u.api.cbid = rnd() % 1000;
 		r->u.api.corr = rnd_u64();
+		r->u.api.kind = MFU_API_LAUNCH + rnd() % (MFU_API__COUNT - MFU_API_LAUNCH);
 		break;
 	case MFU_REC_STATUS:
 		r->u.status.time_ns = rnd_u64();
@@ -206,6 +209,7 @@ static void assert_record_equal(const struct mfu_record *a, const struct mfu_rec
 		assert_text(x->producer, x->producer_len, y->producer, y->producer_len);
 		if (x->has_device)
 			assert_device_equal(&x->device, &y->device);
+		assert_text(x->token, x->token_len, y->token, y->token_len);
 		break;
 	}
 	case MFU_REC_STRING:
@@ -531,6 +535,78 @@ static void test_appended_fields_are_ignored_and_short_bodies_rejected(void **st
 	assert_int_equal(mfu_dec_next(&d, &got), -MFU_WIRE_E_FIELD);
 }
 
+/* The token was appended to hello after version 1 shipped: an older
+ * producer's hello (no token) still decodes, with an empty token, and a
+ * newer one's extra fields after the token are skipped. */
+static void test_hello_token_is_optional_and_round_trips(void **state)
+{
+	uint8_t body[128], buf[160], *p, *q;
+	struct mfu_dec d;
+	struct mfu_record got;
+	(void)state;
+
+	for (int variant = 0; variant < 3; variant++) {
+		q = body;
+		q = varint_put(q, 5);                  /* time */
+		q = varint_put(q, 1234);               /* pid */
+		q = varint_put(q, zigzag_encode(3));   /* rank */
+		q = varint_put(q, zigzag_encode(-1));  /* local rank */
+		q = varint_put(q, 8);                  /* world size */
+		q = varint_put(q, 0);                  /* flags */
+		for (int i = 0; i < 3; i++) {          /* host, job, producer */
+			q = varint_put(q, 1);
+			*q++ = (uint8_t)('a' + i);
+		}
+		q = varint_put(q, 0); /* no device */
+		if (variant >= 1) {
+			q = varint_put(q, 6);
+			memcpy(q, "s3cret", 6);
+			q += 6;
+		}
+		if (variant == 2)
+			q = varint_put(q, 99); /* a field from a later version */
+		p = buf;
+		p = varint_put(p, MFU_REC_HELLO);
+		p = varint_put(p, (uint64_t)(q - body));
+		memcpy(p, body, (size_t)(q - body));
+		p += q - body;
+		mfu_dec_init(&d, buf, (size_t)(p - buf));
+		assert_int_equal(mfu_dec_next(&d, &got), 1);
+		assert_int_equal(got.type, MFU_REC_HELLO);
+		assert_int_equal(got.u.hello.pid, 1234);
+		assert_text(got.u.hello.producer, got.u.hello.producer_len, "c", 1);
+		if (variant == 0)
+			assert_int_equal(got.u.hello.token_len, 0);
+		else
+			assert_text(got.u.hello.token, got.u.hello.token_len, "s3cret", 6);
+		assert_int_equal(mfu_dec_next(&d, &got), 0);
+	}
+
+	/* a token cut short by the body's end is an error, not a shorter token */
+	p = buf;
+	p = varint_put(p, MFU_REC_HELLO);
+	p = varint_put(p, (uint64_t)(q - body) - 1 - 3); /* drop the later field and 3 token bytes */
+	memcpy(p, body, (size_t)(q - body) - 1 - 3);
+	p += (q - body) - 1 - 3;
+	mfu_dec_init(&d, buf, (size_t)(p - buf));
+	assert_int_equal(mfu_dec_next(&d, &got), -MFU_WIRE_E_FIELD);
+
+	/* the encoder writes the token; a too-long one is refused */
+	struct mfu_record h = {.type = MFU_REC_HELLO};
+	struct mfu_enc e;
+	uint8_t out[512];
+	h.u.hello.token = "tok";
+	h.u.hello.token_len = 3;
+	mfu_enc_init(&e, out, sizeof(out));
+	assert_int_equal(mfu_enc_put(&e, &h), 0);
+	mfu_dec_init(&d, out, e.len);
+	assert_int_equal(mfu_dec_next(&d, &got), 1);
+	assert_text(got.u.hello.token, got.u.hello.token_len, "tok", 3);
+	h.u.hello.token_len = MFU_STRING_MAX + 1;
+	mfu_enc_init(&e, out, sizeof(out));
+	assert_int_equal(mfu_enc_put(&e, &h), -MFU_WIRE_E_FIELD);
+}
+
 static void test_hostile_records_get_specific_errors(void **state)
 {
 	uint8_t buf[64], *p;
@@ -613,7 +689,7 @@ static void test_hostile_records_get_specific_errors(void **state)
 
 /* The copy and offcpu records: an out-of-range device or state is FIELD, and
  * a body cut short of its fields is FIELD. */
-static void test_copy_and_offcpu_bodies_are_checked(void **state)
+static void test_copy_offcpu_and_api_bodies_are_checked(void **state)
 {
 	uint8_t buf[64], body[48], *p, *b;
 	struct mfu_dec d;
@@ -643,6 +719,31 @@ static void test_copy_and_offcpu_bodies_are_checked(void **state)
 			assert_int_equal(got.u.copy.device, 3);
 			assert_int_equal(got.u.copy.bytes, 4096);
 			assert_int_equal(got.u.copy.corr, 99);
+		} else {
+			assert_int_equal(mfu_dec_next(&d, &got), -MFU_WIRE_E_FIELD);
+		}
+	}
+	/* An api body from a producer that predates the kind field is a launch;
+	 * a kind out of range is FIELD. */
+	for (int variant = 0; variant < 2; variant++) {
+		b = body;
+		b = varint_put(b, zigzag_encode(700));
+		b = varint_put(b, 20);
+		b = varint_put(b, 42);
+		b = varint_put(b, 307);
+		b = varint_put(b, zigzag_encode(9));
+		if (variant)
+			b = varint_put(b, MFU_API__COUNT);
+		p = buf;
+		p = varint_put(p, MFU_REC_API);
+		p = varint_put(p, (uint64_t)(b - body));
+		memcpy(p, body, (size_t)(b - body));
+		p += b - body;
+		mfu_dec_init(&d, buf, (size_t)(p - buf));
+		if (!variant) {
+			assert_int_equal(mfu_dec_next(&d, &got), 1);
+			assert_int_equal(got.u.api.kind, MFU_API_LAUNCH);
+			assert_int_equal(got.u.api.end_ns, 720);
 		} else {
 			assert_int_equal(mfu_dec_next(&d, &got), -MFU_WIRE_E_FIELD);
 		}
@@ -786,8 +887,9 @@ int main(void)
 		cmocka_unit_test(test_payload_short_of_raw_len_and_garbage_zstd),
 		cmocka_unit_test(test_unknown_record_type_is_skipped_by_length),
 		cmocka_unit_test(test_appended_fields_are_ignored_and_short_bodies_rejected),
+		cmocka_unit_test(test_hello_token_is_optional_and_round_trips),
 		cmocka_unit_test(test_hostile_records_get_specific_errors),
-		cmocka_unit_test(test_copy_and_offcpu_bodies_are_checked),
+		cmocka_unit_test(test_copy_offcpu_and_api_bodies_are_checked),
 		cmocka_unit_test(test_encoder_refuses_what_the_decoder_would_refuse),
 		cmocka_unit_test(test_crc32c_known_vector),
 		cmocka_unit_test(test_frames_decode_independently),

@@ -16,6 +16,7 @@ static const char usage[] =
 	"  top [--connect HOST:PORT]                           live per-source table from mfud\n"
 	"  report [--json FILE] FILE...                        summary of archived frames\n"
 	"  replay [--speed X|--max] FILE...                    stream archived frames to a collector\n"
+	"  trace -o OUT.json FILE...                           archived frames as a Perfetto trace\n"
 	"\n"
 	"Each command takes --help.  mfu --version prints the version.\n";
 
@@ -41,7 +42,7 @@ int main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*fn)(int, char **);
-	} cmds[] = {{"run", cmd_run}, {"top", cmd_top}, {"report", cmd_report}, {"replay", cmd_replay}};
+	} cmds[] = {{"run", cmd_run}, {"top", cmd_top}, {"report", cmd_report}, {"replay", cmd_replay}, {"trace", cmd_trace}};
 
 	if (argc < 2) {
 		fputs(usage, stderr);
@@ -58,7 +59,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(argv[1], cmds[i].name))
 			return cmds[i].fn(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "trace") || !strcmp(argv[1], "attach")) {
+	if (!strcmp(argv[1], "attach")) {
 		fprintf(stderr, "mfu: '%s' is not available in this version yet\n", argv[1]);
 		return 2;
 	}

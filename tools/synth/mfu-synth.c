@@ -94,6 +94,10 @@ static int flush_frame(struct sink *k)
 	return 0;
 }
 
+/* How long a test producer waits for a busy collector before its sender
+ * drops: load tests run hundreds of producers on a couple of cores. */
+#define SYNTH_PATIENCE_MS 60000
+
 static int emit(void *arg, const struct mfu_record *r)
 {
 	struct sink *k = arg;
@@ -112,7 +116,7 @@ static int emit(void *arg, const struct mfu_record *r)
 		/* A test producer must not lose records: let the sender drain now and
 		 * then.  (The shim never waits like this.) */
 		if (++k->since_flush >= 5000) {
-			mfu_sender_flush(k->sender, 5000);
+			mfu_sender_flush(k->sender, SYNTH_PATIENCE_MS);
 			k->since_flush = 0;
 		}
 		mfu_sender_put(k->sender, r); /* drops are counted by the sender */
@@ -151,7 +155,8 @@ static void u128_print(FILE *f, unsigned __int128 v)
 	sb_free(&sb);
 }
 
-static int write_totals(const char *path, const struct synth_totals *t, int degraded)
+static int write_totals(const char *path, const struct synth_totals *t, int degraded,
+			const struct mfu_sender_stats *sent)
 {
 	FILE *f = fopen(path, "w");
 	if (!f)
@@ -170,6 +175,16 @@ static int write_totals(const char *path, const struct synth_totals *t, int degr
 	fprintf(f, ",\"kernel_ns\":%llu,\"busy_ns\":%llu,\"first_ns\":%llu,\"last_ns\":%llu,\"degraded\":%s}\n",
 		(unsigned long long)t->kernel_ns, (unsigned long long)t->busy_ns, (unsigned long long)t->first_ns,
 		(unsigned long long)t->last_ns, degraded ? "true" : "false");
+	if (sent) {
+		/* what the sender wrote to the socket, for load tests to check
+		 * against what the collector counted */
+		uint64_t dropped = 0;
+		for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
+			dropped += sent->dropped[i];
+		fseek(f, -2, SEEK_CUR); /* reopen the object: drop "}\n" */
+		fprintf(f, ",\"frames_sent\":%llu,\"sender_dropped\":%llu}\n", (unsigned long long)sent->frames,
+			(unsigned long long)dropped);
+	}
 	return fclose(f) ? -errno : 0;
 }
 
@@ -278,14 +293,18 @@ int main(int argc, char **argv)
 	rc = synth_run(&p, emit, &k, &t);
 	if (!rc && out)
 		rc = flush_frame(&k);
-	if (k.sender)
-		mfu_sender_free(k.sender, 0, 5000);
+	struct mfu_sender_stats st = {0};
+	if (k.sender) {
+		mfu_sender_shutdown(k.sender, 0, SYNTH_PATIENCE_MS);
+		mfu_sender_stats(k.sender, &st);
+		mfu_sender_free(k.sender, 0, SYNTH_PATIENCE_MS);
+	}
 	if (rc) {
 		fprintf(stderr, "mfu-synth: %s\n", strerror(rc < 0 ? -rc : rc));
 		rc = 1;
 		goto done;
 	}
-	if (totals && write_totals(totals, &t, p.degraded)) {
+	if (totals && write_totals(totals, &t, p.degraded, k.sender ? &st : NULL)) {
 		fprintf(stderr, "mfu-synth: cannot write %s\n", totals);
 		rc = 1;
 	}

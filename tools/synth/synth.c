@@ -142,6 +142,7 @@ static uint64_t launch(struct run *r, enum name_id name, uint64_t dur, uint64_t 
 	rec.u.api.tid = 4242;
 	rec.u.api.cbid = 307; /* cuLaunchKernel */
 	rec.u.api.corr = corr;
+	rec.u.api.kind = MFU_API_LAUNCH;
 	emit(r, &rec);
 
 	memset(&rec, 0, sizeof(rec));
