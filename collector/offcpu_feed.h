@@ -36,6 +36,7 @@ struct offcpu_feed_stats {
 	uint64_t records;                     /* records handed to sources */
 	uint64_t unmatched;                   /* intervals of a pid no longer attached */
 	uint64_t sink_errors;
+	uint64_t frames, frame_errors;        /* archive frames written, records lost to encoding */
 	uint64_t ns[MFU_OFFCPU__COUNT];       /* off-CPU time handed over, by state */
 	unsigned sources;                     /* pids attached now */
 };
@@ -63,6 +64,18 @@ int offcpu_feed_enabled(const struct offcpu_feed *f, const char **reason);
 
 /* Where records go; NULL restores the built-in per-source accounting. */
 void offcpu_feed_set_sink(struct offcpu_feed *f, offcpu_sink_fn fn);
+
+/* Receives one sealed frame of src's MFU_REC_OFFCPU records. */
+typedef void (*offcpu_frame_fn)(void *arg, struct agg_source *src, const uint8_t *frame, size_t len);
+
+/*
+ * Also writes every record into frames for src's archive stream: sealed
+ * every second, when 64 KiB of records wait, and at the last detach (so
+ * before the source's archive is closed).  A frame carries the sequence
+ * number of src's latest producer frame, which readers take as a repeat,
+ * not a loss.  fn NULL stops it.  Returns 0 or -ENOMEM.
+ */
+int offcpu_feed_set_archive(struct offcpu_feed *f, offcpu_frame_fn fn, void *arg);
 
 /*
  * Follows every thread of process pid and hands its intervals to src.

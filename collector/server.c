@@ -68,10 +68,11 @@ static void conn_close(struct conn *c)
 	struct server *s = c->srv;
 	struct agg_source *src = ingest_source(c->in);
 
-	if (s->archive && src)
-		archive_close_source(s->archive, src);
+	/* The feed's last off-CPU frame goes into the archive before it closes. */
 	if (c->bpf_pid)
 		offcpu_feed_detach(s->offcpu, c->bpf_pid);
+	if (s->archive && src)
+		archive_close_source(s->archive, src);
 	loop_io_del(c->io);
 	close(c->fd);
 	ingest_free(c->in);
@@ -471,6 +472,8 @@ int server_new(struct loop *l, const struct server_config *cfg, struct server **
 			fprintf(stderr, "mfud: --bpf=on: cannot start the eBPF scheduler tracer: %s\n", why);
 			goto fail;
 		}
+		if (s->archive && (rc = offcpu_feed_set_archive(s->offcpu, on_frame, s)))
+			goto fail;
 	}
 	*out = s;
 	return 0;

@@ -6,6 +6,7 @@ producer's off-CPU time is traced while it is connected and the pid is
 unwatched when it leaves, and a missing tracefs is mounted.  The checks that need the privilege skip, saying
 why, where this process does not have it."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -118,6 +119,48 @@ def local_source_is_traced_while_connected():
         print("# producer ran %.2f s; sleeping %.3f s, runnable %.3f s, %d events" % (
             wall, sleeping, samples(m, "mfud_bpf_offcpu_seconds_total", state="runnable")[0],
             samples(m, "mfud_bpf_events_total")[0]))
+    finally:
+        c.cleanup()
+
+
+@tap.check
+def offcpu_records_reach_the_archive_and_mfu_trace():
+    c = Collector("--bpf=auto", archive=True)
+    try:
+        if bpf_line(c) != ["mfud: eBPF scheduler tracing on (off-CPU time of local sources)"]:
+            print("# skip: " + " ".join(bpf_line(c)))
+            return
+        t = synth(c.target, os.path.join(c.dir, "t.json"), "--realtime", "--steps", "60", "--layers", "4")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            m = parse_metrics(c.metrics())
+            if samples(m, "mfud_bpf_sources") == [0.0]:
+                break
+            time.sleep(0.05)
+        traced = samples(m, "mfud_bpf_offcpu_seconds_total", state="sleeping")[0]
+        assert c.stop() == 0
+        files = sorted(os.path.join(c.archive, f) for f in os.listdir(c.archive))
+        assert files, "no archive written"
+        # the report still adds up (the tracer's frames are no lost frames)
+        out = os.path.join(c.dir, "r.json")
+        r = subprocess.run([tool("mfu"), "report", "--json", out] + files, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        rep = json.load(open(out))
+        assert rep["gemm_flops"] == t["gemm_flops"], (rep["gemm_flops"], t["gemm_flops"])
+        assert [p["lost_frames"] for p in rep["per_source"]] == [0], rep["per_source"]
+        # and mfu trace shows the off-CPU spells per thread
+        tj = os.path.join(c.dir, "trace.json")
+        r = subprocess.run([tool("mfu"), "trace", "-o", tj] + files, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        doc = json.load(open(tj))
+        evs = doc["traceEvents"] if isinstance(doc, dict) else doc
+        off = [e for e in evs if e.get("cat") == "offcpu"]
+        assert off, "no off-CPU events in the trace"
+        sleeping = sum(e["dur"] for e in off if e["name"] == "sleeping") / 1e6  # trace us -> s
+        print("# archive: %d off-CPU spells, sleeping %.3f s in the trace, %.3f s on /metrics" % (
+            len(off), sleeping, traced))
+        assert abs(sleeping - traced) <= 0.01 * traced + 1e-3, (sleeping, traced)
     finally:
         c.cleanup()
 
