@@ -9,8 +9,8 @@
  *           the parent thread waits uninterruptibly)
  *   pinned  two threads pinned to one CPU, each spinning 5 x SPIN ms, so
  *           they preempt each other
- * and prints one line per thread, "tid KIND TID EXPECT_NS", where EXPECT_NS
- * is the time the thread should have spent blocked in that state (nominal
+ * and, once all are done, one line per thread, "tid KIND TID EXPECT_NS":
+ * EXPECT_NS is the time the thread should have spent blocked in that state (nominal
  * for sleep; measured from the other side for pipe and vfork, because the
  * writer's or child's own scheduling delay is part of the wait; 0 for
  * pinned).  Usage: offcpu_workload [ITERS SPIN_MS SLEEP_MS].
@@ -28,7 +28,6 @@
 
 static unsigned iters = 10, spin_ms = 20, sleep_ms = 30;
 static int pin_cpu = -1;
-static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static int ready_pipe[2], data_pipe[2];
 
 static uint64_t now_ns(clockid_t c)
@@ -53,12 +52,25 @@ static void sleep_ms_(unsigned ms)
 		;
 }
 
+/* What each thread reports, printed by main after the joins: a thread that
+ * took a lock or wrote to stdout itself could block there, and that would
+ * be off-CPU time the test does not expect. */
+#define MAX_THREADS 8
+static struct {
+	const char *kind;
+	long tid;
+	uint64_t expect_ns;
+} reports[MAX_THREADS];
+static _Atomic unsigned nreports;
+
 static void report(const char *kind, uint64_t expect_ns)
 {
-	pthread_mutex_lock(&out_lock);
-	printf("tid %s %ld %llu\n", kind, (long)syscall(SYS_gettid), (unsigned long long)expect_ns);
-	fflush(stdout);
-	pthread_mutex_unlock(&out_lock);
+	unsigned i = nreports++;
+	if (i < MAX_THREADS) {
+		reports[i].kind = kind;
+		reports[i].tid = (long)syscall(SYS_gettid);
+		reports[i].expect_ns = expect_ns;
+	}
 }
 
 static void *run_sleep(void *arg)
@@ -182,6 +194,8 @@ int main(int argc, char **argv)
 		}
 	for (int i = 0; i < N; i++)
 		pthread_join(th[i], NULL);
+	for (unsigned i = 0; i < nreports && i < MAX_THREADS; i++)
+		printf("tid %s %ld %llu\n", reports[i].kind, reports[i].tid, (unsigned long long)reports[i].expect_ns);
 	printf("done\n");
 	return 0;
 }
