@@ -4,23 +4,25 @@
  * test.  It prints "pid PID", waits for one byte on stdin, then runs:
  *   sleep   ITERS x (spin SPIN ms of CPU, nanosleep SLEEP ms)
  *   pipe    ITERS x (spin, block in read() until a writer thread, which
- *           sleeps SLEEP ms first, writes)
+ *           waits until the reader sleeps, then sleeps SLEEP ms, writes)
  *   vfork   ITERS/2 x (spin, vfork a child that sleeps SLEEP ms and exits:
  *           the parent thread waits uninterruptibly)
  *   pinned  two threads pinned to one CPU, each spinning 5 x SPIN ms, so
  *           they preempt each other
- * and, once all are done, one line per thread, "tid KIND TID EXPECT_NS":
- * EXPECT_NS is the time the thread should have spent blocked in that state (nominal
- * for sleep; measured from the other side for pipe and vfork, because the
- * writer's or child's own scheduling delay is part of the wait; 0 for
- * pinned).  Usage: offcpu_workload [ITERS SPIN_MS SLEEP_MS].
+ * and, once all are done, one line per thread, "tid KIND TID LO_NS HI_NS":
+ * the time the thread spent blocked (sleeping, or for vfork uninterruptible)
+ * lies in [LO_NS, HI_NS]: nominal for sleep (LO = HI), bracketed from both
+ * sides for pipe and vfork (see run_pipe), 0 for pinned and the writer.
+ * Usage: offcpu_workload [ITERS SPIN_MS SLEEP_MS].
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,17 +61,18 @@ static void sleep_ms_(unsigned ms)
 static struct {
 	const char *kind;
 	long tid;
-	uint64_t expect_ns;
+	uint64_t lo_ns, hi_ns;
 } reports[MAX_THREADS];
 static _Atomic unsigned nreports;
 
-static void report(const char *kind, uint64_t expect_ns)
+static void report(const char *kind, uint64_t lo_ns, uint64_t hi_ns)
 {
 	unsigned i = nreports++;
 	if (i < MAX_THREADS) {
 		reports[i].kind = kind;
 		reports[i].tid = (long)syscall(SYS_gettid);
-		reports[i].expect_ns = expect_ns;
+		reports[i].lo_ns = lo_ns;
+		reports[i].hi_ns = hi_ns;
 	}
 }
 
@@ -79,11 +82,39 @@ static void *run_sleep(void *arg)
 		spin(spin_ms);
 		sleep_ms_(sleep_ms);
 	}
-	report("sleep", (uint64_t)iters * sleep_ms * 1000000u);
+	report("sleep", (uint64_t)iters * sleep_ms * 1000000u, (uint64_t)iters * sleep_ms * 1000000u);
 	return NULL;
 }
 
-static _Atomic uint64_t written_at;
+/* The state letter of thread tid of process pid, from /proc; '?' if it
+ * cannot be read.  Plain syscalls only: a vfork child calls it too. */
+static char thread_state(long pid, long tid)
+{
+	char path[64], buf[512];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/task/%ld/stat", pid, tid);
+	if ((fd = open(path, O_RDONLY)) < 0)
+		return '?';
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return '?';
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')'); /* the name may hold spaces and parens */
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/*
+ * Neither side can see exactly when the reader fell asleep in read(): the
+ * reader's own timestamp before read() comes too early when it is preempted
+ * on the way in (that time is runnable, not sleeping), and the writer's
+ * sighting of state S comes too late by the writer's own scheduling delay.
+ * So the pipe thread reports both: the sleeping time lies between them.
+ */
+static _Atomic uint64_t reader_t0, seen_asleep, written_at;
+static _Atomic long pipe_tid;
 
 static void *run_writer(void *arg)
 {
@@ -91,63 +122,75 @@ static void *run_writer(void *arg)
 	for (unsigned i = 0; i < iters; i++) {
 		if (read(ready_pipe[0], &c, 1) != 1)
 			break;
+		while (thread_state(getpid(), pipe_tid) != 'S')
+			;
+		seen_asleep = now_ns(CLOCK_MONOTONIC);
 		sleep_ms_(sleep_ms);
 		written_at = now_ns(CLOCK_MONOTONIC);
 		if (write(data_pipe[1], "d", 1) != 1)
 			break;
 	}
-	report("writer", 0);
+	report("writer", 0, 0);
 	return NULL;
 }
 
 static void *run_pipe(void *arg)
 {
-	uint64_t blocked = 0;
+	uint64_t lo = 0, hi = 0;
 	char c;
+	pipe_tid = (long)syscall(SYS_gettid);
 	for (unsigned i = 0; i < iters; i++) {
 		spin(spin_ms);
-		/* The writer sleeps before it writes, so t0 comes well before
-		 * the write and the read blocks from (about) t0 on. */
 		if (write(ready_pipe[1], "r", 1) != 1)
 			break;
-		uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+		reader_t0 = now_ns(CLOCK_MONOTONIC);
 		if (read(data_pipe[0], &c, 1) != 1)
 			break;
-		blocked += written_at - t0;
+		lo += written_at - seen_asleep;
+		hi += written_at - reader_t0;
 	}
-	report("pipe", blocked);
+	report("pipe", lo, hi);
 	return NULL;
 }
 
 /* Its own function, with the state that crosses vfork() in statics, so
- * that nothing the child may clobber lives in registers across it. */
-static volatile uint64_t vfork_t0, vfork_child_end;
+ * that nothing the child may clobber lives in registers across it.  As for
+ * the pipe, the parent's uninterruptible wait lies between the parent's
+ * timestamp before vfork() and the child's sighting of it in state D. */
+static volatile uint64_t vfork_t0, vfork_seen, vfork_child_end;
+static volatile long vfork_parent;
 
-__attribute__((noinline)) static uint64_t vfork_once(void)
+__attribute__((noinline)) static void vfork_once(uint64_t *lo, uint64_t *hi)
 {
+	vfork_parent = (long)syscall(SYS_gettid);
 	vfork_t0 = now_ns(CLOCK_MONOTONIC);
 	pid_t p = vfork();
 	if (p == 0) {
-		/* The child borrows our memory until it exits: the store is
-		 * how the parent learns when it did. */
+		/* The child borrows our memory until it exits: the stores are
+		 * how the parent learns what it saw. */
+		char st;
+		while ((st = thread_state(getppid(), vfork_parent)) != 'D' && st != '?')
+			;
+		vfork_seen = now_ns(CLOCK_MONOTONIC);
 		sleep_ms_(sleep_ms);
 		vfork_child_end = now_ns(CLOCK_MONOTONIC);
 		_exit(0);
 	}
 	if (p < 0)
-		return 0;
+		return;
 	waitpid(p, NULL, 0);
-	return vfork_child_end - vfork_t0;
+	*lo += vfork_child_end - vfork_seen;
+	*hi += vfork_child_end - vfork_t0;
 }
 
 static void *run_vfork(void *arg)
 {
-	uint64_t blocked = 0;
+	uint64_t lo = 0, hi = 0;
 	for (unsigned i = 0; i < iters / 2; i++) {
 		spin(spin_ms);
-		blocked += vfork_once();
+		vfork_once(&lo, &hi);
 	}
-	report("vfork", blocked);
+	report("vfork", lo, hi);
 	return NULL;
 }
 
@@ -158,13 +201,14 @@ static void *run_pinned(void *arg)
 	CPU_SET(pin_cpu, &set);
 	if (sched_setaffinity(0, sizeof(set), &set) == 0)
 		spin(5 * spin_ms);
-	report("pinned", 0);
+	report("pinned", 0, 0);
 	return NULL;
 }
 
 int main(int argc, char **argv)
 {
-	void *(*fns[])(void *) = {run_sleep, run_pipe, run_writer, run_vfork, run_pinned, run_pinned};
+	/* The pipe reader first, so its tid is known before the writer needs it. */
+	void *(*fns[])(void *) = {run_pipe, run_sleep, run_writer, run_vfork, run_pinned, run_pinned};
 	enum { N = sizeof(fns) / sizeof(fns[0]) };
 	pthread_t th[N];
 	cpu_set_t set;
@@ -195,7 +239,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < N; i++)
 		pthread_join(th[i], NULL);
 	for (unsigned i = 0; i < nreports && i < MAX_THREADS; i++)
-		printf("tid %s %ld %llu\n", reports[i].kind, reports[i].tid, (unsigned long long)reports[i].expect_ns);
+		printf("tid %s %ld %llu %llu\n", reports[i].kind, reports[i].tid, (unsigned long long)reports[i].lo_ns,
+		       (unsigned long long)reports[i].hi_ns);
 	printf("done\n");
 	return 0;
 }
