@@ -132,8 +132,9 @@ int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer, ui
 		a->src[a->nsrc++] = s;
 	}
 	source_fill(s, h, peer);
+	s->connections++;
 	/* A reconnecting source keeps its sequence, so frames it dropped while
-	 * away count as lost. */
+	 * away count as lost, and frames it sends again are known as such. */
 	s->connected = 1;
 	s->gone = 0;
 	if (h->has_device) {
@@ -443,6 +444,17 @@ int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t
 	}
 }
 
+int agg_source_seq_seen(const struct agg_source *s, uint32_t seq)
+{
+	return s->have_seq && (int32_t)(seq - s->next_seq) < 0;
+}
+
+void agg_source_frame_unnumbered(struct agg_source *s, size_t bytes)
+{
+	s->frames++;
+	s->bytes += bytes;
+}
+
 void agg_source_frame(struct agg_source *s, uint32_t seq, size_t bytes)
 {
 	int32_t ahead = (int32_t)(seq - s->next_seq);
@@ -451,8 +463,10 @@ void agg_source_frame(struct agg_source *s, uint32_t seq, size_t bytes)
 	s->bytes += bytes;
 	/* Only a jump forward is a loss; a repeated or older number (a replay, a
 	 * duplicate) is not 4 billion lost frames. */
-	if (s->have_seq && ahead < 0)
+	if (s->have_seq && ahead < 0) {
+		s->dup_frames++;
 		return;
+	}
 	if (s->have_seq && ahead > 0)
 		s->seq_gaps += (uint32_t)ahead;
 	s->have_seq = 1;

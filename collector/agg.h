@@ -71,6 +71,7 @@ struct agg_source {
 	uint64_t max_mono_ns; /* collector time when max_ns was seen */
 	uint64_t dropped[MFU_DROP__COUNT];
 	uint64_t frames, bytes, records, unknown_records, seq_gaps;
+	uint64_t dup_frames; /* frames sent again that were already applied: skipped */
 	uint64_t span_work; /* buckets touched by multi-bucket spans; ingest bounds it per frame */
 	uint32_t next_seq;
 	int have_seq;
@@ -101,8 +102,14 @@ int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer,
 /* Applies one record of a source that has said hello.  Returns 0, or a
  * negated mfu_wire_error for a record that breaks a rule of the stream. */
 int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t now_mono_ns);
-/* Notes a frame's sequence number; counts gaps. */
+/* Notes a data frame's sequence number; counts gaps and duplicates. */
 void agg_source_frame(struct agg_source *s, uint32_t seq, size_t bytes);
+/* Notes a connection's first frame (the hello's), which is outside the
+ * sequence. */
+void agg_source_frame_unnumbered(struct agg_source *s, size_t bytes);
+/* 1 if a data frame numbered seq was applied already (numbered below the
+ * next one expected). */
+int agg_source_seq_seen(const struct agg_source *s, uint32_t seq);
 void agg_source_disconnect(struct agg_source *s, uint64_t now_mono_ns);
 /* Producer time the source spent without kernel timing, up to its newest
  * data: CUPTI unavailable from the start, or lost to another profiler. */

@@ -20,7 +20,7 @@
 
 struct archive_file {
 	int fd;
-	unsigned n;
+	unsigned n, conn; /* conn: the group's number, fixed by its first file */
 	uint64_t bytes;
 	char tmp[4200], final[4096];
 };
@@ -85,13 +85,28 @@ static int file_open(struct archive *ar, const struct agg_source *s, struct arch
 
 	safe_name(host, sizeof(host), s->host);
 	/* One file group per connection: a reconnecting source starts a new
-	 * group (with its own hello) instead of overwriting the first. */
-	snprintf(f->final, sizeof(f->final), "%s/%s-%llu-%llu-c%u.%u.mfa", ar->dir, host,
-		 (unsigned long long)s->pid, (unsigned long long)s->hello_ns, s->connections, f->n);
-	snprintf(f->tmp, sizeof(f->tmp), "%s.tmp", f->final);
-	f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (f->fd < 0)
-		return -errno;
+	 * group (with its own hello) instead of overwriting the first.  A
+	 * collector restarted after a crash counts connections from 1 again, so
+	 * a group's number is the first one no file uses yet: the dead
+	 * collector's files stay, and sort before the new ones. */
+	if (f->n == 0)
+		f->conn = s->connections ? s->connections : 1;
+	for (unsigned tries = 0;; tries++) {
+		snprintf(f->final, sizeof(f->final), "%s/%s-%llu-%llu-c%u.%u.mfa", ar->dir, host,
+			 (unsigned long long)s->pid, (unsigned long long)s->hello_ns, f->conn, f->n);
+		snprintf(f->tmp, sizeof(f->tmp), "%s.tmp", f->final);
+		if (access(f->final, F_OK) == 0) {
+			f->fd = -1;
+			errno = EEXIST;
+		} else {
+			f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		}
+		if (f->fd >= 0)
+			break;
+		if (errno != EEXIST || f->n || tries > 10000)
+			return -errno;
+		f->conn++;
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	memcpy(hdr, ARCHIVE_MAGIC, 8);

@@ -328,7 +328,8 @@ static void export_info(const struct agg *a, struct strbuf *sb)
 		sample(sb, "mfu_source_synthetic", NULL, a->src[i], NULL,
 		       (a->src[i]->hello_flags & MFU_HELLO_SYNTHETIC) != 0);
 	family(sb, "mfu_dropped_records_total", "counter", "Records the producer lost, by reason.");
-	static const char *const reasons[MFU_DROP__COUNT] = {"buffer_full", "disconnected", "cupti", "encode"};
+	static const char *const reasons[MFU_DROP__COUNT] = {"buffer_full", "disconnected", "cupti", "encode",
+								   "spool_full"};
 	for (unsigned i = 0; i < a->nsrc; i++)
 		for (unsigned r = 0; r < MFU_DROP__COUNT; r++) {
 			char extra[48];

@@ -22,6 +22,7 @@ struct ingest {
 	size_t len, cap;
 	char peer[128];
 	uint64_t last_mono_ns;
+	int numbered; /* past the connection's first frame, which is outside the sequence */
 	ingest_frame_fn on_frame;
 	void *on_frame_arg;
 	ingest_hello_fn on_hello;
@@ -55,6 +56,15 @@ void ingest_on_frame(struct ingest *in, ingest_frame_fn fn, void *arg)
 {
 	in->on_frame = fn;
 	in->on_frame_arg = arg;
+}
+
+int ingest_ack(const struct ingest *in, int *have_seq, uint32_t *next_seq)
+{
+	if (!in->src)
+		return -ENOENT;
+	*have_seq = in->src->have_seq;
+	*next_seq = in->src->next_seq;
+	return 0;
 }
 
 void ingest_on_hello(struct ingest *in, ingest_hello_fn fn, void *arg)
@@ -124,6 +134,12 @@ int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t n
 	in->last_mono_ns = now_mono_ns;
 	if ((rc = mfu_frame_open(in->codec, frame, len, &h, &raw, &raw_len)))
 		return rc;
+	/* A frame sent again after a reconnect that this model already holds:
+	 * applying it twice would double count. */
+	if (in->numbered && agg_source_seq_seen(in->src, h.seq)) {
+		agg_source_frame(in->src, h.seq, len);
+		return 0;
+	}
 	mfu_dec_init(&dec, raw, raw_len);
 	uint64_t work0 = in->src ? in->src->span_work : 0;
 	while ((rc = mfu_dec_next(&dec, &r)) == 1) {
@@ -151,7 +167,11 @@ int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t n
 		return rc;
 	if (!in->src)
 		return -INGEST_E_NO_HELLO; /* an empty first frame names nobody */
-	agg_source_frame(in->src, h.seq, len);
+	if (in->numbered)
+		agg_source_frame(in->src, h.seq, len);
+	else
+		agg_source_frame_unnumbered(in->src, len);
+	in->numbered = 1;
 	if (in->on_frame)
 		in->on_frame(in->on_frame_arg, in->src, frame, len);
 	return 0;

@@ -14,7 +14,8 @@
 
 struct ingest;
 
-/* Called for every valid frame after its records were applied. */
+/* Called for every valid frame after its records were applied (not for a
+ * duplicate, which is counted and skipped). */
 typedef void (*ingest_frame_fn)(void *arg, struct agg_source *src, const uint8_t *frame, size_t len);
 
 /* Called with the stream's hello before any source is made for it: 0
@@ -42,6 +43,10 @@ int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t n
 /* 1 if bytes of an unfinished frame are buffered (a torn stream at EOF). */
 int ingest_pending(const struct ingest *in);
 struct agg_source *ingest_source(const struct ingest *in);
+/* What to acknowledge: whether the source has a sequence yet, and the
+ * number after the newest frame applied (and archived) so far.  Returns 0,
+ * or -ENOENT before the hello. */
+int ingest_ack(const struct ingest *in, int *have_seq, uint32_t *next_seq);
 const char *ingest_peer(const struct ingest *in);
 
 /* Error codes beyond the wire's: */

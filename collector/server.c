@@ -36,6 +36,11 @@ struct conn {
 	struct conn *next, **pprev;
 	uint32_t bpf_pid;   /* attached to the off-CPU feed, 0: not */
 	int bpf_failed;     /* attaching failed once: do not retry on every read */
+	/* the acknowledgement being written, and what was acknowledged last */
+	uint8_t ack[MFU_ACK_LEN];
+	size_t ack_off;
+	int acked, acked_have;
+	uint32_t acked_seq;
 };
 
 struct server {
@@ -138,6 +143,43 @@ static void conn_watch(struct conn *c)
 	c->bpf_pid = pid;
 }
 
+/* Tells the producer how far its frames are applied and archived, so it
+ * can let them go (doc/wire-format.md, "Acknowledgements").  Never waits: a
+ * producer that does not read gets fewer acknowledgements, not a stalled
+ * collector; a newer one supersedes an unwritten one, but a half-written
+ * one is finished first so the byte stream stays whole. */
+static void conn_ack(struct conn *c)
+{
+	int have;
+	uint32_t next;
+
+	if (ingest_ack(c->in, &have, &next))
+		return;
+	if (!c->ack_off && (!c->acked || have != c->acked_have || next != c->acked_seq)) {
+		mfu_ack_encode(c->ack, have, next);
+		c->acked = 1;
+		c->acked_have = have;
+		c->acked_seq = next;
+		c->ack_off = MFU_ACK_LEN;
+	}
+	while (c->ack_off) {
+		ssize_t n = send(c->fd, c->ack + MFU_ACK_LEN - c->ack_off, c->ack_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			c->ack_off -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			c->ack_off = 0; /* the read side sees the producer go */
+		} else if (c->ack_off == MFU_ACK_LEN) {
+			c->ack_off = 0; /* nothing written: try again after the next read */
+			c->acked = 0;
+		}
+		return;
+	}
+}
+
 /* Log line and counter for a refused connection; nothing else is kept. */
 static int conn_reject(struct conn *c, unsigned reason, const char *why)
 {
@@ -224,8 +266,10 @@ static void conn_readable(struct loop *l, struct loop_io *io, int fd, uint32_t e
 		}
 		if (got < 0 && errno == EINTR)
 			continue;
-		if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			conn_ack(c);
 			return;
+		}
 		/* EOF or error: the producer went away. */
 		if (ingest_pending(c->in) && !c->srv->cfg.quiet) {
 			source_name(c, name, sizeof(name));

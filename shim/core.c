@@ -210,9 +210,9 @@ static void start(void)
 		atomic_store(&state, ST_DISABLED);
 		goto out;
 	}
-	if (timed)
+	if (timed || cupti_waiting())
 		cupti_run(sender);
-	else
+	if (!timed)
 		fprintf(stderr, "mfushim: kernel timing unavailable: %s; counting GEMM FLOPs from cuBLAS calls\n",
 			why);
 	static int hooks;
@@ -387,7 +387,10 @@ void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 	cupti_pop();
 	/* FLOPs no kernel took (no kernel timing, or a launch path CUPTI did
 	 * not report) travel on the gemm record itself. */
-	int untimed = cur.flops_left != 0 || !cupti_timing();
+	int timing = cupti_timing();
+	int untimed = cur.flops_left != 0 || !timing;
+	if (__builtin_expect(cur.flops_left != 0 && timing, 0))
+		cupti_note_callbackless();
 	cur.active = 0;
 	if (!succeeded || atomic_load_explicit(&state, memory_order_relaxed) != ST_ACTIVE)
 		return;

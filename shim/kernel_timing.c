@@ -305,8 +305,10 @@ static void forget_retired_nodes(void)
  * than lost; at exit, after the forced flush, every launch left is one. */
 static uint64_t orphan_flushes = 20; /* MFU_KERNEL_TIMEOUT_MS, default 10 s */
 static uint64_t orphans_total;        /* flush thread only */
+static int silent_said;               /* flush thread only */
 static int timing_lost;               /* flush thread only: status says degraded */
 static _Atomic uint64_t joined;       /* kernel records that took a launch's entry */
+static _Atomic uint64_t callbackless; /* counted GEMM calls whose launches CUPTI did not call back */
 
 /* On the flush thread.  all: every launch left, else those filed at least
  * orphan_flushes flushes ago. */
@@ -335,15 +337,25 @@ static void sweep_orphans(int all)
 	/* Degraded from the sweep that finds lost records until one finds none
 	 * while records join launches again (the other profiler let go). */
 	uint64_t j = atomic_exchange(&joined, 0);
-	if (out && timing_lost && !found && j) {
+	/* GEMM calls without launch callbacks and no record joining: CUPTI
+	 * stopped working for the shim (another profiler finalized it). */
+	uint64_t silent = atomic_exchange(&callbackless, 0);
+	int lost = found || (silent && !j);
+	if (out && timing_lost && !lost && j) {
 		timing_lost = 0;
 		mfu_sender_set_status(out, 0);
 	}
-	if (!found || !out)
+	if (!lost || !out)
 		return;
 	if (!timing_lost) {
 		timing_lost = 1;
 		mfu_sender_set_status(out, MFU_STATUS_DEGRADED);
+	}
+	if (!found) {
+		if (!silent_said++)
+			fprintf(stderr, "mfushim: CUPTI stopped reporting kernel launches (another profiler may have "
+					"finalized it); GEMM FLOPs are counted from the cuBLAS calls, untimed\n");
+		return;
 	}
 	mfu_sender_count_drops(out, MFU_DROP_CUPTI, found);
 	if (!orphans_total)
@@ -662,6 +674,13 @@ static const char *result_name(CUptiResult r)
 	return "unknown CUPTI error";
 }
 
+/* Another profiler held CUPTI when the shim started: the flush thread asks
+ * again every RETRY_FLUSHES flush periods. */
+#define RETRY_FLUSHES 4
+static int held_by_other;
+
+static int enable_callbacks(char *why, size_t cap);
+
 int cupti_start(char *why, size_t cap)
 {
 	void *h = load_cupti();
@@ -692,16 +711,28 @@ int cupti_start(char *why, size_t cap)
 	cu.cuptiActivityEnableDriverApi = (__typeof__(cuptiActivityEnableDriverApi) *)dlsym(h, "cuptiActivityEnableDriverApi");
 	cu.cuptiGetGraphNodeId = (__typeof__(cuptiGetGraphNodeId) *)dlsym(h, "cuptiGetGraphNodeId");
 
-	if ((rc = cu.cuptiSubscribe(&subscriber, on_callback, NULL)) != CUPTI_SUCCESS) {
-		if (rc == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED)
-			snprintf(why, cap, "CUPTI is in use by another profiler (torch.profiler, Nsight)");
-		else
-			snprintf(why, cap, "CUPTI cannot start (%s; no GPU driver, or no permission)", result_name(rc));
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof(api_cbids) / sizeof(api_cbids[0]); i++) {
+	for (size_t i = 0; i < sizeof(api_cbids) / sizeof(api_cbids[0]); i++)
 		if (api_cbids[i].cbid < CUPTI_DRIVER_TRACE_CBID_SIZE)
 			api_kind_of[api_cbids[i].cbid] = api_cbids[i].kind;
+	if ((rc = cu.cuptiSubscribe(&subscriber, on_callback, NULL)) != CUPTI_SUCCESS) {
+		if (rc == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED) {
+			snprintf(why, cap, "CUPTI is in use by another profiler (torch.profiler, Nsight); "
+					   "retrying every %d s", RETRY_FLUSHES * FLUSH_PERIOD_MS / 1000);
+			held_by_other = 1;
+		} else {
+			snprintf(why, cap, "CUPTI cannot start (%s; no GPU driver, or no permission)", result_name(rc));
+		}
+		return 0;
+	}
+	return enable_callbacks(why, cap);
+}
+
+/* Launch and graph callbacks for the subscriber just made. */
+static int enable_callbacks(char *why, size_t cap)
+{
+	CUptiResult rc;
+
+	for (size_t i = 0; i < sizeof(api_cbids) / sizeof(api_cbids[0]); i++) {
 		if (api_cbids[i].kind != MFU_API_LAUNCH)
 			continue;
 		if ((rc = cu.cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API, api_cbids[i].cbid)) !=
@@ -726,8 +757,56 @@ static pthread_mutex_t flush_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t flush_cv = PTHREAD_COND_INITIALIZER;
 static int flush_stop, final_done;
 
+static int resumed_once;
+
+static void say_resumed(void)
+{
+	mfu_sender_set_status(out, 0);
+	timing_lost = 0;
+	if (!resumed_once++)
+		fprintf(stderr, "mfushim: kernel timing resumed: CUPTI is free again\n");
+}
+
+/* On the flush thread, while another profiler held CUPTI at start. */
+static void try_resume(void)
+{
+	char why[200];
+	if (!held_by_other)
+		return;
+	CUpti_SubscriberHandle probe;
+	if (cu.cuptiSubscribe(&probe, on_callback, NULL) != CUPTI_SUCCESS)
+		return;
+	subscriber = probe;
+	if (enable_callbacks(why, sizeof(why)) && cupti_enable(why, sizeof(why))) {
+		held_by_other = 0;
+		say_resumed();
+	}
+}
+
+/* On the flush thread, while kernel records have stopped coming.  If a
+ * subscription can be made, nobody holds CUPTI, the shim included: another
+ * profiler finalized it (Kineto may call cuptiFinalize), which dropped the
+ * shim's subscriber, kinds and buffers.  Take it back.  While the shim's
+ * own subscription lives this fails, so a profiler that only borrowed the
+ * buffers is never robbed of them. */
+static void try_reacquire(void)
+{
+	char why[200];
+	CUpti_SubscriberHandle probe;
+	if (cu.cuptiSubscribe(&probe, on_callback, NULL) != CUPTI_SUCCESS)
+		return;
+	subscriber = probe;
+	if (enable_callbacks(why, sizeof(why)) && cupti_enable(why, sizeof(why))) {
+		say_resumed();
+	} else {
+		atomic_store(&timing, 0); /* and wait for CUPTI as at start */
+		held_by_other = 1;
+	}
+}
+
 static void *flush_main(void *arg)
 {
+	uint64_t waited = 0;
 	(void)arg;
 	pthread_mutex_lock(&flush_mu);
 	while (!flush_stop) {
@@ -742,6 +821,12 @@ static void *flush_main(void *arg)
 		if (flush_stop)
 			break;
 		pthread_mutex_unlock(&flush_mu);
+		if (!atomic_load(&timing)) {
+			if (++waited % RETRY_FLUSHES == 0)
+				try_resume();
+			pthread_mutex_lock(&flush_mu);
+			continue;
+		}
 		/* without this, CUPTI hands over only full buffers and the 1 s
 		 * window would show nothing for a long time */
 		cu.cuptiActivityFlushAll(0);
@@ -749,12 +834,15 @@ static void *flush_main(void *arg)
 		atomic_fetch_add(&flushes_done, 1);
 		forget_retired_nodes();
 		sweep_orphans(0);
+		if (timing_lost && ++waited % RETRY_FLUSHES == 0)
+			try_reacquire();
 		pthread_mutex_lock(&flush_mu);
 	}
 	pthread_mutex_unlock(&flush_mu);
 	/* Always, even when exit came before this thread first ran: a short
 	 * process would otherwise lose every kernel record. */
-	cu.cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+	if (atomic_load(&timing))
+		cu.cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
 	sweep_orphans(1);
 	pthread_mutex_lock(&flush_mu);
 	final_done = 1;
@@ -826,6 +914,16 @@ void cupti_run(struct mfu_sender *s)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	flusher_ok = pthread_create(&flusher, NULL, flush_main, NULL) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void cupti_note_callbackless(void)
+{
+	atomic_fetch_add_explicit(&callbackless, 1, memory_order_relaxed);
+}
+
+int cupti_waiting(void)
+{
+	return held_by_other;
 }
 
 int cupti_timing(void)

@@ -9,9 +9,18 @@
  * Every connection starts with a preamble frame (hello, devices, interned
  * strings, status) so the collector can read whatever follows even when
  * earlier frames were dropped.
+ *
+ * Data frames are numbered when sealed and keep their number for good.  A
+ * collector that acknowledges (doc/wire-format.md, "Acknowledgements") gets
+ * every frame it has not acknowledged again after a reconnect; sent frames
+ * wait for that in memory.  With a spool directory, the oldest frames that
+ * do not fit the memory budget go to a spool file instead of being dropped,
+ * and are sent again, oldest first, before anything newer.  Only this
+ * thread touches the spool file.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +47,7 @@ struct frame {
 	struct frame *next;
 	int preamble; /* belongs to one connection: dropped when it fails */
 	uint32_t records;
+	uint32_t seq; /* data frames: given when queued, kept through replays */
 	size_t len, off;
 	uint8_t data[];
 };
@@ -69,6 +80,7 @@ struct mfu_sender {
 	struct rawbuf *raw_head, **raw_tail; /* sealed, not yet compressed */
 	size_t held;                         /* bytes in rawbufs and frames */
 	int stop, flush_req, shut;
+	int connect_now; /* at shutdown: one more connect, backoff or not */
 	uint64_t stop_deadline_ns; /* mono: give up on undelivered frames then */
 	uint64_t flush_gen, done_gen;
 	uint64_t status_flags;
@@ -98,7 +110,26 @@ struct mfu_sender {
 	struct rawbuf *tbuf; /* the thread's own raw buffer for ring records */
 	struct mfu_enc tenc;
 	uint64_t tbuf_since_ns;
+
+	/* Acknowledgements: sent frames wait in u_* until acknowledged, once the
+	 * collector has shown it acknowledges at all (acking, sticky). */
+	int acking, ack_ignored;
+	uint8_t abuf[MFU_ACK_LEN];
+	size_t alen;
+	struct frame *u_head, **u_tail;
+
+	/* Spool file: entries [sp_ack, sp_send) were sent and await an ack,
+	 * [sp_send, sp_end) wait to be sent; every spooled frame is older than
+	 * every frame in memory. */
+	char sp_path[4200];
+	int sp_fd, sp_broken;
+	uint64_t sp_max, sp_ack, sp_send, sp_end;
+	struct frame *sp_cur; /* the spooled frame being sent */
 };
+
+/* Spool entry: records, seq, frame length (u32 each, host order: the file
+ * never leaves this process), then the frame. */
+#define SPOOL_ENTRY 12u
 
 static uint64_t mono_ns(void)
 {
@@ -355,20 +386,21 @@ static void queue_frame(struct mfu_sender *s, struct frame *f, int front)
 			s->q_tail = &f->next;
 		s->q_head = f;
 	} else {
+		f->seq = s->seq++;
+		mfu_frame_set_seq(f->data, f->len, f->seq);
 		*s->q_tail = f;
 		s->q_tail = &f->next;
 	}
 }
 
-static void drop_frame_head(struct mfu_sender *s)
+/* Frees a frame that left memory; counts its records as lost for why
+ * (MFU_DROP__COUNT: not lost, e.g. sent). */
+static void frame_release(struct mfu_sender *s, struct frame *f, unsigned why)
 {
-	struct frame *f = s->q_head;
-	s->q_head = f->next;
-	if (!s->q_head)
-		s->q_tail = &s->q_head;
 	pthread_mutex_lock(&s->mu);
 	s->held -= f->len;
-	s->st.dropped[MFU_DROP_DISCONNECTED] += f->records;
+	if (why < MFU_DROP__COUNT)
+		s->st.dropped[why] += f->records;
 	pthread_mutex_unlock(&s->mu);
 	free(f);
 }
@@ -380,6 +412,264 @@ static void status_record(struct mfu_sender *s, struct mfu_record *r)
 	r->u.status.time_ns = s->clock_ns(s->clock_arg);
 	r->u.status.flags = s->status_flags;
 	memcpy(r->u.status.dropped, s->st.dropped, sizeof(r->u.status.dropped));
+}
+
+/* ---- spool file (sender thread only) ---- */
+
+static void spool_close(struct mfu_sender *s)
+{
+	if (s->sp_fd >= 0) {
+		close(s->sp_fd);
+		unlink(s->sp_path);
+	}
+	s->sp_fd = -1;
+	s->sp_ack = s->sp_send = s->sp_end = 0;
+	free(s->sp_cur);
+	s->sp_cur = NULL;
+}
+
+/* A disk error turns the spool off for good: one line, then drop-and-count. */
+static void spool_fail(struct mfu_sender *s, const char *what, int err)
+{
+	if (!s->sp_broken)
+		fprintf(stderr, "mfushim: spool %s: %s: %s; dropping records instead of spooling them\n", s->sp_path,
+			what, strerror(err));
+	s->sp_broken = 1;
+}
+
+static int spool_usable(const struct mfu_sender *s)
+{
+	return s->sp_path[0] && !s->sp_broken;
+}
+
+static int spool_entry(struct mfu_sender *s, uint64_t off, uint32_t *records, uint32_t *seq, uint32_t *len)
+{
+	uint32_t e[3];
+
+	if (pread(s->sp_fd, e, sizeof(e), (off_t)off) != (ssize_t)sizeof(e))
+		return -EIO;
+	*records = e[0];
+	*seq = e[1];
+	*len = e[2];
+	return 0;
+}
+
+/* Appends f (sent: already sent on this connection).  Returns 0, -EFBIG when
+ * the spool is at its bound, or another -errno when it cannot be used. */
+static int spool_append(struct mfu_sender *s, const struct frame *f, int sent)
+{
+	uint32_t e[3] = {f->records, f->seq, (uint32_t)f->len};
+
+	if (!spool_usable(s))
+		return -ENOENT;
+	if (s->sp_end + SPOOL_ENTRY + f->len > s->sp_max)
+		return -EFBIG;
+	if (s->sp_fd < 0) {
+		s->sp_fd = open(s->sp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (s->sp_fd < 0) {
+			spool_fail(s, "cannot create", errno);
+			return -EIO;
+		}
+	}
+	struct iovec iov[2] = {{e, sizeof(e)}, {(void *)f->data, f->len}};
+	ssize_t n = pwritev(s->sp_fd, iov, 2, (off_t)s->sp_end);
+	if (n != (ssize_t)(sizeof(e) + f->len)) {
+		spool_fail(s, "cannot write", n < 0 ? errno : ENOSPC);
+		if (ftruncate(s->sp_fd, (off_t)s->sp_end)) {
+			/* the entry past sp_end is never read */
+		}
+		return -EIO;
+	}
+	int in_order = s->sp_send == s->sp_end;
+	s->sp_end += (uint64_t)n;
+	if (sent && in_order)
+		s->sp_send = s->sp_end;
+	pthread_mutex_lock(&s->mu);
+	s->st.spooled++;
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+/* Reads the next unsent spooled frame into sp_cur.  A read error loses the
+ * spool (its frames show up as a sequence gap). */
+static int spool_load(struct mfu_sender *s)
+{
+	uint32_t records, seq, len;
+	struct frame *f = NULL;
+
+	if (spool_entry(s, s->sp_send, &records, &seq, &len) || len > MFU_FRAME_PAYLOAD_MAX + 64 ||
+	    !(f = malloc(sizeof(*f) + len)) ||
+	    pread(s->sp_fd, f->data, len, (off_t)(s->sp_send + SPOOL_ENTRY)) != (ssize_t)len) {
+		free(f);
+		spool_fail(s, "cannot read back", EIO);
+		spool_close(s);
+		return -EIO;
+	}
+	f->next = NULL;
+	f->preamble = 0;
+	f->records = records;
+	f->seq = seq;
+	f->len = len;
+	f->off = 0;
+	s->sp_cur = f;
+	return 0;
+}
+
+/* Deletes the spool once nothing in it waits for a send or an ack. */
+static void spool_trim(struct mfu_sender *s)
+{
+	if (s->sp_fd >= 0 && s->sp_ack == s->sp_end && !s->sp_cur)
+		spool_close(s);
+}
+
+/* Records in the spool's unsent entries. */
+static uint64_t spool_unsent_records(struct mfu_sender *s)
+{
+	uint64_t n = 0;
+	for (uint64_t off = s->sp_send; s->sp_fd >= 0 && off < s->sp_end;) {
+		uint32_t records, seq, len;
+		if (spool_entry(s, off, &records, &seq, &len))
+			break;
+		n += records;
+		off += SPOOL_ENTRY + len;
+	}
+	return n;
+}
+
+/* Keeps memory within half the budget: the oldest frames go to the spool,
+ * or, without one, sent-but-unacknowledged frames are let go (assumed
+ * delivered; the sequence shows it if not) and, while no collector is
+ * connected, the oldest unsent frames are dropped and counted.  Connected
+ * without a spool, unsent frames stay and callers' puts are refused once
+ * the budget is spent, as before. */
+static void evict(struct mfu_sender *s)
+{
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		size_t held = s->held;
+		pthread_mutex_unlock(&s->mu);
+		if (held <= s->budget / 2)
+			return;
+		struct frame *f, **pp;
+		int sent = s->u_head != NULL;
+		if (sent) {
+			pp = &s->u_head;
+		} else {
+			pp = &s->q_head;
+			if (*pp && (*pp)->preamble)
+				pp = &(*pp)->next;
+			/* A frame half sent is on its way; one behind it must not
+			 * overtake it through the spool. */
+			if (!*pp || (*pp)->off || (pp != &s->q_head && s->q_head->off))
+				return;
+			if (s->fd >= 0 && !spool_usable(s))
+				return;
+		}
+		f = *pp;
+		int rc = spool_append(s, f, sent);
+		*pp = f->next;
+		if (sent && !s->u_head)
+			s->u_tail = &s->u_head;
+		if (!sent && !*pp)
+			s->q_tail = pp;
+		frame_release(s, f, !rc || sent ? MFU_DROP__COUNT : rc == -EFBIG ? MFU_DROP_SPOOL_FULL : MFU_DROP_DISCONNECTED);
+	}
+}
+
+/* ---- acknowledgements ---- */
+
+static void on_ack(struct mfu_sender *s, int have, uint32_t next)
+{
+	s->acking = 1;
+	if (!have)
+		return;
+	while (s->sp_ack < s->sp_send) {
+		uint32_t records, seq, len;
+		if (spool_entry(s, s->sp_ack, &records, &seq, &len) || (int32_t)(seq - next) >= 0)
+			break;
+		s->sp_ack += SPOOL_ENTRY + len;
+	}
+	while (s->u_head && (int32_t)(s->u_head->seq - next) < 0) {
+		struct frame *f = s->u_head;
+		s->u_head = f->next;
+		if (!s->u_head)
+			s->u_tail = &s->u_head;
+		frame_release(s, f, MFU_DROP__COUNT);
+	}
+	spool_trim(s);
+}
+
+/* Reads what the collector sent.  Returns 0, or -1 when the connection is
+ * gone.  Bytes that are no ack (a peer of another kind) are ignored for the
+ * rest of the connection. */
+static int read_acks(struct mfu_sender *s)
+{
+	for (;;) {
+		uint8_t junk[256];
+		uint8_t *p = s->ack_ignored ? junk : s->abuf + s->alen;
+		size_t want = s->ack_ignored ? sizeof(junk) : MFU_ACK_LEN - s->alen;
+		ssize_t n = recv(s->fd, p, want, MSG_DONTWAIT);
+		if (n > 0) {
+			if (s->ack_ignored)
+				continue;
+			s->alen += (size_t)n;
+			if (s->alen < MFU_ACK_LEN)
+				continue;
+			s->alen = 0;
+			int have;
+			uint32_t next;
+			if (mfu_ack_parse(s->abuf, &have, &next))
+				s->ack_ignored = 1;
+			else
+				on_ack(s, have, next);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return -1;
+	}
+}
+
+/* The collector went away.  A partly sent frame is sent whole again (the
+ * collector discarded its torn bytes); an unsent preamble belongs to the
+ * dead connection (the next one gets its own, and two hellos would get it
+ * refused); with acknowledgements, what was sent and not acknowledged is
+ * sent again, oldest first. */
+static void conn_lost(struct mfu_sender *s)
+{
+	close(s->fd);
+	s->fd = -1;
+	s->alen = 0;
+	s->ack_ignored = 0;
+	free(s->sp_cur);
+	s->sp_cur = NULL;
+	if (s->q_head && s->q_head->preamble) {
+		struct frame *f = s->q_head;
+		s->q_head = f->next;
+		if (!s->q_head)
+			s->q_tail = &s->q_head;
+		frame_release(s, f, MFU_DROP__COUNT);
+	}
+	if (s->q_head)
+		s->q_head->off = 0;
+	if (!s->acking)
+		return;
+	s->sp_send = s->sp_ack;
+	if (s->u_head) {
+		for (struct frame *f = s->u_head; f; f = f->next)
+			f->off = 0;
+		*s->u_tail = s->q_head;
+		if (!s->q_head)
+			s->q_tail = s->u_tail;
+		s->q_head = s->u_head;
+		s->u_head = NULL;
+		s->u_tail = &s->u_head;
+	}
+	pthread_mutex_lock(&s->mu);
+	s->st.replays++;
+	pthread_mutex_unlock(&s->mu);
 }
 
 /* Connects and queues the preamble in front.  Returns 0 when connected. */
@@ -437,7 +727,11 @@ static int try_connect(struct mfu_sender *s)
 		s->fd = -1;
 		return -ENOMEM;
 	}
+	/* Outside the sequence: its number is the next data frame's, and a
+	 * collector neither counts nor deduplicates it. */
 	f->preamble = 1;
+	f->seq = s->seq;
+	mfu_frame_set_seq(f->data, f->len, f->seq);
 	pthread_mutex_lock(&s->mu);
 	s->held += f->len;
 	pthread_mutex_unlock(&s->mu);
@@ -445,66 +739,98 @@ static int try_connect(struct mfu_sender *s)
 	return 0;
 }
 
-/* The collector never writes to a producer, so a readable socket means it
- * closed ours (its idle timeout, a restart).  Asked before each new frame:
- * over TCP the first send() after the close still succeeds and the frame
- * would vanish, while this way it goes out on the next connection. */
-static int peer_gone(int fd)
+/* What goes out next: the preamble, then spooled frames, then memory's. */
+static struct frame *next_frame(struct mfu_sender *s)
 {
-	struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
-	return poll(&p, 1, 0) > 0;
+	if (s->q_head && s->q_head->preamble)
+		return s->q_head;
+	if (s->sp_cur)
+		return s->sp_cur;
+	if (s->sp_fd >= 0 && s->sp_send < s->sp_end && !spool_load(s))
+		return s->sp_cur;
+	return s->q_head;
 }
 
-/* Writes queued frames until done or the socket would block for wait_ms. */
-static void pump(struct mfu_sender *s, int wait_ms)
+static void frame_sent(struct mfu_sender *s, struct frame *f)
 {
-	while (s->q_head && s->fd >= 0) {
-		struct frame *f = s->q_head;
-		/* Numbered as sent, so the preamble queued in front of older frames
-		 * keeps the sequence increasing, and frames dropped while the
-		 * collector was away show up as a gap. */
-		if (f->off == 0)
-			mfu_frame_set_seq(f->data, f->len, s->seq);
-		ssize_t n;
-		if (f->off == 0 && peer_gone(s->fd)) {
-			n = -1;
-			errno = EPIPE;
-		} else {
-			n = send(s->fd, f->data + f->off, f->len - f->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+	pthread_mutex_lock(&s->mu);
+	s->st.frames++;
+	s->st.bytes += f->len;
+	pthread_mutex_unlock(&s->mu);
+	if (f == s->sp_cur) {
+		s->sp_cur = NULL;
+		s->sp_send += SPOOL_ENTRY + f->len;
+		if (!s->acking)
+			s->sp_ack = s->sp_send;
+		free(f);
+		spool_trim(s);
+		return;
+	}
+	s->q_head = f->next;
+	if (!s->q_head)
+		s->q_tail = &s->q_head;
+	if (f->preamble || !s->acking) {
+		frame_release(s, f, MFU_DROP__COUNT);
+		return;
+	}
+	f->next = NULL;
+	*s->u_tail = f;
+	s->u_tail = &f->next;
+}
+
+/* 1 while sent frames wait for their acknowledgement. */
+static int awaiting_acks(const struct mfu_sender *s)
+{
+	return s->acking && (s->u_head || s->sp_ack < s->sp_send);
+}
+
+/* Writes frames until done or the socket would block for wait_ms; reads
+ * acknowledgements meanwhile (and, with nothing left to send, waits up to
+ * wait_ms for them).  Reading before every send also notices a collector
+ * that closed the connection (its idle timeout, a restart): over TCP the
+ * first send() after the close still succeeds and the frame would vanish,
+ * while this way it goes out on the next connection. */
+static void pump(struct mfu_sender *s, int wait_ms, int wait_acks)
+{
+	uint64_t deadline = mono_ns() + (uint64_t)wait_ms * 1000000u;
+
+	while (s->fd >= 0) {
+		if (read_acks(s)) {
+			conn_lost(s);
+			return;
 		}
-		if (n > 0) {
-			if (f->off == 0)
-				s->seq++;
-			f->off += (size_t)n;
-			if (f->off < f->len)
+		struct frame *f = next_frame(s);
+		short ev = POLLOUT | POLLIN;
+		if (f) {
+			ssize_t n = send(s->fd, f->data + f->off, f->len - f->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n > 0) {
+				f->off += (size_t)n;
+				if (f->off == f->len)
+					frame_sent(s, f);
 				continue;
-			s->q_head = f->next;
-			if (!s->q_head)
-				s->q_tail = &s->q_head;
-			pthread_mutex_lock(&s->mu);
-			s->held -= f->len;
-			s->st.frames++;
-			s->st.bytes += f->len;
-			pthread_mutex_unlock(&s->mu);
-			free(f);
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = {.fd = s->fd, .events = POLLOUT};
-			if (wait_ms > 0 && poll(&p, 1, wait_ms) > 0 && !(p.revents & (POLLERR | POLLHUP)))
+			}
+			if (n < 0 && errno == EINTR)
 				continue;
-			if (!(p.revents & (POLLERR | POLLHUP)))
+			if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+				conn_lost(s);
 				return;
+			}
+		} else if (wait_acks && awaiting_acks(s)) {
+			ev = POLLIN;
+		} else {
+			return;
 		}
-		/* The collector went away: a partly sent frame is lost with it, and
-		 * an unsent preamble belongs to the dead connection (the next one
-		 * gets its own, and two hellos would get it refused). */
-		close(s->fd);
-		s->fd = -1;
-		if (f->off || f->preamble)
-			drop_frame_head(s);
+		uint64_t now = mono_ns();
+		if (now >= deadline)
+			return;
+		struct pollfd p = {.fd = s->fd, .events = ev};
+		int r = poll(&p, 1, (int)((deadline - now + 999999) / 1000000));
+		if (r > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL)) && !(p.revents & POLLIN)) {
+			conn_lost(s);
+			return;
+		}
+		if (r <= 0)
+			return;
 	}
 }
 
@@ -609,16 +935,26 @@ static int rings_empty(struct mfu_sender *s)
 	return ring_fill(s) == 0;
 }
 
+/* Everything sent, and acknowledged where the collector acknowledges. */
+static int all_sent(const struct mfu_sender *s)
+{
+	return !s->q_head && !s->sp_cur && s->sp_send == s->sp_end && !awaiting_acks(s);
+}
+
 static void *sender_main(void *arg)
 {
 	struct mfu_sender *s = arg;
 
 	for (;;) {
 		pthread_mutex_lock(&s->mu);
+		if (s->connect_now) {
+			s->connect_now = 0;
+			s->next_connect_ns = 0;
+		}
 		while (!s->stop && !s->raw_head && !s->flush_req &&
 		       !(s->tenc.len && mono_ns() - s->tbuf_since_ns >= s->flush_ms * 1000000ull) &&
 		       !(s->open && s->enc.len && mono_ns() - s->open_since_ns >= s->flush_ms * 1000000ull) &&
-		       !(s->q_head && (s->fd >= 0 || mono_ns() >= s->next_connect_ns))) {
+		       !((s->q_head || s->sp_send < s->sp_end) && (s->fd >= 0 || mono_ns() >= s->next_connect_ns))) {
 			/* The rings fill without a lock, and a caller's wake-up can
 			 * come between this check and the wait: a ring a quarter full
 			 * is drained now, one with anything in it within 5 ms, and
@@ -684,16 +1020,14 @@ static void *sender_main(void *arg)
 			free(raw);
 			raw = next;
 		}
-		if (s->fd < 0 && s->q_head)
+		if (s->fd < 0 && (s->q_head || s->sp_send < s->sp_end))
 			try_connect(s);
 		/* Waiting here, on the sender thread, is what paces a slow collector. */
-		pump(s, stop || flushing ? 100 : 50);
-		/* Unreachable collector: keep the newest data, within the budget. */
-		while (s->fd < 0 && s->q_head && s->held > s->budget / 2)
-			drop_frame_head(s);
+		pump(s, stop || flushing ? 100 : 50, stop || flushing);
+		evict(s);
 
 		pthread_mutex_lock(&s->mu);
-		if (flushing && (!s->q_head || s->fd < 0) && !s->raw_head && !(s->open && s->enc.len) &&
+		if (flushing && (s->fd < 0 || all_sent(s)) && !s->raw_head && !(s->open && s->enc.len) &&
 		    rings_empty(s) &&
 		    !s->tenc.len) {
 			s->done_gen = gen;
@@ -701,7 +1035,7 @@ static void *sender_main(void *arg)
 				s->flush_req = 0;
 			pthread_cond_broadcast(&s->drained);
 		}
-		int quit = stop && ((!s->q_head && !s->raw_head && !s->tenc.len && rings_empty(s)) ||
+		int quit = stop && ((all_sent(s) && !s->raw_head && !s->tenc.len && rings_empty(s)) ||
 				    mono_ns() >= s->stop_deadline_ns);
 		pthread_mutex_unlock(&s->mu);
 		if (quit || (stop && s->fd < 0))
@@ -772,6 +1106,18 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
 	s->fd = -1;
 	s->raw_tail = &s->raw_head;
 	s->q_tail = &s->q_head;
+	s->u_tail = &s->u_head;
+	s->sp_fd = -1;
+	const char *sd = cfg->spool_dir ? cfg->spool_dir : getenv("MFU_SPOOL_DIR");
+	if (sd && *sd)
+		snprintf(s->sp_path, sizeof(s->sp_path), "%.4000s/mfu-spool-%llu-%llu.bin", sd,
+			 (unsigned long long)hello->pid, (unsigned long long)hello->time_ns);
+	s->sp_max = cfg->spool_bytes;
+	if (!s->sp_max) {
+		const char *mb = getenv("MFU_SPOOL_MB");
+		long v = mb ? strtol(mb, NULL, 10) : 0;
+		s->sp_max = (uint64_t)(v > 0 && v <= (1 << 20) ? v : 256) << 20;
+	}
 	size_t raw_cap = rawbuf_cap(s);
 	s->tbuf = rawbuf_new(raw_cap);
 	if (!s->tbuf)
@@ -852,6 +1198,11 @@ void mfu_sender_shutdown(struct mfu_sender *s, int64_t exit_code, unsigned timeo
 	pthread_mutex_unlock(&s->mu);
 	mfu_sender_put(s, &st);
 	mfu_sender_put(s, &bye);
+	/* A collector back from a restart may be waiting out the backoff:
+	 * what is spooled gets one more chance to reach it. */
+	pthread_mutex_lock(&s->mu);
+	s->connect_now = 1;
+	pthread_mutex_unlock(&s->mu);
 	mfu_sender_flush(s, timeout_ms);
 	pthread_mutex_lock(&s->mu);
 	s->stop = 1;
@@ -867,9 +1218,12 @@ void mfu_sender_shutdown(struct mfu_sender *s, int64_t exit_code, unsigned timeo
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
-	/* What never left is lost, and says so. */
+	/* What never left is lost, and says so.  Sent frames still waiting for
+	 * an acknowledgement may well have arrived: the collector's sequence
+	 * tells. */
 	for (struct frame *f = s->q_head; f; f = f->next)
 		s->st.dropped[MFU_DROP_DISCONNECTED] += f->records;
+	s->st.dropped[MFU_DROP_DISCONNECTED] += spool_unsent_records(s);
 	for (struct rawbuf *r = s->raw_head; r; r = r->next)
 		s->st.dropped[MFU_DROP_DISCONNECTED] += r->records;
 	if (s->open)
@@ -878,6 +1232,7 @@ void mfu_sender_shutdown(struct mfu_sender *s, int64_t exit_code, unsigned timeo
 	for (struct ring *q = s->rings; q; q = q->next)
 		s->st.dropped[MFU_DROP_DISCONNECTED] += atomic_load(&q->head) - atomic_load(&q->tail);
 	pthread_mutex_unlock(&s->mu);
+	spool_close(s);
 }
 
 void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_ms)
@@ -888,6 +1243,11 @@ void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_m
 	while (s->q_head) {
 		struct frame *f = s->q_head;
 		s->q_head = f->next;
+		free(f);
+	}
+	while (s->u_head) {
+		struct frame *f = s->u_head;
+		s->u_head = f->next;
 		free(f);
 	}
 	while (s->raw_head) {

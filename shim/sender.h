@@ -3,7 +3,9 @@
  * The producer's side of the pipe: records in from any thread, frames out to
  * the collector from one background thread.  Callers never wait for I/O;
  * memory is bounded, and what does not fit or cannot be delivered is
- * dropped and counted (the counts reach the collector in status records).
+ * spooled to disk when a spool directory is set, else dropped and counted
+ * (the counts reach the collector in status records).  Frames a collector
+ * has not acknowledged are sent again after a reconnect.
  * Used by the shim, the test producer and mfu-synth.
  */
 #ifndef MFU_SENDER_H
@@ -20,6 +22,10 @@ struct mfu_sender_config {
 	size_t frame_raw_bytes; /* seal a frame past this raw size; 0: 256 KiB */
 	uint32_t flush_ms;     /* seal a non-empty frame after this long; 0: 200 ms */
 	int level;             /* zstd level; 0: 3 */
+	/* Spool directory for frames that do not fit memory while the collector
+	 * is away or slow; NULL: $MFU_SPOOL_DIR, else none (drop and count). */
+	const char *spool_dir;
+	uint64_t spool_bytes;  /* bound on the spool file; 0: $MFU_SPOOL_MB, else 256 MiB */
 	/* Clock for status and goodbye times; NULL: CLOCK_REALTIME, the clock CUPTI
 	 * stamps kernels with.  A producer with its own time base passes its own. */
 	uint64_t (*clock_ns)(void *arg);
@@ -28,6 +34,8 @@ struct mfu_sender_config {
 
 struct mfu_sender_stats {
 	uint64_t records, frames, bytes, connects;
+	uint64_t spooled; /* frames written to the spool file */
+	uint64_t replays; /* reconnects that sent unacknowledged frames again */
 	uint64_t dropped[MFU_DROP__COUNT];
 };
 

@@ -290,3 +290,25 @@ void mfu_frame_set_seq(uint8_t *frame, size_t len, uint32_t seq)
 	wr32(frame + 16, seq);
 	wr32(frame + 20, frame_crc(frame, &h));
 }
+
+void mfu_ack_encode(uint8_t out[MFU_ACK_LEN], int have_seq, uint32_t next_seq)
+{
+	wr32(out, MFU_ACK_MAGIC);
+	out[4] = 1;
+	out[5] = have_seq ? MFU_ACK_F_SEQ : 0;
+	out[6] = out[7] = 0;
+	wr32(out + 8, have_seq ? next_seq : 0);
+}
+
+int mfu_ack_parse(const uint8_t in[MFU_ACK_LEN], int *have_seq, uint32_t *next_seq)
+{
+	if (rd32(in) != MFU_ACK_MAGIC)
+		return -MFU_WIRE_E_MAGIC;
+	if (in[4] != 1)
+		return -MFU_WIRE_E_VERSION;
+	if (in[5] & ~MFU_ACK_F_SEQ)
+		return -MFU_WIRE_E_FLAGS;
+	*have_seq = in[5] & MFU_ACK_F_SEQ;
+	*next_seq = rd32(in + 8);
+	return 0;
+}

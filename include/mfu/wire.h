@@ -107,7 +107,8 @@ enum mfu_drop_reason {
 	MFU_DROP_DISCONNECTED = 1, /* collector unreachable */
 	MFU_DROP_CUPTI = 2,        /* CUPTI's own dropped-record count */
 	MFU_DROP_ENCODE = 3,       /* a record could not be encoded */
-	MFU_DROP__COUNT = 4
+	MFU_DROP_SPOOL_FULL = 4,   /* collector away or slow and the spool file full */
+	MFU_DROP__COUNT = 5
 };
 
 #define MFU_STATUS_DEGRADED 0x1u /* kernel timing currently unavailable */
@@ -330,6 +331,21 @@ int mfu_frame_open(struct mfu_codec *c, const uint8_t *frame, size_t len,
 void mfu_frame_set_seq(uint8_t *frame, size_t len, uint32_t seq);
 
 uint32_t mfu_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* ---- Acknowledgements (collector to producer, same connection) ---- */
+
+#define MFU_ACK_MAGIC 0x61554d46u /* bytes 'F' 'M' 'U' 'a' */
+#define MFU_ACK_LEN 12u
+#define MFU_ACK_F_SEQ 0x01u /* next_seq is valid: frames before it are committed */
+
+/* Writes one ack: have_seq says whether next_seq means anything yet (a
+ * source whose first data frame has not arrived acks with have_seq 0).
+ * Thread-safe, async-signal-safe (no state). */
+void mfu_ack_encode(uint8_t out[MFU_ACK_LEN], int have_seq, uint32_t next_seq);
+/* Parses one ack.  Returns 0, or -MFU_WIRE_E_MAGIC / -MFU_WIRE_E_VERSION /
+ * -MFU_WIRE_E_FLAGS for bytes that are no ack this reader knows.
+ * Thread-safe, async-signal-safe. */
+int mfu_ack_parse(const uint8_t in[MFU_ACK_LEN], int *have_seq, uint32_t *next_seq);
 
 #ifdef __cplusplus
 }

@@ -87,10 +87,18 @@ def connect(c):
 
 
 def closed_by_peer(so, timeout):
-    """True when the collector closes so within timeout seconds."""
-    so.settimeout(timeout)
+    """True when the collector closes so within timeout seconds.  What it
+    writes before that (acknowledgements, doc/wire-format.md) is read and
+    skipped."""
+    deadline = time.monotonic() + timeout
     try:
-        return so.recv(1) == b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            so.settimeout(left)
+            if so.recv(4096) == b"":
+                return True
     except socket.timeout:
         return False
     except ConnectionResetError:

@@ -150,6 +150,36 @@ def cupti_taken_by_another_profiler_degrades_but_keeps_exact_gemm_flops():
 
 
 @tap.check
+def cupti_freed_by_another_profiler_is_taken_up_and_timing_resumes():
+    # held at start: ten GEMMs untimed, then the other lets go and the
+    # shim's retry (every 2 s) subscribes: ten timed; exact throughout
+    s, w, r = run_scenario("contention", FAKE_CUPTI_REFUSE="subscribe")
+    assert_totals(s, w)
+    assert s["gemm_calls"] == 20 and s["kernels"] == 10, (s["gemm_calls"], s["kernels"])
+    src = s["per_source"][0]
+    assert src["degraded"] is False and src["degraded_s"] > 1, (src["degraded"], src["degraded_s"])
+    assert r.stderr.count("kernel timing unavailable") == 1 and "retrying" in r.stderr, r.stderr
+    assert r.stderr.count("kernel timing resumed") == 1, r.stderr
+    # never freed: degraded to the end, kernel time unknown, no resume
+    s, w, r = run_scenario("contention", FAKE_CUPTI_REFUSE="subscribe", GEMM_DRIVER_CUPTI_STAYS_TAKEN="1")
+    assert_totals(s, w)
+    assert s["kernels"] is None and s["per_source"][0]["degraded"] is True
+    assert "kernel timing resumed" not in r.stderr, r.stderr
+
+
+@tap.check
+def cupti_finalized_by_another_profiler_degrades_then_is_taken_back():
+    s, w, r = run_scenario("finalize")
+    assert_totals(s, w)
+    # ten timed, ten untimed while CUPTI was gone, ten timed again
+    assert s["gemm_calls"] == 30 and s["kernels"] == 20, (s["gemm_calls"], s["kernels"])
+    src = s["per_source"][0]
+    assert src["degraded"] is False and src["degraded_s"] > 0.2, (src["degraded"], src["degraded_s"])
+    assert r.stderr.count("CUPTI stopped reporting kernel launches") == 1, r.stderr
+    assert r.stderr.count("kernel timing resumed") == 1, r.stderr
+
+
+@tap.check
 def the_real_cupti_without_a_driver_degrades_the_same_way():
     import glob
     real = sorted(glob.glob("/usr/local/cuda*/lib*/libcupti.so.13"))

@@ -10,7 +10,13 @@
  *   gemm_driver SCENARIO EXPECTED.json
  *
  * Scenarios: table, nested, threads, api, passthrough, many, fork, splitk,
- * graph, hijack, pool, exec, thread_exit, copies.
+ * graph, hijack, pool, exec, thread_exit, copies, contention, finalize,
+ * steady.
+ *
+ * steady makes GEMM calls in bursts for $MFU_DRIVER_SECONDS (default 2),
+ * timing each call itself, and adds the calls' latency (max, p99.9, p50)
+ * to the JSON: what the shim costs a call while the collector is away,
+ * slow or restarting.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -274,6 +280,49 @@ static void scenario_many(void)
 	}
 }
 
+static unsigned long long *lat;
+static size_t nlat, lat_cap;
+
+static unsigned long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+static void scenario_steady(void)
+{
+	const char *e = getenv("MFU_DRIVER_SECONDS");
+	double secs = e ? atof(e) : 2.0;
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	unsigned long long end = now_ns() + (unsigned long long)(secs * 1e9);
+	struct timespec pause = {0, 1000000};
+
+	while (now_ns() < end) {
+		for (int i = 0; i < 100; i++) {
+			if (nlat == lat_cap) {
+				lat_cap = lat_cap ? lat_cap * 2 : 65536;
+				lat = realloc(lat, lat_cap * sizeof(*lat));
+				if (!lat)
+					abort();
+			}
+			unsigned long long t0 = now_ns();
+			int rc = cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 64, 48, 32, P(1), P(2), 64, P(3), 32, P(4),
+					     P(5), 64);
+			lat[nlat++] = now_ns() - t0;
+			CHECK(rc == 0);
+			expect_gemm(FP32, 64, 48, 32, 1, 0);
+		}
+		nanosleep(&pause, NULL);
+	}
+}
+
+static int by_value(const void *a, const void *b)
+{
+	unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+	return x < y ? -1 : x > y;
+}
+
 /* DataLoader-style: one child forked before any GEMM uses cuBLAS itself
  * (and so starts its own shim); then 8 workers are forked while 4 threads
  * of the parent are inside GEMM calls, do CPU work and exit; then one more
@@ -315,6 +364,7 @@ static void scenario_fork(void)
 			volatile unsigned long x = 0;
 			for (unsigned long k = 0; k < 1000000; k++)
 				x += k;
+			(void)x; /* clang: a volatile only written is "set but not used" */
 			if (i % 2)
 				_exit(0);
 			exit(0);
@@ -614,6 +664,66 @@ static void scenario_hijack(void)
 	nanosleep(&linger, NULL);
 }
 
+/* The fake CUPTI is the shim's to load (dlopen): the driver reaches its
+ * probes the same way. */
+static void *fake_cupti_fn(const char *name)
+{
+	void *cupti = dlopen("libcupti.so.13", RTLD_LAZY | RTLD_NOLOAD);
+	void *fn = cupti ? dlsym(cupti, name) : NULL;
+	CHECK(fn != NULL);
+	return fn;
+}
+
+static void sgemms(cublasHandle_t h, int n)
+{
+	for (int i = 0; i < n; i++) {
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 64, 64, 64, P(1), P(2), 64, P(3), 64, P(4), P(5), 64) == 0);
+		expect_gemm(FP32, 64, 64, 64, 1, 0);
+	}
+}
+
+/* Another profiler holds CUPTI when the shim starts (run with
+ * FAKE_CUPTI_REFUSE=subscribe): ten GEMMs untimed; it lets go; after the
+ * shim's retry period, ten more are timed. */
+static void scenario_contention(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	struct timespec retry = {2, 600000000};
+
+	sgemms(h, 10);
+	void (*set_refuse)(int, int) = (void (*)(int, int))fake_cupti_fn("fake_cupti_set_refuse");
+	if (set_refuse && !getenv("GEMM_DRIVER_CUPTI_STAYS_TAKEN"))
+		set_refuse(0, 0);
+	nanosleep(&retry, NULL);
+	sgemms(h, 10);
+	nanosleep(&retry, NULL); /* a flush or two, so the records are in before exit */
+}
+
+/* Another profiler finalizes CUPTI mid-run (Kineto may), which drops the
+ * shim's subscription, kinds and buffers: ten GEMMs timed, ten with CUPTI
+ * gone (untimed, the source degraded), then, after the shim took CUPTI
+ * back, ten timed again. */
+static void scenario_finalize(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	struct timespec sweep = {0, 700000000}, retry = {3, 0};
+
+	sgemms(h, 10); /* the shim loads CUPTI at its first call */
+	CUptiResult (*flush)(uint32_t) = (CUptiResult(*)(uint32_t))fake_cupti_fn("cuptiActivityFlushAll");
+	CUptiResult (*finalize)(void) = (CUptiResult(*)(void))fake_cupti_fn("cuptiFinalize");
+	if (failures)
+		return;
+	CHECK(flush(0) == CUPTI_SUCCESS);
+	CHECK(finalize() == CUPTI_SUCCESS);
+	nanosleep(&sweep, NULL); /* the first ten's records are counted as joined before the silence */
+	sgemms(h, 10);
+	nanosleep(&retry, NULL);
+	int (*subscribers)(void) = (int (*)(void))fake_cupti_fn("fake_cupti_subscribers");
+	CHECK(subscribers && subscribers() == 1);
+	sgemms(h, 10);
+	nanosleep(&sweep, NULL);
+}
+
 static void scenario_passthrough(void)
 {
 	cublasHandle_t h = handle(CUBLAS_TF32_TENSOR_OP_MATH);
@@ -728,6 +838,12 @@ int main(int argc, char **argv)
 		scenario_exec();
 	else if (!strcmp(sc, "thread_exit"))
 		scenario_thread_exit();
+	else if (!strcmp(sc, "steady"))
+		scenario_steady();
+	else if (!strcmp(sc, "contention"))
+		scenario_contention();
+	else if (!strcmp(sc, "finalize"))
+		scenario_finalize();
 	else if (!strcmp(sc, "copies"))
 		scenario_copies();
 	else {
@@ -756,7 +872,18 @@ int main(int argc, char **argv)
 			fprintf(f, "%s\"%s\":%llu", first ? "" : ",", class_names[c], want.by_class[c]);
 			first = 0;
 		}
-	fprintf(f, "}}\n");
+	fprintf(f, "}");
+	if (nlat) {
+		qsort(lat, nlat, sizeof(*lat), by_value);
+		size_t over = 0;
+		while (over < nlat && lat[nlat - 1 - over] > 1000000)
+			over++;
+		fprintf(f, ",\"lat_calls\":%zu,\"lat_max_ns\":%llu,\"lat_p999_ns\":%llu,\"lat_p50_ns\":%llu,"
+			   "\"lat_over_1ms\":%zu",
+			nlat, lat[nlat - 1], lat[nlat * 999 / 1000], lat[nlat / 2], over);
+		free(lat);
+	}
+	fprintf(f, "}\n");
 	fclose(f);
 	return failures ? 1 : 0;
 }

@@ -5,6 +5,7 @@
  * implausible timestamps are dropped and counted, frame sequence gaps are
  * counted only forward, and interned strings stay within their budget.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -152,6 +153,44 @@ static void test_sequence_gaps_count_forward_jumps_only(void **state)
 	struct agg_source *s = ingest_source(f->in);
 	assert_int_equal(s->seq_gaps, 2); /* 7 and 8 missing after 6; 7 late, not lost again */
 	assert_int_equal(s->frames, 6);
+	/* the first frame (the hello's) is outside the sequence; a number
+	 * below the next expected is a frame sent again: skipped */
+	assert_int_equal(s->dup_frames, 1);
+	assert_int_equal(s->dev[0]->tot.kernels, 4);
+}
+
+static void test_replayed_frames_on_a_new_connection_count_once(void **state)
+{
+	struct fixture *f = *state;
+	put_hello(f);
+	assert_int_equal(send_frame(f, 0), 0);
+	for (uint32_t seq = 0; seq < 5; seq++) {
+		put_kernel(f, T0 + seq, T0 + seq + 1);
+		assert_int_equal(send_frame(f, seq), 0);
+	}
+	int have;
+	uint32_t next;
+	assert_int_equal(ingest_ack(f->in, &have, &next), 0);
+	assert_true(have);
+	assert_int_equal(next, 5);
+	/* the producer reconnects: its hello finds the source, and frames 3..6
+	 * come (3 and 4 again, acknowledged or not) */
+	ingest_free(f->in);
+	assert_int_equal(ingest_new(f->agg, f->codec, "test", &f->in), 0);
+	assert_int_equal(ingest_ack(f->in, &have, &next), -ENOENT); /* before the hello */
+	put_hello(f);
+	assert_int_equal(send_frame(f, 3), 0); /* the preamble, numbered 3: not a duplicate */
+	for (uint32_t seq = 3; seq < 7; seq++) {
+		put_kernel(f, T0 + seq, T0 + seq + 1);
+		assert_int_equal(send_frame(f, seq), 0);
+	}
+	struct agg_source *s = ingest_source(f->in);
+	assert_int_equal(f->agg->nsrc, 1);
+	assert_int_equal(s->dev[0]->tot.kernels, 7);
+	assert_int_equal(s->seq_gaps, 0);
+	assert_int_equal(s->dup_frames, 2);
+	assert_int_equal(ingest_ack(f->in, &have, &next), 0);
+	assert_int_equal(next, 7);
 }
 
 static void test_interned_strings_stay_within_their_budget(void **state)
@@ -185,6 +224,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ordinary_frames_stay_far_below_the_work_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_implausible_timestamps_are_dropped_and_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sequence_gaps_count_forward_jumps_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replayed_frames_on_a_new_connection_count_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interned_strings_stay_within_their_budget, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,8 +3,11 @@
  * The sender against an absent, a stalled, a live and a restarting
  * collector: puts never block and drops are counted, shutdown is bounded
  * even when nobody reads, records arrive exactly when someone does, and a
- * new connection starts with its own hello.  alarm() turns a hang into a
- * failure; no assertion depends on how fast this machine is.
+ * new connection starts with its own hello.  With acknowledgements, a
+ * connection cut mid-stream loses and doubles nothing; with a spool, an
+ * absent collector loses nothing, and a spool that cannot be written or is
+ * full degrades to drop-and-count.  alarm() turns a hang into a failure; no
+ * assertion depends on how fast this machine is.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,6 +61,18 @@ static int teardown(void **state)
 	(void)state;
 	alarm(0);
 	unlink(sock_path);
+	/* spool files a failed test left behind */
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char p[400];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	if (d)
+		closedir(d);
 	rmdir(dir);
 	return 0;
 }
@@ -149,9 +166,23 @@ struct reader {
 	size_t close_after; /* first connection: close after this many bytes (0: read to EOF) */
 	struct agg *agg;
 	struct mfu_codec *codec;
+	int ack; /* acknowledge like mfud */
 	int rc[2];
 	uint64_t kernels[2];
 };
+
+static void send_ack(int fd, struct ingest *in)
+{
+	int have;
+	uint32_t next;
+	uint8_t a[MFU_ACK_LEN];
+	if (ingest_ack(in, &have, &next))
+		return;
+	mfu_ack_encode(a, have, next);
+	if (write(fd, a, sizeof(a)) != (ssize_t)sizeof(a)) {
+		/* the sender went away; its reconnect tells */
+	}
+}
 
 static void *reader_main(void *arg)
 {
@@ -178,6 +209,8 @@ static void *reader_main(void *arg)
 				r->rc[c] = rc;
 				break;
 			}
+			if (r->ack)
+				send_ack(fd, in);
 		}
 		struct agg_source *src = ingest_source(in);
 		if (src && src->ndev)
@@ -267,6 +300,183 @@ static void test_a_new_connection_starts_with_its_own_hello(void **state)
 	close(r.lfd);
 }
 
+static void test_a_cut_connection_loses_and_doubles_nothing_with_acks(void **state)
+{
+	struct mfu_sender_config cfg = {.target = target};
+	struct mfu_rec_hello h;
+	struct mfu_sender *s;
+	struct mfu_sender_stats st;
+	struct agg_config acfg = {.offline = 1};
+	struct reader r = {.connections = 2, .close_after = 200000, .ack = 1};
+	pthread_t t;
+	enum { N = 400000 };
+	(void)state;
+
+	r.lfd = listen_unix();
+	assert_int_equal(agg_new(&acfg, &r.agg), 0);
+	r.codec = mfu_codec_new(1);
+	assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
+	hello(&h);
+	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
+	for (uint64_t i = 0; i < N; i++) {
+		struct mfu_record k = kernel(i);
+		k.u.kernel.flops = i * 2654435761u;
+		assert_int_equal(mfu_sender_put(s, &k), 0);
+		if (i % 5000 == 0)
+			mfu_sender_flush(s, 10000);
+	}
+	assert_int_equal(mfu_sender_flush(s, 20000), 0);
+	mfu_sender_stats(s, &st);
+	mfu_sender_free(s, 0, 5000);
+	pthread_join(t, NULL);
+	assert_int_equal(r.rc[1], 0);
+	assert_true(r.kernels[0] < N); /* the cut came mid-stream */
+	assert_true(st.replays >= 1);
+	/* what the first connection took but did not acknowledge came again,
+	 * and what it had applied was skipped, not counted twice */
+	assert_int_equal(r.kernels[1], N);
+	assert_int_equal(r.agg->nsrc, 1);
+	assert_int_equal(r.agg->src[0]->seq_gaps, 0);
+	for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
+		assert_int_equal(st.dropped[i], 0);
+	agg_free(r.agg);
+	mfu_codec_free(r.codec);
+	close(r.lfd);
+}
+
+/* Files in dir other than the socket. */
+static int spool_files(mode_t *mode)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	while (d && (e = readdir(d))) {
+		char p[400];
+		struct stat sb;
+		if (e->d_name[0] == '.' || !strcmp(e->d_name, "s.sock"))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		if (!stat(p, &sb) && mode)
+			*mode = sb.st_mode & 07777;
+		n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void test_spool_keeps_everything_while_the_collector_is_away(void **state)
+{
+	struct mfu_sender_config cfg = {.target = target, .buffer_bytes = 2 << 20, .spool_dir = dir};
+	struct mfu_rec_hello h;
+	struct mfu_sender *s;
+	struct mfu_sender_stats st;
+	struct agg_config acfg = {.offline = 1};
+	struct reader r = {.connections = 1, .ack = 1};
+	pthread_t t;
+	enum { N = 300000 };
+	(void)state;
+
+	hello(&h);
+	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
+	for (uint64_t i = 0; i < N; i++) {
+		struct mfu_record k = kernel(i);
+		k.u.kernel.flops = i * 2654435761u; /* ~3 MB compressed: over the budget */
+		assert_int_equal(mfu_sender_put(s, &k), 0);
+		if (i % 5000 == 0) /* lets the thread spool as it goes; returns at once */
+			mfu_sender_flush(s, 10000);
+	}
+	mfu_sender_flush(s, 10000);
+	mfu_sender_stats(s, &st);
+	assert_true(st.spooled > 0);
+	mode_t mode = 0;
+	assert_int_equal(spool_files(&mode), 1);
+	assert_int_equal(mode, 0600);
+
+	/* the collector comes; everything goes to it, oldest first */
+	r.lfd = listen_unix();
+	assert_int_equal(agg_new(&acfg, &r.agg), 0);
+	r.codec = mfu_codec_new(1);
+	assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
+	do {
+		usleep(20000);
+		mfu_sender_stats(s, &st);
+	} while (!st.connects);
+	assert_int_equal(mfu_sender_flush(s, 30000), 0);
+	assert_int_equal(spool_files(NULL), 0); /* replayed, then deleted */
+	mfu_sender_stats(s, &st);
+	mfu_sender_free(s, 0, 5000);
+	pthread_join(t, NULL);
+	assert_int_equal(r.rc[0], 0);
+	assert_int_equal(r.kernels[0], N);
+	assert_int_equal(r.agg->src[0]->seq_gaps, 0);
+	for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
+		assert_int_equal(st.dropped[i], 0);
+	agg_free(r.agg);
+	mfu_codec_free(r.codec);
+	close(r.lfd);
+}
+
+static void test_full_or_broken_spool_degrades_to_drop_and_count(void **state)
+{
+	char notadir[200];
+	enum { N = 300000 };
+	(void)state;
+
+	for (int broken = 0; broken < 2; broken++) {
+		struct mfu_sender_config cfg = {.target = "unix:/nonexistent-dir/mfud.sock", .buffer_bytes = 2 << 20};
+		struct mfu_rec_hello h;
+		struct mfu_sender *s;
+		struct mfu_sender_stats st;
+		unsigned refused = 0;
+		if (broken) {
+			/* a "directory" that is a file: the spool cannot be created */
+			snprintf(notadir, sizeof(notadir), "%s/file", dir);
+			FILE *f = fopen(notadir, "w");
+			assert_non_null(f);
+			fclose(f);
+			cfg.spool_dir = notadir;
+		} else {
+			cfg.spool_dir = dir;
+			cfg.spool_bytes = 256 << 10;
+		}
+		hello(&h);
+		assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
+		for (uint64_t i = 0; i < N; i++) {
+			struct mfu_record k = kernel(i);
+			k.u.kernel.flops = i * 2654435761u;
+			int rc = mfu_sender_put(s, &k);
+			assert_true(rc == 0 || rc == -ENOBUFS);
+			refused += rc == -ENOBUFS;
+			if (i % 5000 == 0)
+				mfu_sender_flush(s, 10000);
+		}
+		mfu_sender_flush(s, 10000);
+		mfu_sender_shutdown(s, 0, 200);
+		mfu_sender_stats(s, &st);
+		uint64_t lost = 0;
+		for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
+			lost += st.dropped[i];
+		if (broken) {
+			assert_int_equal(st.spooled, 0);
+			assert_int_equal(st.dropped[MFU_DROP_SPOOL_FULL], 0);
+			assert_true(st.dropped[MFU_DROP_DISCONNECTED] > 0);
+			unlink(notadir);
+		} else {
+			assert_true(st.spooled > 0);
+			assert_true(st.dropped[MFU_DROP_SPOOL_FULL] > 0);
+		}
+		assert_int_equal(st.dropped[MFU_DROP_BUFFER_FULL], refused);
+		/* nobody received anything: every record is counted lost, once:
+		 * the puts, the final status and goodbye, and the few status
+		 * records the thread adds once a second while it loses some */
+		assert_int_equal(st.records + refused, N + 2);
+		assert_true(lost >= N + 2 && lost <= N + 2 + 30);
+		mfu_sender_free(s, 0, 200);
+		assert_int_equal(spool_files(NULL), 0); /* no spool file left behind */
+	}
+}
+
 /* Reads from fd into in until the source has `want` kernels or 10 s pass. */
 static uint64_t read_until_kernels(int fd, struct ingest *in, uint64_t want)
 {
@@ -346,6 +556,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stalled_collector_does_not_hold_exit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_records_arrive_exactly_through_a_live_collector, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_new_connection_starts_with_its_own_hello, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_cut_connection_loses_and_doubles_nothing_with_acks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_keeps_everything_while_the_collector_is_away, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_or_broken_spool_degrades_to_drop_and_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_frame_after_the_collector_closed_an_idle_tcp_connection_is_not_lost,
 						setup, teardown),
 	};

@@ -875,6 +875,30 @@ static void test_fast_path_decodes_exactly_like_the_checked_path(void **state)
 	}
 }
 
+static void test_ack_round_trips_and_refuses_other_bytes(void **state)
+{
+	uint8_t a[MFU_ACK_LEN];
+	int have;
+	uint32_t next;
+	(void)state;
+
+	mfu_ack_encode(a, 1, 0xfffffffeu);
+	assert_memory_equal(a, "FMUa\x01\x01\0\0\xfe\xff\xff\xff", MFU_ACK_LEN);
+	assert_int_equal(mfu_ack_parse(a, &have, &next), 0);
+	assert_int_equal(have, 1);
+	assert_int_equal(next, 0xfffffffeu);
+	mfu_ack_encode(a, 0, 77);
+	assert_int_equal(mfu_ack_parse(a, &have, &next), 0);
+	assert_int_equal(have, 0);
+	assert_int_equal(next, 0);
+	a[5] = 0x81;
+	assert_int_equal(mfu_ack_parse(a, &have, &next), -MFU_WIRE_E_FLAGS);
+	a[4] = 2;
+	assert_int_equal(mfu_ack_parse(a, &have, &next), -MFU_WIRE_E_VERSION);
+	memcpy(a, "FMUw", 4); /* a frame, not an ack */
+	assert_int_equal(mfu_ack_parse(a, &have, &next), -MFU_WIRE_E_MAGIC);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -892,6 +916,7 @@ int main(void)
 		cmocka_unit_test(test_copy_offcpu_and_api_bodies_are_checked),
 		cmocka_unit_test(test_encoder_refuses_what_the_decoder_would_refuse),
 		cmocka_unit_test(test_crc32c_known_vector),
+		cmocka_unit_test(test_ack_round_trips_and_refuses_other_bytes),
 		cmocka_unit_test(test_frames_decode_independently),
 		cmocka_unit_test(test_fast_path_decodes_exactly_like_the_checked_path),
 	};

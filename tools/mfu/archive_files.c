@@ -35,10 +35,30 @@ int archive_same_group(const char *a, const char *b)
 	return ga == gb && !strncmp(a, b, ga);
 }
 
+/* The connection number ending a group name ("...-c12"), and where its
+ * "-c" starts; 0 if there is none. */
+static unsigned long group_conn(const char *path, size_t g, size_t *at)
+{
+	size_t k = g;
+	while (k > 0 && path[k - 1] >= '0' && path[k - 1] <= '9')
+		k--;
+	if (k == g || k < 2 || path[k - 1] != 'c' || path[k - 2] != '-')
+		return 0;
+	*at = k - 2;
+	return strtoul(path + k, NULL, 10);
+}
+
 static int by_group_then_seq(const void *x, const void *y)
 {
 	const char *a = *(const char *const *)x, *b = *(const char *const *)y;
 	size_t ga = archive_group_len(a), gb = archive_group_len(b);
+	size_t ca = 0, cb = 0;
+	unsigned long na = group_conn(a, ga, &ca), nb = group_conn(b, gb, &cb);
+
+	/* One source's connections in the order they happened: c2 before c10,
+	 * so a replayed frame meets the model its first sending built. */
+	if (na && nb && ca == cb && !strncmp(a, b, ca) && na != nb)
+		return na < nb ? -1 : 1;
 	int c = strncmp(a, b, ga < gb ? ga : gb);
 
 	if (c)

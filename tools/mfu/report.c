@@ -90,25 +90,26 @@ int cmd_report(int argc, char **argv)
 		uint64_t recv;
 		const uint8_t *frame;
 		size_t len, bad;
+		/* One line per damaged spot: file, offset, bytes skipped, why. */
+		size_t skipped = rd.skipped_bytes;
 		while ((rc = archive_reader_next(&rd, &recv, &frame, &len, &bad)) != 0) {
 			if (rc < 0) {
-				fprintf(stderr, "mfu report: %s: skipped a %s entry at offset %zu\n", files[i],
-					rc == -MFU_WIRE_E_TRUNCATED ? "torn" : mfu_wire_strerror(rc), bad);
+				fprintf(stderr, "mfu report: %s: offset %zu: skipped %zu bytes (%s entry)\n", files[i], bad,
+					rd.skipped_bytes - skipped,
+					rc == -MFU_WIRE_E_TRUNCATED ? "torn" : mfu_wire_strerror(-rc));
+				skipped = rd.skipped_bytes;
 				continue;
 			}
 			rc = ingest_frame(in, frame, len, 0);
 			if (rc) {
-				fprintf(stderr, "mfu report: %s: skipped frame at offset %zu: %s\n", files[i],
-					(size_t)(frame - rd.data), ingest_strerror(rc));
+				fprintf(stderr, "mfu report: %s: offset %zu: skipped %zu bytes (frame: %s)\n", files[i],
+					bad, len + ARCHIVE_ENTRY_LEN, ingest_strerror(rc));
 				if (rc == -INGEST_E_NO_HELLO)
 					break;
 				continue;
 			}
 			frames++;
 		}
-		if (rd.skipped_bytes)
-			fprintf(stderr, "mfu report: %s: %zu bytes in %u entries could not be read\n", files[i],
-				rd.skipped_bytes, rd.skipped_entries);
 		archive_reader_close(&rd);
 	}
 	ingest_free(in);
