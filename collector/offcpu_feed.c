@@ -75,7 +75,9 @@ static void frame_flush(struct offcpu_feed *f, struct feed_src *e)
 
 	if (!e->raw || !e->enc.records)
 		return;
-	/* The latest producer frame's number: a repeat to readers, not a gap. */
+	/* Readers know these frames by their first record (offcpu, which no
+	 * producer sends) and keep them out of the producer's sequence; the
+	 * number is the producer's latest, for a reader that does not. */
 	if (mfu_frame_seal(f->codec, e->raw, e->enc.len, s->have_seq ? s->next_seq - 1 : 0, f->frame,
 			   mfu_frame_bound(FRAME_RAW), &len) == 0) {
 		f->frame_fn(f->frame_arg, s, f->frame, len);

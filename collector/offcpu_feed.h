@@ -71,9 +71,9 @@ typedef void (*offcpu_frame_fn)(void *arg, struct agg_source *src, const uint8_t
 /*
  * Also writes every record into frames for src's archive stream: sealed
  * every second, when 64 KiB of records wait, and at the last detach (so
- * before the source's archive is closed).  A frame carries the sequence
- * number of src's latest producer frame, which readers take as a repeat,
- * not a loss.  fn NULL stops it.  Returns 0 or -ENOMEM.
+ * before the source's archive is closed).  Such a frame starts with an
+ * offcpu record, by which readers keep it out of the producer's frame
+ * sequence (collector/ingest.c).  fn NULL stops it.  Returns 0 or -ENOMEM.
  */
 int offcpu_feed_set_archive(struct offcpu_feed *f, offcpu_frame_fn fn, void *arg);
 
