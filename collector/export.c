@@ -528,11 +528,28 @@ void export_prometheus(const struct agg *a, uint64_t now_mono_ns, const struct e
 	family(out, "mfud_hello_pid_mismatch_total", "counter",
 	       "Hellos claiming a pid other than the kernel's (SO_PEERCRED); flagged, not refused.");
 	sb_printf(out, "mfud_hello_pid_mismatch_total %llu\n", (unsigned long long)(x ? x->pid_mismatches : 0));
-	family(out, "mfud_bpf_enabled", "gauge", "1 when the eBPF scheduler tracer runs.");
+	family(out, "mfud_bpf_enabled", "gauge",
+	       "1 when the eBPF scheduler tracer runs; 0 with the reason it does not in the reason label.");
 	sb_puts(out, "mfud_bpf_enabled{reason=\"");
 	const char *why = x && x->bpf_reason ? x->bpf_reason : "not built";
 	sb_prom_label(out, why, strlen(why));
 	sb_printf(out, "\"} %d\n", x ? x->bpf_on : 0);
+	if (!x || !x->bpf_on)
+		return;
+	static const char *const state[MFU_OFFCPU__COUNT] = {"runnable", "sleeping", "disk", "other"};
+	family(out, "mfud_bpf_sources", "gauge", "Local sources whose threads are traced off-CPU.");
+	sb_printf(out, "mfud_bpf_sources %u\n", x->bpf_sources);
+	family(out, "mfud_bpf_switches_total", "counter", "sched_switch events the tracer ran for, all processes.");
+	sb_printf(out, "mfud_bpf_switches_total %llu\n", (unsigned long long)x->bpf_switches);
+	family(out, "mfud_bpf_events_total", "counter", "Off-CPU events read from the BPF ring buffer.");
+	sb_printf(out, "mfud_bpf_events_total %llu\n", (unsigned long long)x->bpf_events);
+	family(out, "mfud_bpf_ringbuf_drops_total", "counter", "Off-CPU events lost: BPF ring buffer full.");
+	sb_printf(out, "mfud_bpf_ringbuf_drops_total %llu\n", (unsigned long long)x->bpf_drops);
+	family(out, "mfud_bpf_offcpu_seconds_total", "counter",
+	       "Off-CPU time of traced threads, all sources, by state when they left the CPU.");
+	for (unsigned i = 0; i < MFU_OFFCPU__COUNT; i++)
+		sb_printf(out, "mfud_bpf_offcpu_seconds_total{state=\"%s\"} %.9f\n", state[i],
+			  (double)x->bpf_offcpu_ns[i] / 1e9);
 }
 
 /* One synthetic source marks the whole view: its numbers are not a measurement. */

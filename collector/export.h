@@ -19,7 +19,11 @@ struct export_extra {
 	uint64_t timed_out[2];  /* closed for silence: [0] before hello, [1] idle */
 	uint64_t pid_mismatches; /* hellos whose pid differs from SO_PEERCRED's */
 	int bpf_on;
-	const char *bpf_reason;
+	const char *bpf_reason; /* why off; "" when on */
+	/* eBPF scheduler tracer counters, when on (collector/offcpu_feed.h) */
+	unsigned bpf_sources;
+	uint64_t bpf_switches, bpf_events, bpf_drops;
+	uint64_t bpf_offcpu_ns[MFU_OFFCPU__COUNT];
 };
 
 static const struct {

@@ -130,6 +130,18 @@ static int reserve(struct ingest *in, size_t need)
 	return 0;
 }
 
+/* mfud's own frames in a source's archive stream (its scheduler tracer's,
+ * doc/wire-format.md "11 offcpu") start with an offcpu record, which no
+ * producer sends: they are outside the producer's sequence. */
+static int frame_is_collectors(const uint8_t *raw, size_t raw_len)
+{
+	struct mfu_dec d;
+	struct mfu_record r;
+
+	mfu_dec_init(&d, raw, raw_len);
+	return mfu_dec_next(&d, &r) == 1 && r.type == MFU_REC_OFFCPU;
+}
+
 int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t now_mono_ns)
 {
 	struct mfu_frame_header h;
@@ -142,9 +154,10 @@ int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t n
 	in->last_mono_ns = now_mono_ns;
 	if ((rc = mfu_frame_open(in->codec, frame, len, &h, &raw, &raw_len)))
 		return rc;
+	int collectors = in->numbered && frame_is_collectors(raw, raw_len);
 	/* A frame sent again after a reconnect that this model already holds:
 	 * applying it twice would double count. */
-	if (in->numbered && agg_source_seq_seen(in->src, h.seq)) {
+	if (in->numbered && !collectors && agg_source_seq_seen(in->src, h.seq)) {
 		agg_source_frame(in->src, h.seq, len);
 		return 0;
 	}
@@ -178,7 +191,7 @@ int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t n
 		return rc;
 	if (!in->src)
 		return -INGEST_E_NO_HELLO; /* an empty first frame names nobody */
-	if (in->numbered)
+	if (in->numbered && !collectors)
 		agg_source_frame(in->src, h.seq, len);
 	else
 		agg_source_frame_unnumbered(in->src, len);

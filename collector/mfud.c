@@ -14,6 +14,7 @@
 
 #include "loop.h"
 #include "net.h"
+#include "offcpu_feed.h"
 #include "options.h"
 #include "server.h"
 
@@ -47,6 +48,10 @@ static const char usage[] =
 	"  --settle-ms N         live windows end N ms behind the newest data (default 1000)\n"
 	"  --retain SEC          forget a source SEC s after it disconnects (default 300;\n"
 	"                        0 keeps every source until mfud exits)\n"
+	"  --bpf auto|on|off     trace the scheduler (off-CPU time) of local sources with\n"
+	"                        eBPF; auto (default) runs it when privileged (root, or\n"
+	"                        CAP_BPF and CAP_PERFMON), on fails without it\n"
+	"  --bpf-stacks          record a kernel stack id with each off-CPU interval\n"
 	"  --quiet               no per-connection log lines\n"
 	"  --help, --version\n";
 
@@ -77,10 +82,11 @@ int main(int argc, char **argv)
 		{"socket-group", required_argument, NULL, 'g'}, {"allow-uid", required_argument, NULL, 'u'},
 		{"token-file", required_argument, NULL, 't'}, {"hello-timeout", required_argument, NULL, 'T'},
 		{"idle-timeout", required_argument, NULL, 'I'},
+		{"bpf", required_argument, NULL, 'B'},      {"bpf-stacks", no_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
 		{0},
 	};
-	struct server_config cfg = {.http_listen = "127.0.0.1:9464"};
+	struct server_config cfg = {.http_listen = "127.0.0.1:9464", .bpf_mode = OFFCPU_FEED_AUTO};
 	char sock[4096], err[256];
 	const char *peak = NULL, *token_file = NULL, *token_origin;
 	static char token[NET_TOKEN_MAX + 1];
@@ -115,6 +121,14 @@ int main(int argc, char **argv)
 			cfg.agg.settle_ns = v * 1000000u;
 			break;
 		case 'q': cfg.quiet = 1; break;
+		case 'B': {
+			enum offcpu_feed_mode m;
+			if (offcpu_feed_mode_parse(optarg, &m, err, sizeof(err)))
+				return bad(err);
+			cfg.bpf_mode = (int)m;
+			break;
+		}
+		case 'K': cfg.bpf_stacks = 1; break;
 		case 'r':
 			if (opt_uint(optarg, 0, 30 * 86400, &v, err, sizeof(err)))
 				return bad(err);
@@ -198,7 +212,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mfud: http port %u\n", server_http_port(s));
 	if (cfg.agg.have_override)
 		fprintf(stderr, "mfud: peak override from %s\n", cfg.agg.override_origin);
-	fprintf(stderr, "mfud: eBPF scheduler tracing off (not built in this version)\n");
+	const char *bpf_why;
+	if (server_bpf_enabled(s, &bpf_why))
+		fprintf(stderr, "mfud: eBPF scheduler tracing on (off-CPU time of local sources%s)\n",
+			cfg.bpf_stacks ? ", with kernel stacks" : "");
+	else
+		fprintf(stderr, "mfud: eBPF scheduler tracing off: %s\n", bpf_why);
 	rc = loop_run(l) ? 1 : 0;
 out:
 	server_free(s);

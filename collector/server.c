@@ -21,6 +21,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "net.h"
+#include "offcpu_feed.h"
 #include "server.h"
 
 struct conn {
@@ -33,6 +34,8 @@ struct conn {
 	uint64_t accepted_ns, last_rx_ns; /* loop clock */
 	struct ingest *in;
 	struct conn *next, **pprev;
+	uint32_t bpf_pid;   /* attached to the off-CPU feed, 0: not */
+	int bpf_failed;     /* attaching failed once: do not retry on every read */
 	/* the acknowledgement being written, and what was acknowledged last */
 	uint8_t ack[MFU_ACK_LEN];
 	size_t ack_off;
@@ -55,6 +58,7 @@ struct server {
 	uint64_t stream_errors;
 	uint64_t rejected[4], timed_out[2], pid_mismatches;
 	char *socket_path;
+	struct offcpu_feed *offcpu;
 };
 
 static uint64_t realtime_ns(void)
@@ -69,6 +73,9 @@ static void conn_close(struct conn *c)
 	struct server *s = c->srv;
 	struct agg_source *src = ingest_source(c->in);
 
+	/* The feed's last off-CPU frame goes into the archive before it closes. */
+	if (c->bpf_pid)
+		offcpu_feed_detach(s->offcpu, c->bpf_pid);
 	if (s->archive && src)
 		archive_close_source(s->archive, src);
 	loop_io_del(c->io);
@@ -109,6 +116,31 @@ static void on_frame(void *arg, struct agg_source *src, const uint8_t *frame, si
 	if (rc)
 		fprintf(stderr, "mfud: archive write failed for pid %llu: %s\n", (unsigned long long)src->pid,
 			strerror(-rc));
+}
+
+/*
+ * A local source is traced from its hello on.  The pid to trace is the
+ * socket peer's: the kernel gives it in mfud's PID namespace, which is the
+ * one BPF's tgids are in when mfud runs in the host's; the hello's pid is
+ * the producer's own view (and mfu-synth can fake it).  Without a peer pid,
+ * the hello's.
+ */
+static void conn_watch(struct conn *c)
+{
+	struct agg_source *src = ingest_source(c->in);
+	uint32_t pid;
+	int rc;
+
+	if (c->bpf_pid || c->bpf_failed || c->is_tcp || !src || !offcpu_feed_enabled(c->srv->offcpu, NULL))
+		return;
+	pid = c->peer_pid > 0 ? (uint32_t)c->peer_pid : (uint32_t)src->pid;
+	if ((rc = offcpu_feed_attach(c->srv->offcpu, src, pid))) {
+		if (!c->srv->cfg.quiet)
+			fprintf(stderr, "mfud: cannot trace pid %u off-CPU: %s\n", pid, strerror(-rc));
+		c->bpf_failed = 1;
+		return;
+	}
+	c->bpf_pid = pid;
 }
 
 /* Tells the producer how far its frames are applied and archived, so it
@@ -208,8 +240,10 @@ static void conn_readable(struct loop *l, struct loop_io *io, int fd, uint32_t e
 			int had_source = ingest_source(c->in) != NULL;
 			c->last_rx_ns = loop_now_ns();
 			int rc = ingest_commit(c->in, (size_t)got, c->last_rx_ns);
-			if (!had_source && ingest_source(c->in))
+			if (!had_source && ingest_source(c->in)) {
 				conn_hello_accepted(c);
+				conn_watch(c);
+			}
 			if (rc && c->denied) {
 				conn_close(c);
 				return;
@@ -480,6 +514,17 @@ int server_new(struct loop *l, const struct server_config *cfg, struct server **
 	if ((cfg->hello_timeout_ns || cfg->idle_timeout_ns) &&
 	    (rc = loop_timer_add(l, 250, 250, on_sweep, s, &s->sweep_timer)))
 		goto fail;
+	{
+		struct offcpu_tracer_opts bo = {.stacks = cfg->bpf_stacks};
+		char why[256];
+		if ((rc = offcpu_feed_new(l, (enum offcpu_feed_mode)cfg->bpf_mode, &bo, &s->offcpu, why, sizeof(why)))) {
+			fprintf(stderr, "mfud: --bpf=on: cannot start the eBPF scheduler tracer: %s\n", why);
+			goto fail;
+		}
+		offcpu_feed_set_sink(s->offcpu, agg_source_offcpu);
+		if (s->archive && (rc = offcpu_feed_set_archive(s->offcpu, on_frame, s)))
+			goto fail;
+	}
 	*out = s;
 	return 0;
 fail:
@@ -497,6 +542,7 @@ void server_free(struct server *s)
 		loop_timer_del(s->sweep_timer);
 	while (s->conns)
 		conn_close(s->conns);
+	offcpu_feed_free(s->offcpu);
 	http_server_free(s->http);
 	if (s->unix_io)
 		loop_io_del(s->unix_io);
@@ -542,5 +588,24 @@ void server_counters(const struct server *s, struct export_extra *x)
 	memcpy(x->rejected, s->rejected, sizeof(x->rejected));
 	memcpy(x->timed_out, s->timed_out, sizeof(x->timed_out));
 	x->pid_mismatches = s->pid_mismatches;
-	x->bpf_reason = "not built";
+	x->bpf_on = offcpu_feed_enabled(s->offcpu, &x->bpf_reason);
+	if (x->bpf_on) {
+		struct offcpu_feed_stats st;
+		offcpu_feed_stats(s->offcpu, &st);
+		x->bpf_sources = st.sources;
+		x->bpf_switches = st.tracer.switches;
+		x->bpf_events = st.tracer.events;
+		x->bpf_drops = st.tracer.drops;
+		memcpy(x->bpf_offcpu_ns, st.ns, sizeof(x->bpf_offcpu_ns));
+	}
+}
+
+int server_bpf_enabled(const struct server *s, const char **reason)
+{
+	return offcpu_feed_enabled(s->offcpu, reason);
+}
+
+struct offcpu_feed *server_offcpu(struct server *s)
+{
+	return s->offcpu;
 }

@@ -34,6 +34,8 @@ struct server_config {
 	size_t token_len;
 	uint64_t hello_timeout_ns; /* close a connection without a hello by then; 0: never */
 	uint64_t idle_timeout_ns;  /* close a connection silent this long; 0: never */
+	int bpf_mode;       /* enum offcpu_feed_mode; 0: off (mfu run) */
+	int bpf_stacks;     /* kernel stack ids on off-CPU records */
 };
 
 struct server;
@@ -46,5 +48,9 @@ unsigned server_connections(const struct server *s);
 uint64_t server_stream_errors(const struct server *s);
 /* The counters /metrics shows (export_extra's). */
 void server_counters(const struct server *s, struct export_extra *x);
+/* 1 if the eBPF scheduler tracer runs; *reason gets why not ("" when on). */
+int server_bpf_enabled(const struct server *s, const char **reason);
+/* The off-CPU feed (always there; it may be off). */
+struct offcpu_feed *server_offcpu(struct server *s);
 
 #endif

@@ -5,8 +5,9 @@
 set -euo pipefail
 
 # clang, its libFuzzer/sanitizer runtimes (libclang-rt-dev: clang only
-# recommends it) and llvm (llvm-symbolizer) for the fuzz smoke test.
-pkgs=(gcc meson ninja-build pkg-config libzstd-dev zstd libcmocka-dev python3 prometheus curl clang libclang-rt-dev llvm)
+# recommends it) and llvm (llvm-symbolizer) for the fuzz smoke test;
+# clang, llvm (llvm-strip), libbpf-dev and bpftool for the eBPF tracer.
+pkgs=(gcc meson ninja-build pkg-config libzstd-dev zstd libcmocka-dev python3 prometheus curl clang libclang-rt-dev llvm libbpf-dev bpftool)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -68,12 +68,12 @@ def http_get(port, path, timeout=5):
 class Collector:
     """mfud on a private socket and a free HTTP port, stopped on exit."""
 
-    def __init__(self, *extra, archive=False):
+    def __init__(self, *extra, archive=False, prefix=()):
         self.dir = tempfile.mkdtemp(prefix="mfu-it-")
         self.sock = os.path.join(self.dir, "run", "mfud.sock")
         self.port = free_port()
         self.archive = os.path.join(self.dir, "archive") if archive else None
-        args = [tool("mfud"), "--socket", self.sock, "--http", "127.0.0.1:%d" % self.port,
+        args = list(prefix) + [tool("mfud"), "--socket", self.sock, "--http", "127.0.0.1:%d" % self.port,
                 "--settle-ms", "0"]
         if self.archive:
             args += ["--archive", self.archive]

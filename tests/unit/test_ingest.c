@@ -193,6 +193,52 @@ static void test_replayed_frames_on_a_new_connection_count_once(void **state)
 	assert_int_equal(next, 7);
 }
 
+static void put_offcpu(struct fixture *f, uint64_t start)
+{
+	struct mfu_record r = {.type = MFU_REC_OFFCPU};
+	r.u.offcpu.start_ns = start;
+	r.u.offcpu.end_ns = start + 1000;
+	r.u.offcpu.tid = 8;
+	r.u.offcpu.state = MFU_OFFCPU_SLEEPING;
+	put(f, &r);
+}
+
+static void test_collectors_offcpu_frames_are_outside_the_sequence(void **state)
+{
+	struct fixture *f = *state;
+	put_hello(f);
+	assert_int_equal(send_frame(f, 0), 0);
+	for (uint32_t seq = 0; seq < 2; seq++) {
+		put_kernel(f, T0 + seq, T0 + seq + 1);
+		assert_int_equal(send_frame(f, seq), 0);
+	}
+	struct agg_source *s = ingest_source(f->in);
+	uint64_t records = s->records;
+	/* mfud's frames in an archive: the producer's latest number, or any */
+	put_offcpu(f, T0 + 10);
+	put_offcpu(f, T0 + 20);
+	assert_int_equal(send_frame(f, 1), 0);
+	put_offcpu(f, T0 + 30);
+	assert_int_equal(send_frame(f, 1000), 0);
+	assert_int_equal(s->records, records + 3); /* applied, not skipped as repeats */
+	assert_int_equal(s->dup_frames, 0);
+	assert_int_equal(s->seq_gaps, 0);
+	/* and the producer's sequence goes on where it was */
+	put_kernel(f, T0 + 2, T0 + 3);
+	assert_int_equal(send_frame(f, 2), 0);
+	assert_int_equal(s->dev[0]->tot.kernels, 3);
+	assert_int_equal(s->seq_gaps, 0);
+	int have;
+	uint32_t next;
+	assert_int_equal(ingest_ack(f->in, &have, &next), 0);
+	assert_int_equal(next, 3);
+	/* a producer frame numbered as a repeat is still skipped */
+	put_kernel(f, T0 + 4, T0 + 5);
+	assert_int_equal(send_frame(f, 2), 0);
+	assert_int_equal(s->dup_frames, 1);
+	assert_int_equal(s->dev[0]->tot.kernels, 3);
+}
+
 static void test_interned_strings_stay_within_their_budget(void **state)
 {
 	struct fixture *f = *state;
@@ -225,6 +271,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_implausible_timestamps_are_dropped_and_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sequence_gaps_count_forward_jumps_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replayed_frames_on_a_new_connection_count_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_collectors_offcpu_frames_are_outside_the_sequence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interned_strings_stay_within_their_budget, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
