@@ -48,23 +48,31 @@ static unsigned long group_conn(const char *path, size_t g, size_t *at)
 	return strtoul(path + k, NULL, 10);
 }
 
+static int compare_span(const char *a, size_t na, const char *b, size_t nb)
+{
+	int c = memcmp(a, b, na < nb ? na : nb);
+	return c ? c : na < nb ? -1 : na > nb;
+}
+
+/* Ordered by the key (source prefix, connection number, group, file
+ * number): one source's connections in the order they happened, c2 before
+ * c10, so a replayed frame meets the model its first sending built; and,
+ * being a lexicographic order of total orders, it is one too, which keeps
+ * each group's files together. */
 static int by_group_then_seq(const void *x, const void *y)
 {
 	const char *a = *(const char *const *)x, *b = *(const char *const *)y;
 	size_t ga = archive_group_len(a), gb = archive_group_len(b);
-	size_t ca = 0, cb = 0;
-	unsigned long na = group_conn(a, ga, &ca), nb = group_conn(b, gb, &cb);
+	size_t pa = ga, pb = gb;
+	unsigned long na = group_conn(a, ga, &pa), nb = group_conn(b, gb, &pb);
+	int c;
 
-	/* One source's connections in the order they happened: c2 before c10,
-	 * so a replayed frame meets the model its first sending built. */
-	if (na && nb && ca == cb && !strncmp(a, b, ca) && na != nb)
-		return na < nb ? -1 : 1;
-	int c = strncmp(a, b, ga < gb ? ga : gb);
-
-	if (c)
+	if ((c = compare_span(a, pa, b, pb)))
 		return c;
-	if (ga != gb)
-		return ga < gb ? -1 : 1;
+	if (na != nb)
+		return na < nb ? -1 : 1;
+	if ((c = compare_span(a, ga, b, gb)))
+		return c;
 	unsigned long sa = file_seq(a), sb = file_seq(b);
 	return sa < sb ? -1 : sa > sb;
 }
