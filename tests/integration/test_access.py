@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Collector, Tap, free_port, http_get, parse_metrics, samples, synth, tool)  # noqa: E402
+from wire_py import crc32c, frame, varint, zigzag, string as s  # noqa: E402
 
 tap = Tap()
 NOBODY = 65534
@@ -27,57 +28,12 @@ TOKEN = "it-secret-7d1f"
 
 # ---- a minimal producer speaking the wire format (doc/wire-format.md) ----
 
-def _crc32c_table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    return t
-
-
-_CRC_T = _crc32c_table()
-
-
-def crc32c(data, crc=0):
-    crc ^= 0xFFFFFFFF
-    for b in data:
-        crc = _CRC_T[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def varint(v):
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def zigzag(v):
-    return (v << 1) ^ (v >> 63)
-
-
-def s(b):
-    return varint(len(b)) + b
-
-
 def hello(pid=77, host=b"hand-made", token=None):
-    body = (varint(1) + varint(pid) + varint(zigzag(0)) + varint(zigzag(-1) & (2**64 - 1)) + varint(1) + varint(2)
+    body = (varint(1) + varint(pid) + varint(zigzag(0)) + varint(zigzag(-1)) + varint(1) + varint(2)
             + s(host) + s(b"job") + s(b"test_access") + varint(0))
     if token is not None:
         body += s(token)
     return varint(1) + varint(len(body)) + body
-
-
-def frame(raw, seq=0):
-    head = b"FMUw" + bytes([1, 0]) + struct.pack("<HIII", 24, len(raw), len(raw), seq)
-    return head + struct.pack("<I", crc32c(raw, crc32c(head))) + raw
 
 
 def connect(c):

@@ -24,6 +24,7 @@
 #include "agg.h"
 #include "export.h"
 #include "ingest.h"
+#include "ingest_fixture.h"
 #include "strbuf.h"
 
 #define FFFD "\xef\xbf\xbd"
@@ -133,51 +134,10 @@ static void test_64k_hostile_name_escapes_unit_by_unit(void **state)
 
 /* ---- through the wire, the model and the exports ---- */
 
-struct fixture {
-	struct agg *agg;
-	struct mfu_codec *codec;
-	struct ingest *in;
-	uint8_t *raw, *frame;
-	struct mfu_enc enc;
-};
-
-#define RAW_CAP (1u << 20)
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	struct agg_config cfg = {.offline = 1};
-
-	if (!f || agg_new(&cfg, &f->agg))
-		return -1;
-	f->codec = mfu_codec_new(1);
-	f->raw = malloc(RAW_CAP);
-	f->frame = malloc(mfu_frame_bound(RAW_CAP));
-	if (!f->codec || !f->raw || !f->frame || ingest_new(f->agg, f->codec, "test", &f->in))
-		return -1;
-	mfu_enc_init(&f->enc, f->raw, RAW_CAP);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	ingest_free(f->in);
-	agg_free(f->agg);
-	mfu_codec_free(f->codec);
-	free(f->raw);
-	free(f->frame);
-	free(f);
-	return 0;
-}
-
 static void send(struct fixture *f, const char *host, size_t host_len, const char *job, size_t job_len,
 		 const char *dev, size_t dev_len, const char *kernel, size_t kernel_len)
 {
 	struct mfu_record r = {.type = MFU_REC_HELLO};
-	size_t len;
 
 	r.u.hello = (struct mfu_rec_hello){
 		.time_ns = T0, .pid = 7, .rank = 0, .local_rank = 0, .world_size = 1, .host = host,
@@ -195,9 +155,7 @@ static void send(struct fixture *f, const char *host, size_t host_len, const cha
 	r.u.kernel = (struct mfu_rec_kernel){.start_ns = T0 + S, .end_ns = T0 + 2 * S, .name_id = 1,
 					      .flags = MFU_CLASS_BF16, .flops = 1000000};
 	assert_int_equal(mfu_enc_put(&f->enc, &r), 0);
-	assert_int_equal(mfu_frame_seal(f->codec, f->raw, f->enc.len, 0, f->frame, mfu_frame_bound(RAW_CAP), &len), 0);
-	mfu_enc_reset(&f->enc);
-	assert_int_equal(ingest_feed(f->in, f->frame, len, 0), 0);
+	assert_int_equal(send_frame(f, 0), 0);
 }
 
 /* Undoes Prometheus label escaping of v[0..n) into out; returns its length. */
@@ -344,13 +302,11 @@ static void test_hello_text_past_the_limit_is_refused(void **state)
 	struct fixture *f = *state;
 	char *name = name_64k();
 	struct mfu_record r = {.type = MFU_REC_HELLO};
-	size_t len;
 
 	r.u.hello = (struct mfu_rec_hello){.time_ns = T0, .pid = 7, .host = name,
 					   .host_len = INGEST_HELLO_TEXT_MAX + 1, .producer = "p", .producer_len = 1};
 	assert_int_equal(mfu_enc_put(&f->enc, &r), 0);
-	assert_int_equal(mfu_frame_seal(f->codec, f->raw, f->enc.len, 0, f->frame, mfu_frame_bound(RAW_CAP), &len), 0);
-	assert_int_equal(ingest_feed(f->in, f->frame, len, 0), -INGEST_E_HELLO_SIZE);
+	assert_int_equal(send_frame(f, 0), -INGEST_E_HELLO_SIZE);
 	assert_null(ingest_source(f->in));
 	assert_int_equal(f->agg->nsrc, 0);
 	free(name);

@@ -16,46 +16,10 @@
 
 #include "agg.h"
 #include "ingest.h"
+#include "ingest_fixture.h"
 
 #define S UINT64_C(1000000000)
 #define T0 (UINT64_C(1700000000) * S)
-#define RAW_CAP (4u << 20)
-
-struct fixture {
-	struct agg *agg;
-	struct mfu_codec *codec;
-	struct ingest *in;
-	uint8_t *raw, *frame;
-	struct mfu_enc enc;
-};
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	struct agg_config cfg = {.offline = 1};
-	if (!f || agg_new(&cfg, &f->agg))
-		return -1;
-	f->codec = mfu_codec_new(1);
-	f->raw = malloc(RAW_CAP);
-	f->frame = malloc(mfu_frame_bound(RAW_CAP));
-	if (!f->codec || !f->raw || !f->frame || ingest_new(f->agg, f->codec, "test", &f->in))
-		return -1;
-	mfu_enc_init(&f->enc, f->raw, RAW_CAP);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	ingest_free(f->in);
-	agg_free(f->agg);
-	mfu_codec_free(f->codec);
-	free(f->raw);
-	free(f->frame);
-	free(f);
-	return 0;
-}
 
 static void put(struct fixture *f, const struct mfu_record *r)
 {
@@ -80,16 +44,6 @@ static void put_kernel(struct fixture *f, uint64_t start, uint64_t end)
 	r.u.kernel.flags = MFU_CLASS_BF16;
 	r.u.kernel.flops = 1000;
 	put(f, &r);
-}
-
-/* Seals what was put into one frame with this seq and feeds it. */
-static int send_frame(struct fixture *f, uint32_t seq)
-{
-	size_t len;
-	assert_int_equal(mfu_frame_seal(f->codec, f->raw, f->enc.len, seq, f->frame, mfu_frame_bound(RAW_CAP),
-					&len), 0);
-	mfu_enc_reset(&f->enc);
-	return ingest_feed(f->in, f->frame, len, 0);
 }
 
 static void test_stream_must_start_with_hello(void **state)
