@@ -767,38 +767,41 @@ static void say_resumed(void)
 		fprintf(stderr, "mfushim: kernel timing resumed: CUPTI is free again\n");
 }
 
-/* On the flush thread, while another profiler held CUPTI at start. */
-static void try_resume(void)
+/* On the flush thread: subscribes and enables what cupti_start and
+ * cupti_enable do at start.  A subscription can be made only when nobody
+ * holds CUPTI, the shim included, so this never takes CUPTI from a profiler
+ * that has it.  Returns 1 when timing runs again, 0 when CUPTI is held, -1
+ * when it was free but refused the callbacks or kinds. */
+static int take_cupti(void)
 {
 	char why[200];
-	if (!held_by_other)
-		return;
 	CUpti_SubscriberHandle probe;
+
 	if (cu.cuptiSubscribe(&probe, on_callback, NULL) != CUPTI_SUCCESS)
-		return;
+		return 0;
 	subscriber = probe;
-	if (enable_callbacks(why, sizeof(why)) && cupti_enable(why, sizeof(why))) {
-		held_by_other = 0;
-		say_resumed();
-	}
+	if (!enable_callbacks(why, sizeof(why)) || !cupti_enable(why, sizeof(why)))
+		return -1;
+	held_by_other = 0;
+	say_resumed();
+	return 1;
 }
 
-/* On the flush thread, while kernel records have stopped coming.  If a
- * subscription can be made, nobody holds CUPTI, the shim included: another
+/* While another profiler held CUPTI at start. */
+static void try_resume(void)
+{
+	if (held_by_other)
+		take_cupti();
+}
+
+/* While kernel records have stopped coming.  If CUPTI is free, another
  * profiler finalized it (Kineto may call cuptiFinalize), which dropped the
- * shim's subscriber, kinds and buffers.  Take it back.  While the shim's
- * own subscription lives this fails, so a profiler that only borrowed the
- * buffers is never robbed of them. */
+ * shim's subscriber, kinds and buffers: take it back.  While the shim's own
+ * subscription lives, CUPTI is not free, so a profiler that only borrowed
+ * the buffers is never robbed of them. */
 static void try_reacquire(void)
 {
-	char why[200];
-	CUpti_SubscriberHandle probe;
-	if (cu.cuptiSubscribe(&probe, on_callback, NULL) != CUPTI_SUCCESS)
-		return;
-	subscriber = probe;
-	if (enable_callbacks(why, sizeof(why)) && cupti_enable(why, sizeof(why))) {
-		say_resumed();
-	} else {
+	if (take_cupti() < 0) {
 		atomic_store(&timing, 0); /* and wait for CUPTI as at start */
 		held_by_other = 1;
 	}
