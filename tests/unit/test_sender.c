@@ -223,22 +223,36 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
+/* Listens, and runs reader_main on a thread over an offline model. */
+static void reader_start(struct reader *r, pthread_t *t)
+{
+	struct agg_config acfg = {.offline = 1};
+
+	r->lfd = listen_unix();
+	assert_int_equal(agg_new(&acfg, &r->agg), 0);
+	r->codec = mfu_codec_new(1);
+	assert_int_equal(pthread_create(t, NULL, reader_main, r), 0);
+}
+
+static void reader_free(struct reader *r)
+{
+	agg_free(r->agg);
+	mfu_codec_free(r->codec);
+	close(r->lfd);
+}
+
 static void test_records_arrive_exactly_through_a_live_collector(void **state)
 {
 	struct mfu_sender_config cfg = {.target = target};
 	struct mfu_rec_hello h;
 	struct mfu_sender *s;
 	struct mfu_sender_stats st;
-	struct agg_config acfg = {.offline = 1};
 	struct reader r = {.connections = 1};
 	pthread_t t;
 	enum { N = 100000 };
 	(void)state;
 
-	r.lfd = listen_unix();
-	assert_int_equal(agg_new(&acfg, &r.agg), 0);
-	r.codec = mfu_codec_new(1);
-	assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
+	reader_start(&r, &t);
 	hello(&h);
 	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
 	for (uint64_t i = 0; i < N; i++) {
@@ -257,9 +271,7 @@ static void test_records_arrive_exactly_through_a_live_collector(void **state)
 	assert_int_equal(r.agg->nsrc, 1);
 	assert_int_equal(r.agg->src[0]->pid, 4321);
 	assert_true(r.agg->src[0]->goodbye_ns >= T0); /* the goodbye made it too */
-	agg_free(r.agg);
-	mfu_codec_free(r.codec);
-	close(r.lfd);
+	reader_free(&r);
 }
 
 static void test_a_new_connection_starts_with_its_own_hello(void **state)
@@ -267,16 +279,12 @@ static void test_a_new_connection_starts_with_its_own_hello(void **state)
 	struct mfu_sender_config cfg = {.target = target};
 	struct mfu_rec_hello h;
 	struct mfu_sender *s;
-	struct agg_config acfg = {.offline = 1};
 	struct reader r = {.connections = 2, .close_after = 200000};
 	pthread_t t;
 	enum { N = 400000 };
 	(void)state;
 
-	r.lfd = listen_unix();
-	assert_int_equal(agg_new(&acfg, &r.agg), 0);
-	r.codec = mfu_codec_new(1);
-	assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
+	reader_start(&r, &t);
 	hello(&h);
 	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
 	for (uint64_t i = 0; i < N; i++) {
@@ -295,9 +303,7 @@ static void test_a_new_connection_starts_with_its_own_hello(void **state)
 	assert_true(r.kernels[1] <= N);
 	/* both connections belong to one source: the hello re-attached it */
 	assert_int_equal(r.agg->nsrc, 1);
-	agg_free(r.agg);
-	mfu_codec_free(r.codec);
-	close(r.lfd);
+	reader_free(&r);
 }
 
 static void test_a_cut_connection_loses_and_doubles_nothing_with_acks(void **state)
@@ -306,16 +312,12 @@ static void test_a_cut_connection_loses_and_doubles_nothing_with_acks(void **sta
 	struct mfu_rec_hello h;
 	struct mfu_sender *s;
 	struct mfu_sender_stats st;
-	struct agg_config acfg = {.offline = 1};
 	struct reader r = {.connections = 2, .close_after = 200000, .ack = 1};
 	pthread_t t;
 	enum { N = 400000 };
 	(void)state;
 
-	r.lfd = listen_unix();
-	assert_int_equal(agg_new(&acfg, &r.agg), 0);
-	r.codec = mfu_codec_new(1);
-	assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
+	reader_start(&r, &t);
 	hello(&h);
 	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
 	for (uint64_t i = 0; i < N; i++) {
@@ -339,9 +341,7 @@ static void test_a_cut_connection_loses_and_doubles_nothing_with_acks(void **sta
 	assert_int_equal(r.agg->src[0]->seq_gaps, 0);
 	for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
 		assert_int_equal(st.dropped[i], 0);
-	agg_free(r.agg);
-	mfu_codec_free(r.codec);
-	close(r.lfd);
+	reader_free(&r);
 }
 
 /* Files in dir other than the socket. */
@@ -371,7 +371,6 @@ static void test_spool_keeps_everything_while_the_collector_is_away(void **state
 	struct mfu_rec_hello h;
 	struct mfu_sender *s;
 	struct mfu_sender_stats st;
-	struct agg_config acfg = {.offline = 1};
 	struct reader r = {.connections = 1, .ack = 1};
 	pthread_t t;
 	enum { N = 300000 };
@@ -394,10 +393,7 @@ static void test_spool_keeps_everything_while_the_collector_is_away(void **state
 	assert_int_equal(mode, 0600);
 
 	/* the collector comes; everything goes to it, oldest first */
-	r.lfd = listen_unix();
-	assert_int_equal(agg_new(&acfg, &r.agg), 0);
-	r.codec = mfu_codec_new(1);
-	assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
+	reader_start(&r, &t);
 	do {
 		usleep(20000);
 		mfu_sender_stats(s, &st);
@@ -412,9 +408,7 @@ static void test_spool_keeps_everything_while_the_collector_is_away(void **state
 	assert_int_equal(r.agg->src[0]->seq_gaps, 0);
 	for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
 		assert_int_equal(st.dropped[i], 0);
-	agg_free(r.agg);
-	mfu_codec_free(r.codec);
-	close(r.lfd);
+	reader_free(&r);
 }
 
 static void test_full_or_broken_spool_degrades_to_drop_and_count(void **state)
@@ -503,9 +497,9 @@ static uint64_t read_until_kernels(int fd, struct ingest *in, uint64_t want)
 static void test_frame_after_the_collector_closed_an_idle_tcp_connection_is_not_lost(void **state)
 {
 	struct mfu_sender_config cfg = {0};
-	struct agg_config acfg = {.offline = 1};
 	struct mfu_rec_hello h;
 	struct mfu_sender *s;
+	struct agg_config acfg = {.offline = 1};
 	struct agg *agg;
 	struct mfu_codec *codec = mfu_codec_new(1);
 	struct ingest *in1, *in2;
