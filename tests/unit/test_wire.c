@@ -607,6 +607,15 @@ static void test_hello_token_is_optional_and_round_trips(void **state)
 	assert_int_equal(mfu_enc_put(&e, &h), -MFU_WIRE_E_FIELD);
 }
 
+/* Writes a record of type around body[0..len) at out; returns its length. */
+static size_t wrap_body(uint8_t *out, uint32_t type, const uint8_t *body, size_t len)
+{
+	uint8_t *p = varint_put(out, type);
+	p = varint_put(p, len);
+	memcpy(p, body, len);
+	return (size_t)(p - out) + len;
+}
+
 static void test_hostile_records_get_specific_errors(void **state)
 {
 	uint8_t buf[64], *p;
@@ -661,12 +670,7 @@ static void test_hostile_records_get_specific_errors(void **state)
 		b = varint_put(b, 0);
 		b = varint_put(b, i ? 0 : 9);
 		b = varint_put(b, 0);
-		p = buf;
-		p = varint_put(p, MFU_REC_KERNEL);
-		p = varint_put(p, (uint64_t)(b - body));
-		memcpy(p, body, (size_t)(b - body));
-		p += b - body;
-		mfu_dec_init(&d, buf, (size_t)(p - buf));
+		mfu_dec_init(&d, buf, wrap_body(buf, MFU_REC_KERNEL, body, (size_t)(b - body)));
 		assert_int_equal(mfu_dec_next(&d, &got), -MFU_WIRE_E_FIELD);
 	}
 
@@ -677,12 +681,7 @@ static void test_hostile_records_get_specific_errors(void **state)
 		b = varint_put(b, 5);
 		for (int i = 0; i < 7; i++)
 			b = varint_put(b, 0);
-		p = buf;
-		p = varint_put(p, MFU_REC_KERNEL);
-		p = varint_put(p, (uint64_t)(b - body));
-		memcpy(p, body, (size_t)(b - body));
-		p += b - body;
-		mfu_dec_init(&d, buf, (size_t)(p - buf));
+		mfu_dec_init(&d, buf, wrap_body(buf, MFU_REC_KERNEL, body, (size_t)(b - body)));
 		assert_int_equal(mfu_dec_next(&d, &got), -MFU_WIRE_E_FIELD);
 	}
 }
@@ -691,7 +690,7 @@ static void test_hostile_records_get_specific_errors(void **state)
  * a body cut short of its fields is FIELD. */
 static void test_copy_offcpu_and_api_bodies_are_checked(void **state)
 {
-	uint8_t buf[64], body[48], *p, *b;
+	uint8_t buf[64], body[48], *b;
 	struct mfu_dec d;
 	struct mfu_record got;
 	(void)state;
@@ -707,12 +706,7 @@ static void test_copy_offcpu_and_api_bodies_are_checked(void **state)
 		b = varint_put(b, 4096);
 		if (bad != 2)
 			b = varint_put(b, 99); /* corr: missing when bad == 2 */
-		p = buf;
-		p = varint_put(p, MFU_REC_COPY);
-		p = varint_put(p, (uint64_t)(b - body));
-		memcpy(p, body, (size_t)(b - body));
-		p += b - body;
-		mfu_dec_init(&d, buf, (size_t)(p - buf));
+		mfu_dec_init(&d, buf, wrap_body(buf, MFU_REC_COPY, body, (size_t)(b - body)));
 		if (!bad) {
 			assert_int_equal(mfu_dec_next(&d, &got), 1);
 			assert_int_equal(got.u.copy.end_ns, 1050);
@@ -734,12 +728,7 @@ static void test_copy_offcpu_and_api_bodies_are_checked(void **state)
 		b = varint_put(b, zigzag_encode(9));
 		if (variant)
 			b = varint_put(b, MFU_API__COUNT);
-		p = buf;
-		p = varint_put(p, MFU_REC_API);
-		p = varint_put(p, (uint64_t)(b - body));
-		memcpy(p, body, (size_t)(b - body));
-		p += b - body;
-		mfu_dec_init(&d, buf, (size_t)(p - buf));
+		mfu_dec_init(&d, buf, wrap_body(buf, MFU_REC_API, body, (size_t)(b - body)));
 		if (!variant) {
 			assert_int_equal(mfu_dec_next(&d, &got), 1);
 			assert_int_equal(got.u.api.kind, MFU_API_LAUNCH);
@@ -755,12 +744,7 @@ static void test_copy_offcpu_and_api_bodies_are_checked(void **state)
 		b = varint_put(b, 1234);
 		b = varint_put(b, bad ? MFU_OFFCPU__COUNT : MFU_OFFCPU_DISK);
 		b = varint_put(b, 0);
-		p = buf;
-		p = varint_put(p, MFU_REC_OFFCPU);
-		p = varint_put(p, (uint64_t)(b - body));
-		memcpy(p, body, (size_t)(b - body));
-		p += b - body;
-		mfu_dec_init(&d, buf, (size_t)(p - buf));
+		mfu_dec_init(&d, buf, wrap_body(buf, MFU_REC_OFFCPU, body, (size_t)(b - body)));
 		if (!bad) {
 			assert_int_equal(mfu_dec_next(&d, &got), 1);
 			assert_int_equal(got.u.offcpu.tid, 1234);
