@@ -182,7 +182,7 @@ static int write_totals(const char *path, const struct synth_totals *t, int degr
 	u128_print(f, t->model_flops);
 	fputs(",\"remat_flops\":", f);
 	u128_print(f, t->remat_flops);
-	fprintf(f, ",\"kernel_ns\":%llu,\"busy_ns\":%llu,\"first_ns\":%llu,\"last_ns\":%llu,\"degraded\":%s}\n",
+	fprintf(f, ",\"kernel_ns\":%llu,\"busy_ns\":%llu,\"first_ns\":%llu,\"last_ns\":%llu,\"degraded\":%s",
 		(unsigned long long)t->kernel_ns, (unsigned long long)t->busy_ns, (unsigned long long)t->first_ns,
 		(unsigned long long)t->last_ns, degraded ? "true" : "false");
 	if (sent) {
@@ -191,10 +191,10 @@ static int write_totals(const char *path, const struct synth_totals *t, int degr
 		uint64_t dropped = 0;
 		for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
 			dropped += sent->dropped[i];
-		fseek(f, -2, SEEK_CUR); /* reopen the object: drop "}\n" */
-		fprintf(f, ",\"frames_sent\":%llu,\"sender_dropped\":%llu}\n", (unsigned long long)sent->frames,
+		fprintf(f, ",\"frames_sent\":%llu,\"sender_dropped\":%llu", (unsigned long long)sent->frames,
 			(unsigned long long)dropped);
 	}
+	fputs("}\n", f);
 	return fclose(f) ? -errno : 0;
 }
 
