@@ -221,8 +221,8 @@ static int open_buffer(struct mfu_sender *s)
 
 static int is_fixed(uint32_t type)
 {
-	return type == MFU_REC_KERNEL || type == MFU_REC_GEMM || type == MFU_REC_API || type == MFU_REC_COPY || type == MFU_REC_STEP ||
-	       type == MFU_REC_STATUS || type == MFU_REC_GOODBYE;
+	return type == MFU_REC_KERNEL || type == MFU_REC_GEMM || type == MFU_REC_API || type == MFU_REC_COPY ||
+	       type == MFU_REC_STEP || type == MFU_REC_STATUS || type == MFU_REC_GOODBYE;
 }
 
 #define TLS static __thread __attribute__((tls_model("initial-exec")))
