@@ -114,15 +114,19 @@ def collector_killed_mid_run_loses_nothing_with_a_spool():
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait()
         first.log.close()
-        # while it is down, the shim spools to a private file
+        # while it is down, the shim spools to a private file: once its
+        # buffer is half full, which a slow (sanitized, loaded) run reaches
+        # later, so watch until the file shows and a little past it
         modes = set()
-        deadline = time.time() + 3
-        while time.time() < deadline:
+        deadline = time.time() + 15
+        while time.time() < deadline and drv.poll() is None:
             for p in glob.glob(os.path.join(spool, "*")):
                 try:
                     modes.add(stat.S_IMODE(os.stat(p).st_mode))
                 except FileNotFoundError:
                     pass
+            if modes and deadline > time.time() + 0.5:
+                deadline = time.time() + 0.5
             time.sleep(0.05)
         second = Mfud(sock, archive, log)
         _, err = drv.communicate(timeout=180)
