@@ -136,6 +136,12 @@ void agg_source_frame_unnumbered(struct agg_source *s, size_t bytes);
  * next one expected). */
 int agg_source_seq_seen(const struct agg_source *s, uint32_t seq);
 void agg_source_disconnect(struct agg_source *s, uint64_t now_mono_ns);
+/* The source hung up without its goodbye record: whatever it had not sent
+ * by then is missing, and no drop count of its own says how much. */
+static inline int agg_source_cut_off(const struct agg_source *s)
+{
+	return !s->connected && !s->goodbye_ns;
+}
 /* Producer time the source spent without kernel timing, up to its newest
  * data: CUPTI unavailable from the start, or lost to another profiler. */
 uint64_t agg_source_degraded_ns(const struct agg_source *s);

@@ -444,6 +444,10 @@ static void export_info(const struct agg *a, struct strbuf *sb)
 			snprintf(extra, sizeof(extra), "reason=\"%s\"", reasons[r]);
 			sample(sb, "mfu_dropped_records_total", NULL, a->src[i], extra, (double)a->src[i]->dropped[r]);
 		}
+	family(sb, "mfu_source_cut_off", "gauge",
+	       "1 when the source hung up without its goodbye record: what it had not sent by then is missing.");
+	for (unsigned i = 0; i < a->nsrc; i++)
+		sample(sb, "mfu_source_cut_off", NULL, a->src[i], NULL, agg_source_cut_off(a->src[i]));
 	family(sb, "mfu_lost_frames_total", "counter", "Frames missing from the source's sequence numbers.");
 	for (unsigned i = 0; i < a->nsrc; i++)
 		sample(sb, "mfu_lost_frames_total", NULL, a->src[i], NULL, (double)a->src[i]->seq_gaps);
@@ -702,6 +706,7 @@ static void json_figures(struct strbuf *sb, const struct figures *f)
 struct exact {
 	u128 gemm_flops, hw_flops, model_flops, remat_flops, by_class[MFU_CLASS_COUNT];
 	uint64_t gemm_calls, kernels, kernel_ns, busy_ns, dropped;
+	uint64_t lost_frames, cut_off; /* holes no drop count covers */
 	int timing_known;
 	uint64_t first, end;
 };
@@ -718,6 +723,8 @@ static void exact_add_source(const struct agg *a, const struct agg_source *s, ui
 		e->end = end;
 	for (unsigned r = 0; r < MFU_DROP__COUNT; r++)
 		e->dropped += s->dropped[r];
+	e->lost_frames += s->seq_gaps;
+	e->cut_off += agg_source_cut_off(s);
 	if (s->degraded)
 		e->timing_known = 0;
 	for (unsigned i = 0; i < s->ndev; i++) {
@@ -812,7 +819,8 @@ void export_json_summary(const struct agg *a, uint64_t now, struct strbuf *sb)
 	sb_json_string(sb, peak, strlen(peak));
 	sb_puts(sb, ",");
 	json_gaps(a, sb);
-	sb_printf(sb, ",\"sources\":%u,\"synthetic\":%s,\"windows\":{", a->nsrc,
+	sb_printf(sb, ",\"sources\":%u,\"sources_cut_off\":%llu,\"lost_frames\":%llu,\"synthetic\":%s,\"windows\":{",
+		  a->nsrc, (unsigned long long)job.cut_off, (unsigned long long)job.lost_frames,
 		  any_synthetic(a) ? "true" : "false");
 	for (unsigned w = 0; w < EXPORT_WINDOWS; w++) {
 		struct figures f;
@@ -838,11 +846,11 @@ void export_json_summary(const struct agg *a, uint64_t now, struct strbuf *sb)
 		else
 			sb_puts(sb, ",\"pid_mismatch\":false");
 		sb_printf(sb, ",\"pid\":%llu,\"rank\":%lld,\"local_rank\":%lld,\"world_size\":%llu,"
-			      "\"connected\":%s,\"degraded\":%s,\"degraded_s\":%.9g,\"frames\":%llu,\"records\":%llu,"
+			      "\"connected\":%s,\"goodbye\":%s,\"degraded\":%s,\"degraded_s\":%.9g,\"frames\":%llu,\"records\":%llu,"
 			      "\"lost_frames\":%llu,\"implausible_records\":%llu,",
 			  (unsigned long long)s->pid, (long long)s->rank, (long long)s->local_rank,
 			  (unsigned long long)s->world_size, s->connected ? "true" : "false",
-			  s->degraded ? "true" : "false", (double)agg_source_degraded_ns(s) / 1e9,
+			  s->goodbye_ns ? "true" : "false", s->degraded ? "true" : "false", (double)agg_source_degraded_ns(s) / 1e9,
 			  (unsigned long long)s->frames, (unsigned long long)s->records,
 			  (unsigned long long)s->seq_gaps, (unsigned long long)s->bad_time);
 		json_exact(sb, &e);
@@ -945,6 +953,12 @@ void export_summary_table(const struct agg *a, uint64_t now, struct strbuf *sb)
 	else
 		sb_puts(sb, "unknown (device not in the table: use --peak-tflops)\n");
 	row(sb, "dropped records", (double)e.dropped, 0, "");
+	if (e.lost_frames)
+		row(sb, "lost frames", (double)e.lost_frames, 0, " (sequence gaps: records missing, count unknown)");
+	if (e.cut_off)
+		sb_printf(sb, "  %-22s %llu source%s hung up without a goodbye: what %s had not sent is missing\n",
+			  "cut off", (unsigned long long)e.cut_off, e.cut_off == 1 ? "" : "s",
+			  e.cut_off == 1 ? "it" : "they");
 }
 
 static void lat_cell(struct strbuf *sb, const char *k, double s)
@@ -1095,7 +1109,7 @@ void export_top_table(const struct agg *a, uint64_t now, struct strbuf *sb)
 				sb_printf(sb, " %10.0f", f.span_s > 0 ? f.kernels / f.span_s : 0.0);
 			cell_gaps(sb, &f);
 			sb_printf(sb, " %7llu %s\n", (unsigned long long)drops,
-				  !s->connected ? "gone" : s->degraded ? "degraded" : "up");
+				  !s->connected ? (agg_source_cut_off(s) ? "cut-off" : "gone") : s->degraded ? "degraded" : "up");
 		}
 	}
 	sb_printf(sb, "%-16s %-12s %5s %8s %3u %10.1f", "job total", "", "", "", job.devices,

@@ -57,6 +57,7 @@ struct server {
 	unsigned nconns;
 	uint64_t stream_errors;
 	uint64_t rejected[4], timed_out[2], pid_mismatches;
+	uint64_t last_rx_ns; /* loop time of the newest byte from any producer */
 	char *socket_path;
 	struct offcpu_feed *offcpu;
 };
@@ -239,6 +240,7 @@ static void conn_readable(struct loop *l, struct loop_io *io, int fd, uint32_t e
 		if (got > 0) {
 			int had_source = ingest_source(c->in) != NULL;
 			c->last_rx_ns = loop_now_ns();
+			c->srv->last_rx_ns = c->last_rx_ns;
 			int rc = ingest_commit(c->in, (size_t)got, c->last_rx_ns);
 			if (!had_source && ingest_source(c->in)) {
 				conn_hello_accepted(c);
@@ -574,6 +576,11 @@ uint16_t server_http_port(const struct server *s)
 unsigned server_connections(const struct server *s)
 {
 	return s->nconns;
+}
+
+uint64_t server_last_rx_ns(const struct server *s)
+{
+	return s->last_rx_ns;
 }
 
 uint64_t server_stream_errors(const struct server *s)

@@ -45,6 +45,8 @@ void server_free(struct server *s);
 struct agg *server_agg(struct server *s);
 uint16_t server_http_port(const struct server *s);
 unsigned server_connections(const struct server *s);
+/* Loop time of the newest byte read from any producer (0: none yet). */
+uint64_t server_last_rx_ns(const struct server *s);
 uint64_t server_stream_errors(const struct server *s);
 /* The counters /metrics shows (export_extra's). */
 void server_counters(const struct server *s, struct export_extra *x);

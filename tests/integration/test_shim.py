@@ -296,9 +296,13 @@ def an_execed_child_is_a_source_of_its_own_and_the_parent_loses_nothing():
 
 @tap.check
 def threads_exiting_with_records_in_their_rings_lose_nothing():
-    s, w, _ = run_scenario("thread_exit")
+    s, w, r = run_scenario("thread_exit")
+    # a hole says where it is: drops counted by the shim, a source cut off
+    # before its goodbye, or a collector that stopped reading early
+    holes = {k: s[k] for k in ("dropped_records", "sources_cut_off", "lost_frames")}
+    assert not any(holes.values()) and "still connected" not in r.stderr, (holes, r.stderr)
     assert_totals(s, w)
-    assert s["gemm_calls"] == 4 * 4 * 3000 and s["dropped_records"] == 0
+    assert s["gemm_calls"] == 4 * 4 * 3000
 
 
 @tap.check

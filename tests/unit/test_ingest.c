@@ -3,7 +3,8 @@
  * Ingest and model rules against hostile or broken producers: the stream
  * must start with a hello, long intervals cannot buy unbounded work,
  * implausible timestamps are dropped and counted, frame sequence gaps are
- * counted only forward, and interned strings stay within their budget.
+ * counted only forward, interned strings stay within their budget, and a
+ * producer that hangs up without its goodbye is shown as cut off.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -15,8 +16,10 @@
 #include <cmocka.h>
 
 #include "agg.h"
+#include "export.h"
 #include "ingest.h"
 #include "ingest_fixture.h"
+#include "strbuf.h"
 
 #define S UINT64_C(1000000000)
 #define T0 (UINT64_C(1700000000) * S)
@@ -147,6 +150,58 @@ static void test_replayed_frames_on_a_new_connection_count_once(void **state)
 	assert_int_equal(next, 7);
 }
 
+static int contains(struct strbuf *sb, const char *needle)
+{
+	return sb->buf && strstr(sb->buf, needle) != NULL;
+}
+
+/* What the summary and /metrics say of the one source. */
+static void assert_cut_off(struct fixture *f, int want)
+{
+	struct strbuf sb;
+	struct export_extra x = {0};
+
+	sb_init(&sb);
+	export_json_summary(f->agg, 0, &sb);
+	assert_true(contains(&sb, want ? "\"sources_cut_off\":1," : "\"sources_cut_off\":0,"));
+	assert_true(contains(&sb, want ? "\"goodbye\":false" : "\"goodbye\":true"));
+	sb_reset(&sb);
+	export_prometheus(f->agg, 0, &x, &sb);
+	assert_true(contains(&sb, "\nmfu_source_cut_off{"));
+	const char *line = strstr(sb.buf, "\nmfu_source_cut_off{");
+	const char *eol = strchr(line + 1, '\n');
+	assert_non_null(eol);
+	assert_int_equal(eol[-1], want ? '1' : '0');
+	sb_reset(&sb);
+	export_summary_table(f->agg, 0, &sb);
+	assert_int_equal(contains(&sb, "hung up without a goodbye"), want);
+	sb_free(&sb);
+}
+
+static void test_a_producer_gone_without_its_goodbye_is_cut_off(void **state)
+{
+	struct fixture *f = *state;
+	put_hello(f);
+	put_kernel(f, T0 + 1, T0 + 2);
+	assert_int_equal(send_frame(f, 0), 0);
+	/* still connected: not cut off, whatever comes next */
+	assert_false(agg_source_cut_off(ingest_source(f->in)));
+	ingest_free(f->in);
+	assert_cut_off(f, 1);
+	/* it comes back (a collector restart in between, say) and ends well */
+	assert_int_equal(ingest_new(f->agg, f->codec, "test", &f->in), 0);
+	put_hello(f);
+	assert_int_equal(send_frame(f, 1), 0);
+	struct mfu_record bye = {.type = MFU_REC_GOODBYE};
+	bye.u.goodbye.time_ns = T0 + 3;
+	put(f, &bye);
+	assert_int_equal(send_frame(f, 1), 0);
+	ingest_free(f->in);
+	f->in = NULL;
+	assert_cut_off(f, 0);
+	assert_int_equal(ingest_new(f->agg, f->codec, "test", &f->in), 0); /* for teardown */
+}
+
 static void put_offcpu(struct fixture *f, uint64_t start)
 {
 	struct mfu_record r = {.type = MFU_REC_OFFCPU};
@@ -227,6 +282,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replayed_frames_on_a_new_connection_count_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_collectors_offcpu_frames_are_outside_the_sequence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interned_strings_stay_within_their_budget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_producer_gone_without_its_goodbye_is_cut_off, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

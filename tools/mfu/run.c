@@ -251,10 +251,27 @@ int cmd_run(int argc, char **argv)
 	if (r.interval_s)
 		loop_timer_add(r.loop, r.interval_s * 1000ull, r.interval_s * 1000ull, on_tick, &r, &tick);
 
-	/* Run until the command exits, then give its producers up to 2 s to
-	 * flush and hang up. */
-	while (!r.exited || (server_connections(r.srv) && loop_now_ns() - r.exit_ns < 2000000000ull))
+	/* Run until the command exits, then read on while its producers still
+	 * have data coming: a loaded machine can leave this loop far behind a
+	 * producer that has already exited, and what is still in the socket is
+	 * part of the run.  A producer silent for 2 s (a grandchild that
+	 * outlives the command, say) does not hold the summary back; nor does
+	 * one that keeps sending, after 60 s. */
+	for (;;) {
+		if (r.exited) {
+			uint64_t now = loop_now_ns(), last = server_last_rx_ns(r.srv);
+			uint64_t quiet_since = last > r.exit_ns ? last : r.exit_ns;
+			if (!server_connections(r.srv))
+				break;
+			if (now - quiet_since >= 2000000000ull || now - r.exit_ns >= 60000000000ull) {
+				fprintf(stderr, "mfu run: %u producer(s) still connected %.1f s after the command exited; "
+						"the summary leaves out what they send from now on\n",
+					server_connections(r.srv), (double)(now - r.exit_ns) / 1e9);
+				break;
+			}
+		}
 		loop_run_once(r.loop, 100);
+	}
 
 	if (r.interval_s)
 		show_status(&r, 1);
