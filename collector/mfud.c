@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * mfud: the collector daemon.  Parses flags, runs the server on a loop until
- * SIGINT or SIGTERM, then closes archives cleanly.
+ * SIGINT or SIGTERM, then takes in what producers have already written and
+ * closes archives cleanly.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -219,6 +220,7 @@ int main(int argc, char **argv)
 	else
 		fprintf(stderr, "mfud: eBPF scheduler tracing off: %s\n", bpf_why);
 	rc = loop_run(l) ? 1 : 0;
+	server_drain(s);
 out:
 	server_free(s);
 	if (sig_io)

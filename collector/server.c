@@ -534,6 +534,22 @@ fail:
 	return rc;
 }
 
+void server_drain(struct server *s)
+{
+	/* Producers that already connected and wrote are part of the run, even
+	 * those still in the listen backlog: take in what the sockets hold now
+	 * (one read pass each: a producer that keeps writing cannot hold the
+	 * exit), so it reaches the totals and the archive before they close. */
+	if (s->unix_io)
+		accept_ready(s->loop, s->unix_io, s->unix_fd, LOOP_READ, s);
+	if (s->tcp_io)
+		accept_ready(s->loop, s->tcp_io, s->tcp_fd, LOOP_READ, s);
+	for (struct conn *c = s->conns, *next; c; c = next) {
+		next = c->next;
+		conn_readable(s->loop, c->io, c->fd, LOOP_READ, c);
+	}
+}
+
 void server_free(struct server *s)
 {
 	if (!s)

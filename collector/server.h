@@ -41,6 +41,9 @@ struct server_config {
 struct server;
 
 int server_new(struct loop *l, const struct server_config *cfg, struct server **out);
+/* Before server_free at shutdown: accepts the connections waiting and reads
+ * what every connection's socket holds now. */
+void server_drain(struct server *s);
 void server_free(struct server *s);
 struct agg *server_agg(struct server *s);
 uint16_t server_http_port(const struct server *s);

@@ -294,4 +294,30 @@ def rotation_renames_complete_files_and_a_new_collector_never_overwrites():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@tap.check
+def a_stopping_collector_takes_in_what_producers_already_wrote():
+    # mfud frozen, a producer connects (the listen backlog) and writes its
+    # whole run, then mfud gets SIGTERM and resumes: the signal and the data
+    # are ready at once, and the data must still reach the archive
+    tmp = tempfile.mkdtemp(prefix="mfu-drain-")
+    try:
+        sock, archive = os.path.join(tmp, "mfud.sock"), os.path.join(tmp, "archive")
+        m = Mfud(sock, archive, os.path.join(tmp, "mfud.log"))
+        m.proc.send_signal(signal.SIGSTOP)
+        try:
+            subprocess.run([tool("mfu-synth"), "--target", "unix:" + sock, "--steps", "20", "--host", "drain",
+                            "--pid", "78", "--totals", os.path.join(tmp, "t.json")], check=True, timeout=60)
+            m.proc.send_signal(signal.SIGTERM)
+        finally:
+            m.proc.send_signal(signal.SIGCONT)
+        m.stop()
+        with open(os.path.join(tmp, "t.json")) as f:
+            want = json.load(f)
+        got, r = report(sorted(glob.glob(os.path.join(archive, "*.mfa"))), tmp)
+        assert got is not None, r.stderr
+        assert got["gemm_calls"] == want["gemm_calls"] and got["hw_flops"] == want["hw_flops"], (got, want)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 tap.run()
