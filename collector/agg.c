@@ -600,8 +600,11 @@ void agg_source_span(const struct agg *a, const struct agg_source *s, uint64_t n
 		     uint64_t *first, uint64_t *end)
 {
 	*first = s->first_ns;
+	/* Kernel records can end after the goodbye's host stamp (work still
+	 * queued at exit, or the GPU clock a little ahead): the span covers
+	 * them, or busy time could exceed it. */
 	if (s->goodbye_ns)
-		*end = s->goodbye_ns;
+		*end = s->goodbye_ns > s->max_ns ? s->goodbye_ns : s->max_ns;
 	else if (s->gone)
 		*end = s->max_ns;
 	else

@@ -17,6 +17,7 @@
 
 #include "agg.h"
 #include "export.h"
+#include "figures.h"
 #include "ingest.h"
 #include "ingest_fixture.h"
 #include "strbuf.h"
@@ -202,6 +203,25 @@ static void test_a_producer_gone_without_its_goodbye_is_cut_off(void **state)
 	assert_int_equal(ingest_new(f->agg, f->codec, "test", &f->in), 0); /* for teardown */
 }
 
+static void test_the_span_covers_kernels_that_end_after_the_goodbye(void **state)
+{
+	struct fixture *f = *state;
+	put_hello(f);
+	put_kernel(f, T0 + 1 * S, T0 + 3 * S);
+	struct mfu_record bye = {.type = MFU_REC_GOODBYE};
+	bye.u.goodbye.time_ns = T0 + 2 * S;
+	put(f, &bye);
+	assert_int_equal(send_frame(f, 0), 0);
+	struct agg_source *src = ingest_source(f->in);
+	uint64_t first, end;
+	agg_source_span(f->agg, src, 0, &first, &end);
+	assert_int_equal(first, T0);
+	assert_int_equal(end, T0 + 3 * S);
+	struct figures fig;
+	figures_device(f->agg, src->dev[0], 0, 0, &fig);
+	assert_true(fig.busy_ratio > 0.66 && fig.busy_ratio < 0.67); /* 2 s of 3, never above 1 */
+}
+
 static void put_offcpu(struct fixture *f, uint64_t start)
 {
 	struct mfu_record r = {.type = MFU_REC_OFFCPU};
@@ -283,6 +303,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_collectors_offcpu_frames_are_outside_the_sequence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interned_strings_stay_within_their_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_producer_gone_without_its_goodbye_is_cut_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_the_span_covers_kernels_that_end_after_the_goodbye, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -245,7 +245,9 @@ static void bucket_figures(const struct agg *a, struct agg_device *d, uint64_t h
 	uint64_t first, end, max_ns = s->max_ns, goodbye = s->goodbye_ns;
 
 	agg_source_span(a, s, 0, &first, &end);
-	s->max_ns = hi;
+	/* the span may end inside the last bucket: data past it would stretch
+	 * the span; offline, the window still ends at the bucket's edge */
+	s->max_ns = hi < end ? hi : end;
 	s->goodbye_ns = end;
 	figures_device(a, d, WINDOW_BUCKET_NS, 0, f);
 	s->max_ns = max_ns;
