@@ -47,6 +47,8 @@ static const char usage[] =
 	"                        (else MFU_PEAK_TFLOPS, else the built-in table)\n"
 	"  --model-dtype DTYPE   dtype MFU is measured against when steps declare none\n"
 	"  --settle-ms N         live windows end N ms behind the newest data (default 1000)\n"
+	"  --gap-wait-us N       idle gaps shorter than N us after the next kernel was\n"
+	"                        launched are kernel_wait (default 10)\n"
 	"  --retain SEC          forget a source SEC s after it disconnects (default 300;\n"
 	"                        0 keeps every source until mfud exits)\n"
 	"  --bpf auto|on|off     trace the scheduler (off-CPU time) of local sources with\n"
@@ -79,7 +81,7 @@ int main(int argc, char **argv)
 		{"peak-tflops", required_argument, NULL, 'p'},
 		{"model-dtype", required_argument, NULL, 'd'},
 		{"settle-ms", required_argument, NULL, 'S'}, {"quiet", no_argument, NULL, 'q'},
-		{"retain", required_argument, NULL, 'r'},
+		{"retain", required_argument, NULL, 'r'},  {"gap-wait-us", required_argument, NULL, 'W'},
 		{"socket-group", required_argument, NULL, 'g'}, {"allow-uid", required_argument, NULL, 'u'},
 		{"token-file", required_argument, NULL, 't'}, {"hello-timeout", required_argument, NULL, 'T'},
 		{"idle-timeout", required_argument, NULL, 'I'},
@@ -120,6 +122,10 @@ int main(int argc, char **argv)
 			if (opt_uint(optarg, 0, 600000, &v, err, sizeof(err)))
 				return bad(err);
 			cfg.agg.settle_ns = v * 1000000u;
+			break;
+		case 'W':
+			if (opt_gap_wait(optarg, &cfg.agg, err, sizeof(err)))
+				return bad(err);
 			break;
 		case 'q': cfg.quiet = 1; break;
 		case 'B': {

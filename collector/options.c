@@ -75,6 +75,15 @@ int opt_class(const char *text, unsigned *cls, char *err, size_t errlen)
 	return -EINVAL;
 }
 
+int opt_gap_wait(const char *text, struct agg_config *cfg, char *err, size_t errlen)
+{
+	uint64_t us;
+	int rc = opt_uint(text, 1, 1000000, &us, err, errlen);
+	if (!rc)
+		cfg->gap_wait_ns = us * 1000u;
+	return rc;
+}
+
 int opt_peak(struct agg_config *cfg, const char *cli, char *err, size_t errlen)
 {
 	const char *text = cli, *origin = "--peak-tflops";

@@ -19,6 +19,8 @@ int opt_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out, char *
 int opt_positive(const char *text, double *out, char *err, size_t errlen);
 /* Dtype class name: fp64 fp32 tf32 fp16 bf16 fp8 int8. */
 int opt_class(const char *text, unsigned *cls, char *err, size_t errlen);
+/* --gap-wait-us: the kernel_wait threshold, 1 us to 1 s. */
+int opt_gap_wait(const char *text, struct agg_config *cfg, char *err, size_t errlen);
 /* Peak override from --peak-tflops (cli, may be NULL), else MFU_PEAK_TFLOPS. */
 int opt_peak(struct agg_config *cfg, const char *cli, char *err, size_t errlen);
 

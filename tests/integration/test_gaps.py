@@ -70,6 +70,27 @@ def report_on_an_archive_classifies_every_gap():
 
 
 @tap.check
+def gap_wait_us_moves_the_kernel_wait_threshold():
+    # per round: the 7 us kernel_wait gap, and a 60 us gap after its kernel
+    # was launched (other at 10 us); a 2 us gap whose kernel had not been
+    # launched is other whatever the threshold
+    arch = os.path.join(state["dir"], "gaps.0.mfa")
+    for us, wait, other in ((1, 0, 69), (10, 7, 62), (100, 67, 2)):
+        out = os.path.join(state["dir"], "wait-%d.json" % us)
+        r = subprocess.run([tool("mfu"), "report", "--gap-wait-us", str(us), "--json", out, arch],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        with open(out) as f:
+            by = json.load(f)["windows"]["total"]["idle_s_by_cause"]
+        assert close(by["kernel_wait"], wait * ROUNDS * US, 1e-9), (us, by)
+        assert close(by["other"], other * ROUNDS * US, 1e-9), (us, by)
+    for bad in ("0", "10x", "1000001"):
+        r = subprocess.run([tool("mfu"), "report", "--gap-wait-us", bad, arch], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--gap-wait-us" in r.stderr, r.stderr
+
+
+@tap.check
 def a_producers_offcpu_records_are_ignored_live():
     c = Collector()
     state["c"] = c

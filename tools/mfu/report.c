@@ -19,7 +19,8 @@
 #include "options.h"
 
 static const char usage[] =
-	"usage: mfu report [--json FILE] [--peak-tflops SPEC] [--model-dtype DTYPE] FILE...\n"
+	"usage: mfu report [--json FILE] [--peak-tflops SPEC] [--model-dtype DTYPE]\n"
+	"                  [--gap-wait-us N] FILE...\n"
 	"Summarizes archived frames (mfud --archive, mfu run --archive, mfu-synth --out).\n";
 
 int cmd_report(int argc, char **argv)
@@ -28,6 +29,7 @@ int cmd_report(int argc, char **argv)
 		{"json", required_argument, NULL, 'j'},
 		{"peak-tflops", required_argument, NULL, 'p'},
 		{"model-dtype", required_argument, NULL, 'd'},
+		{"gap-wait-us", required_argument, NULL, 'W'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -45,6 +47,10 @@ int cmd_report(int argc, char **argv)
 		case 'd':
 			if (opt_class(optarg, &cfg.model_class, err, sizeof(err)))
 				return cli_usage_error("report", "--model-dtype: %s", err);
+			break;
+		case 'W':
+			if (opt_gap_wait(optarg, &cfg, err, sizeof(err)))
+				return cli_usage_error("report", "--gap-wait-us: %s", err);
 			break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: return cli_bad_option("report", argv, optind);

@@ -35,6 +35,8 @@ static const char usage[] =
 	"  --http HOST:PORT     also serve /metrics while CMD runs\n"
 	"  --peak-tflops SPEC   peak override ('989.4' or 'bf16=989.4,fp8=1979')\n"
 	"  --model-dtype DTYPE  dtype MFU is measured against when steps declare none\n"
+	"  --gap-wait-us N      idle gaps shorter than N us after the next launch are\n"
+	"                       kernel_wait (default 10)\n"
 	"  --no-shim            do not preload the shim (CMD reports by itself)\n"
 	"\n"
 	"Environment: MFU_COLLECTOR=unix:PATH|tcp:HOST:PORT reports to a running mfud\n"
@@ -151,7 +153,7 @@ int cmd_run(int argc, char **argv)
 		{"json", required_argument, NULL, 'j'},     {"interval", required_argument, NULL, 'i'},
 		{"archive", required_argument, NULL, 'a'},  {"http", required_argument, NULL, 'H'},
 		{"peak-tflops", required_argument, NULL, 'p'}, {"model-dtype", required_argument, NULL, 'd'},
-		{"no-shim", no_argument, NULL, 'n'},        {"help", no_argument, NULL, 'h'},
+		{"no-shim", no_argument, NULL, 'n'},        {"gap-wait-us", required_argument, NULL, 'W'},        {"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	struct server_config cfg = {.quiet = 1};
@@ -180,6 +182,10 @@ int cmd_run(int argc, char **argv)
 				return cli_usage_error("run", "--model-dtype: %s", err);
 			break;
 		case 'n': no_shim = 1; break;
+		case 'W':
+			if (opt_gap_wait(optarg, &cfg.agg, err, sizeof(err)))
+				return cli_usage_error("run", "--gap-wait-us: %s", err);
+			break;
 		case 'h': fputs(usage, stdout); return 0;
 		default: return cli_bad_option("run", argv, optind);
 		}
