@@ -549,6 +549,10 @@ void export_prometheus(const struct agg *a, uint64_t now_mono_ns, const struct e
 	sb_printf(out, "mfud_bpf_events_total %llu\n", (unsigned long long)x->bpf_events);
 	family(out, "mfud_bpf_ringbuf_drops_total", "counter", "Off-CPU events lost: BPF ring buffer full.");
 	sb_printf(out, "mfud_bpf_ringbuf_drops_total %llu\n", (unsigned long long)x->bpf_drops);
+	family(out, "mfud_bpf_missed_switch_ins_total", "counter",
+	       "Traced threads the kernel ran again without a sched_switch; each such interval ends where the "
+	       "thread's CPU time puts it.");
+	sb_printf(out, "mfud_bpf_missed_switch_ins_total %llu\n", (unsigned long long)x->bpf_missed_in);
 	family(out, "mfud_bpf_offcpu_seconds_total", "counter",
 	       "Off-CPU time of traced threads, all sources, by state when they left the CPU.");
 	for (unsigned i = 0; i < MFU_OFFCPU__COUNT; i++)

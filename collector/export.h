@@ -22,7 +22,7 @@ struct export_extra {
 	const char *bpf_reason; /* why off; "" when on */
 	/* eBPF scheduler tracer counters, when on (collector/offcpu_feed.h) */
 	unsigned bpf_sources;
-	uint64_t bpf_switches, bpf_events, bpf_drops;
+	uint64_t bpf_switches, bpf_events, bpf_drops, bpf_missed_in;
 	uint64_t bpf_offcpu_ns[MFU_OFFCPU__COUNT];
 };
 

@@ -619,6 +619,7 @@ void server_counters(const struct server *s, struct export_extra *x)
 		x->bpf_switches = st.tracer.switches;
 		x->bpf_events = st.tracer.events;
 		x->bpf_drops = st.tracer.drops;
+		x->bpf_missed_in = st.tracer.missed_in;
 		memcpy(x->bpf_offcpu_ns, st.ns, sizeof(x->bpf_offcpu_ns));
 	}
 }

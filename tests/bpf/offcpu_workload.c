@@ -9,10 +9,19 @@
  *           the parent thread waits uninterruptibly)
  *   pinned  two threads pinned to one CPU, each spinning 5 x SPIN ms, so
  *           they preempt each other
- * and, once all are done, one line per thread, "tid KIND TID LO_NS HI_NS":
- * the time the thread spent blocked (sleeping, or for vfork uninterruptible)
- * lies in [LO_NS, HI_NS]: nominal for sleep (LO = HI), bracketed from both
- * sides for pipe and vfork (see run_pipe), 0 for pinned and the writer.
+ * and, once all are done, per thread:
+ *   "tid KIND TID LO_NS HI_NS": the time the thread spent blocked (sleeping,
+ *   or for vfork uninterruptible) lies in [LO_NS, HI_NS]: nominal for sleep
+ *   (LO = HI), bracketed from both sides for pipe and vfork (see run_pipe),
+ *   0 for pinned and the writer;
+ *   "life TID START_NS END_NS CPU_NS": the thread's own run in
+ *   CLOCK_REALTIME, and the CPU time it used in it, so it was off the CPU
+ *   for END - START - CPU, whatever the scheduler did;
+ *   "block TID START_NS END_NS", one per blocking call of the sleep, pipe
+ *   and vfork threads: the call in CLOCK_REALTIME, inside which the thread
+ *   was off the CPU all but the few microseconds of the system call itself,
+ *   in whichever state (a thread preempted on its way to sleep, or after
+ *   its wakeup, waits runnable).
  * Usage: offcpu_workload [ITERS SPIN_MS SLEEP_MS].
  */
 #define _GNU_SOURCE
@@ -56,31 +65,72 @@ static void sleep_ms_(unsigned ms)
 
 /* What each thread reports, printed by main after the joins: a thread that
  * took a lock or wrote to stdout itself could block there, and that would
- * be off-CPU time the test does not expect. */
+ * be off-CPU time the test does not expect.  Each thread owns its slot. */
 #define MAX_THREADS 8
-static struct {
+#define MAX_BLOCKS 64
+static struct slot {
 	const char *kind;
 	long tid;
 	uint64_t lo_ns, hi_ns;
-} reports[MAX_THREADS];
-static _Atomic unsigned nreports;
+	uint64_t life_start, life_end, cpu_ns;
+	unsigned nblocks;
+	uint64_t blocks[MAX_BLOCKS][2];
+} slots[MAX_THREADS];
+static _Atomic unsigned nslots;
+static __thread struct slot *me;
 
 static void report(const char *kind, uint64_t lo_ns, uint64_t hi_ns)
 {
-	unsigned i = nreports++;
-	if (i < MAX_THREADS) {
-		reports[i].kind = kind;
-		reports[i].tid = (long)syscall(SYS_gettid);
-		reports[i].lo_ns = lo_ns;
-		reports[i].hi_ns = hi_ns;
+	me->kind = kind;
+	me->lo_ns = lo_ns;
+	me->hi_ns = hi_ns;
+}
+
+/* One blocking call, [start, now) in CLOCK_REALTIME. */
+static void block_done(uint64_t start)
+{
+	uint64_t end = now_ns(CLOCK_REALTIME);
+	if (me->nblocks < MAX_BLOCKS) {
+		me->blocks[me->nblocks][0] = start;
+		me->blocks[me->nblocks][1] = end;
+		me->nblocks++;
 	}
+}
+
+static void *run_pipe(void *arg);
+static void *run_sleep(void *arg);
+static void *run_writer(void *arg);
+static void *run_vfork(void *arg);
+static void *run_pinned(void *arg);
+
+/* The pipe reader first, so its tid is known before the writer needs it. */
+static void *(*const thread_fns[])(void *) = {run_pipe, run_sleep, run_writer, run_vfork, run_pinned, run_pinned};
+enum { NTHREADS = sizeof(thread_fns) / sizeof(thread_fns[0]) };
+
+/* Every thread runs through here: its life and CPU time bracket all of it. */
+static void *thread_main(void *arg)
+{
+	void *(*fn)(void *) = thread_fns[(uintptr_t)arg];
+	static struct slot spare; /* more threads than slots: not reported */
+	unsigned i = nslots++;
+
+	me = i < MAX_THREADS ? &slots[i] : &spare;
+	me->tid = (long)syscall(SYS_gettid);
+	uint64_t cpu0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
+	me->life_start = now_ns(CLOCK_REALTIME);
+	fn(NULL);
+	me->life_end = now_ns(CLOCK_REALTIME);
+	me->cpu_ns = now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+	return NULL;
 }
 
 static void *run_sleep(void *arg)
 {
 	for (unsigned i = 0; i < iters; i++) {
 		spin(spin_ms);
+		uint64_t t = now_ns(CLOCK_REALTIME);
 		sleep_ms_(sleep_ms);
+		block_done(t);
 	}
 	report("sleep", (uint64_t)iters * sleep_ms * 1000000u, (uint64_t)iters * sleep_ms * 1000000u);
 	return NULL;
@@ -143,9 +193,11 @@ static void *run_pipe(void *arg)
 		spin(spin_ms);
 		if (write(ready_pipe[1], "r", 1) != 1)
 			break;
+		uint64_t t = now_ns(CLOCK_REALTIME);
 		reader_t0 = now_ns(CLOCK_MONOTONIC);
 		if (read(data_pipe[0], &c, 1) != 1)
 			break;
+		block_done(t);
 		lo += written_at - seen_asleep;
 		hi += written_at - reader_t0;
 	}
@@ -157,12 +209,13 @@ static void *run_pipe(void *arg)
  * that nothing the child may clobber lives in registers across it.  As for
  * the pipe, the parent's uninterruptible wait lies between the parent's
  * timestamp before vfork() and the child's sighting of it in state D. */
-static volatile uint64_t vfork_t0, vfork_seen, vfork_child_end;
+static volatile uint64_t vfork_t0, vfork_seen, vfork_child_end, vfork_rt0;
 static volatile long vfork_parent;
 
 __attribute__((noinline)) static void vfork_once(uint64_t *lo, uint64_t *hi)
 {
 	vfork_parent = (long)syscall(SYS_gettid);
+	vfork_rt0 = now_ns(CLOCK_REALTIME);
 	vfork_t0 = now_ns(CLOCK_MONOTONIC);
 	pid_t p = vfork();
 	if (p == 0) {
@@ -178,6 +231,7 @@ __attribute__((noinline)) static void vfork_once(uint64_t *lo, uint64_t *hi)
 	}
 	if (p < 0)
 		return;
+	block_done(vfork_rt0);
 	waitpid(p, NULL, 0);
 	*lo += vfork_child_end - vfork_seen;
 	*hi += vfork_child_end - vfork_t0;
@@ -207,10 +261,7 @@ static void *run_pinned(void *arg)
 
 int main(int argc, char **argv)
 {
-	/* The pipe reader first, so its tid is known before the writer needs it. */
-	void *(*fns[])(void *) = {run_pipe, run_sleep, run_writer, run_vfork, run_pinned, run_pinned};
-	enum { N = sizeof(fns) / sizeof(fns[0]) };
-	pthread_t th[N];
+	pthread_t th[NTHREADS];
 	cpu_set_t set;
 	char c;
 
@@ -231,16 +282,23 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	if (read(0, &c, 1) != 1)
 		return 1;
-	for (int i = 0; i < N; i++)
-		if (pthread_create(&th[i], NULL, fns[i], NULL)) {
+	for (unsigned i = 0; i < NTHREADS; i++)
+		if (pthread_create(&th[i], NULL, thread_main, (void *)(uintptr_t)i)) {
 			fprintf(stderr, "offcpu_workload: pthread_create failed\n");
 			return 1;
 		}
-	for (int i = 0; i < N; i++)
+	for (unsigned i = 0; i < NTHREADS; i++)
 		pthread_join(th[i], NULL);
-	for (unsigned i = 0; i < nreports && i < MAX_THREADS; i++)
-		printf("tid %s %ld %llu %llu\n", reports[i].kind, reports[i].tid, (unsigned long long)reports[i].lo_ns,
-		       (unsigned long long)reports[i].hi_ns);
+	for (unsigned i = 0; i < nslots && i < MAX_THREADS; i++) {
+		const struct slot *r = &slots[i];
+		printf("tid %s %ld %llu %llu\n", r->kind, r->tid, (unsigned long long)r->lo_ns,
+		       (unsigned long long)r->hi_ns);
+		printf("life %ld %llu %llu %llu\n", r->tid, (unsigned long long)r->life_start,
+		       (unsigned long long)r->life_end, (unsigned long long)r->cpu_ns);
+		for (unsigned j = 0; j < r->nblocks; j++)
+			printf("block %ld %llu %llu\n", r->tid, (unsigned long long)r->blocks[j][0],
+			       (unsigned long long)r->blocks[j][1]);
+	}
 	printf("done\n");
 	return 0;
 }

@@ -3,11 +3,23 @@
  * Integration test of the eBPF off-CPU tracer against the running kernel.
  * Two copies of offcpu_workload run at once; only the first is watched (the
  * second is watched and unwatched again before it starts, which must leave
- * it untraced).  Per thread of the first, the tracer must report the known
- * sleeping time as SLEEPING and the vfork wait as DISK within 5% (of a
- * known amount, or of a bracket the workload measured from both sides), the
- * preemption of two spinners pinned to one CPU as RUNNABLE, stacks when
- * asked, and times inside the run in CLOCK_REALTIME; for the second, nothing.
+ * it untraced).  Per thread of the first, the tracer's off-CPU time, all
+ * states together, must be within 5% of what the workload knows it to be:
+ * inside each blocking call (nanosleep, pipe read, vfork wait) the whole
+ * call, and over the thread's life its wall time less its CPU time.  States
+ * are checked where they are unambiguous: the pinned spinners never block;
+ * the blocking calls' time is mostly in the call's own state (sleeping, or
+ * uninterruptible for vfork), never in the other blocked state, and that
+ * state is found nowhere else.  Not "all of it": a thread preempted after
+ * it set its sleeping state but before it switched out waits runnable, and
+ * the kernel reports it so; and a missed wakeup leaves the run-queue wait
+ * after it in the blocked state.  (The CI failure this replaces, the vfork
+ * thread's DISK time 19.5% under its bracket, was most likely one whole
+ * vfork wait lost: the kernel had run the thread again without a
+ * sched_switch, which the tracer now makes up for; see missed_switch_in in
+ * offcpu.bpf.c.)  Also stacks when asked, and times in CLOCK_REALTIME:
+ * inside the run, and never off the CPU where the thread read its own
+ * clock; for the second copy, nothing.
  * The collector's feed (collector/offcpu_feed.c) must hand the same time to
  * the source a pid is attached to, as MFU_REC_OFFCPU records or in its own
  * accounting, and nothing after the last detach.
@@ -38,6 +50,12 @@
 #include "offcpu_tracer.h"
 
 #define MAX_TIDS 32
+#define MAX_BLOCKS 64 /* as in offcpu_workload.c */
+/* The tracer's REALTIME - MONOTONIC offset is measured to well under a
+ * microsecond.  An interval whose switch-in the kernel did not report ends
+ * where the thread's CPU time puts it, late by any time stolen from the
+ * thread after it (offcpu.bpf.c, missed_switch_in): room for that. */
+#define EDGE_NS UINT64_C(1000000)
 
 static const char *workload_path;
 
@@ -49,25 +67,42 @@ struct tid_acc {
 	int32_t a_stack;
 };
 
+/* Every interval, for clipping to the workload's brackets. */
+struct iv {
+	uint32_t tid;
+	enum mfu_offcpu_state state;
+	uint64_t start_ns, end_ns;
+};
+
+struct ivs {
+	struct iv *v;
+	size_t n, cap;
+};
+
 struct acc {
 	struct tid_acc t[256];
 	size_t n;
 	uint64_t total;
+	struct ivs all;
 };
 
 struct proc {
 	pid_t pid;
 	int in, out; /* its stdin (write end) and stdout (read end) */
 	struct loop_io *io;
-	char buf[4096];
+	char buf[16384];
 	size_t len;
 	int eof;
 };
 
-struct report {
+/* One thread of the workload as it reported itself (offcpu_workload.c). */
+struct wthread {
 	char kind[16];
 	uint32_t tid;
 	uint64_t lo_ns, hi_ns; /* the blocked time lies in [lo, hi] */
+	uint64_t life_start, life_end, cpu_ns;
+	unsigned nblocks;
+	uint64_t blocks[MAX_BLOCKS][2];
 };
 
 static uint64_t realtime_ns(void)
@@ -75,6 +110,54 @@ static uint64_t realtime_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void ivs_push(struct ivs *v, uint32_t tid, enum mfu_offcpu_state state, uint64_t start_ns, uint64_t end_ns)
+{
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? 2 * v->cap : 1024;
+		struct iv *p = realloc(v->v, cap * sizeof(*p));
+		assert_non_null(p);
+		v->v = p;
+		v->cap = cap;
+	}
+	v->v[v->n++] = (struct iv){.tid = tid, .state = state, .start_ns = start_ns, .end_ns = end_ns};
+}
+
+/* Adds tid's off-CPU time inside [lo, hi) to ns, by state. */
+static void ivs_clip(const struct ivs *v, uint32_t tid, uint64_t lo, uint64_t hi, uint64_t ns[MFU_OFFCPU__COUNT])
+{
+	for (size_t i = 0; i < v->n; i++) {
+		const struct iv *x = &v->v[i];
+		if (x->tid != tid || x->end_ns <= lo || x->start_ns >= hi)
+			continue;
+		ns[x->state] += (x->end_ns < hi ? x->end_ns : hi) - (x->start_ns > lo ? x->start_ns : lo);
+	}
+}
+
+/* Where the thread read its clock it was on a CPU: no off-CPU interval of
+ * tid may hold that instant (more than EDGE_NS inside either end).  A wrong
+ * clock conversion shifts intervals across the workload's brackets, which
+ * the sums inside them need not show: a spinner preempted just before a
+ * sleep fills the start of the bracket the sleep left. */
+static void ivs_assert_on_cpu(const struct ivs *v, uint32_t tid, uint64_t t)
+{
+	for (size_t i = 0; i < v->n; i++) {
+		const struct iv *x = &v->v[i];
+		if (x->tid == tid && x->start_ns + EDGE_NS < t && t + EDGE_NS < x->end_ns)
+			fail_msg("tid %u off-CPU %.3f..%.3f ms around its own clock read at %.3f ms", tid,
+				 (double)(x->start_ns % UINT64_C(1000000000000)) / 1e6,
+				 (double)(x->end_ns % UINT64_C(1000000000000)) / 1e6,
+				 (double)(t % UINT64_C(1000000000000)) / 1e6);
+	}
+}
+
+static uint64_t ns_sum(const uint64_t ns[MFU_OFFCPU__COUNT])
+{
+	uint64_t s = 0;
+	for (unsigned i = 0; i < MFU_OFFCPU__COUNT; i++)
+		s += ns[i];
+	return s;
 }
 
 static void on_interval(void *arg, const struct offcpu_interval *iv)
@@ -98,6 +181,7 @@ static void on_interval(void *arg, const struct offcpu_interval *iv)
 		return;
 	}
 	t->ns[iv->state] += iv->end_ns - iv->start_ns;
+	ivs_push(&a->all, iv->tid, iv->state, iv->start_ns, iv->end_ns);
 	if (iv->start_ns < t->min_start)
 		t->min_start = iv->start_ns;
 	if (iv->end_ns > t->max_end)
@@ -163,21 +247,43 @@ static void proc_wait_line(struct loop *l, struct proc *p, const char *prefix)
 	assert_non_null(strstr(p->buf, prefix));
 }
 
-static size_t parse_reports(const struct proc *p, struct report *r, size_t cap)
+static struct wthread *wthread_find(struct wthread *w, size_t n, uint32_t tid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (w[i].tid == tid)
+			return &w[i];
+	return NULL;
+}
+
+/* The workload's report, one struct per "tid" line, with its "life" and
+ * "block" lines. */
+static size_t parse_reports(const struct proc *p, struct wthread *w, size_t cap)
 {
 	size_t n = 0;
-	const char *s = p->buf;
 
-	while (n < cap && (s = strstr(s, "tid "))) {
+	for (const char *s = p->buf, *next; *s; s = next) {
+		next = strchr(s, '\n');
+		next = next ? next + 1 : s + strlen(s);
+		char kind[16];
 		unsigned long tid;
-		unsigned long long lo, hi;
-		if (sscanf(s, "tid %15s %lu %llu %llu", r[n].kind, &tid, &lo, &hi) == 4) {
-			r[n].tid = (uint32_t)tid;
-			r[n].lo_ns = lo;
-			r[n].hi_ns = hi;
+		unsigned long long a, b, c;
+		struct wthread *t;
+
+		if (sscanf(s, "tid %15s %lu %llu %llu", kind, &tid, &a, &b) == 4 && n < cap) {
+			w[n] = (struct wthread){.tid = (uint32_t)tid, .lo_ns = a, .hi_ns = b};
+			snprintf(w[n].kind, sizeof(w[n].kind), "%s", kind);
 			n++;
+		} else if (sscanf(s, "life %lu %llu %llu %llu", &tid, &a, &b, &c) == 4 &&
+			   (t = wthread_find(w, n, (uint32_t)tid))) {
+			t->life_start = a;
+			t->life_end = b;
+			t->cpu_ns = c;
+		} else if (sscanf(s, "block %lu %llu %llu", &tid, &a, &b) == 3 && (t = wthread_find(w, n, (uint32_t)tid)) &&
+			   t->nblocks < MAX_BLOCKS) {
+			t->blocks[t->nblocks][0] = a;
+			t->blocks[t->nblocks][1] = b;
+			t->nblocks++;
 		}
-		s += 4;
 	}
 	return n;
 }
@@ -193,6 +299,61 @@ static void assert_within(uint64_t got, uint64_t lo, uint64_t hi, double frac, c
 	assert_true((double)got >= (1 - frac) * (double)lo && (double)got <= (1 + frac) * (double)hi);
 }
 
+/*
+ * One workload thread against the off-CPU intervals v holds for it (the
+ * tracer's, or the records the feed handed over).  The known amounts:
+ * - over its life, wall time less CPU time.  Time the hypervisor stole
+ *   while the thread was on a CPU is missing from its CPU time but not
+ *   off-CPU to the scheduler; it stays well inside the 5% (0.1% seen);
+ * - inside its blocking calls, all of their time, in any state.
+ * And the states where they are unambiguous (see the top of the file).
+ */
+static void check_thread(const struct ivs *v, const struct wthread *w)
+{
+	uint64_t life[MFU_OFFCPU__COUNT] = {0}, blk[MFU_OFFCPU__COUNT] = {0}, blk_known = 0;
+	int is_vfork = !strcmp(w->kind, "vfork");
+	unsigned blocked = is_vfork ? MFU_OFFCPU_DISK : MFU_OFFCPU_SLEEPING;
+	unsigned other = is_vfork ? MFU_OFFCPU_SLEEPING : MFU_OFFCPU_DISK;
+
+	assert_true(w->life_end > w->life_start && w->life_end - w->life_start > w->cpu_ns);
+	ivs_clip(v, w->tid, w->life_start, w->life_end, life);
+	ivs_assert_on_cpu(v, w->tid, w->life_start);
+	ivs_assert_on_cpu(v, w->tid, w->life_end);
+	for (unsigned i = 0; i < w->nblocks; i++) {
+		ivs_clip(v, w->tid, w->blocks[i][0], w->blocks[i][1], blk);
+		blk_known += w->blocks[i][1] - w->blocks[i][0];
+		ivs_assert_on_cpu(v, w->tid, w->blocks[i][0]);
+		ivs_assert_on_cpu(v, w->tid, w->blocks[i][1]);
+	}
+	uint64_t wall = w->life_end - w->life_start, off_known = wall - w->cpu_ns, off = ns_sum(life);
+	print_message("# %-6s tid %u: life %.1f ms, cpu %.1f ms; traced runnable %.1f sleeping %.1f disk %.1f "
+		      "other %.1f ms\n", w->kind, w->tid, wall / 1e6, w->cpu_ns / 1e6, life[0] / 1e6, life[1] / 1e6,
+		      life[2] / 1e6, life[3] / 1e6);
+	assert_within(off, off_known, off_known, 0.05, "off-CPU over its life", w->tid);
+
+	if (!strcmp(w->kind, "pinned")) {
+		/* Each spins 100 ms of CPU on a CPU it shares with the other:
+		 * it must wait, preempted, for a good part of that, and it never
+		 * blocks (a page fault aside). */
+		assert_true(life[MFU_OFFCPU_RUNNABLE] >= 30000000u);
+		assert_true(off - life[MFU_OFFCPU_RUNNABLE] < 5000000u);
+		return;
+	}
+	if (strcmp(w->kind, "sleep") && strcmp(w->kind, "pipe") && !is_vfork)
+		return; /* the writer: its life is all it knows */
+	assert_true(w->nblocks > 0);
+	assert_within(ns_sum(blk), blk_known, blk_known, 0.05, "off-CPU inside its blocking calls", w->tid);
+	print_message("# tid %u: %.1f%% of the calls' time in state %s, %.1f%% runnable\n", w->tid,
+		      100.0 * (double)blk[blocked] / (double)blk_known, is_vfork ? "DISK" : "SLEEPING",
+		      100.0 * (double)blk[MFU_OFFCPU_RUNNABLE] / (double)blk_known);
+	/* Mostly blocked in the call's own state (the rest waited runnable,
+	 * preempted on the way in, or after the wakeup), never in the other,
+	 * and blocked in that state nowhere else. */
+	assert_true(2 * blk[blocked] > w->lo_ns);
+	assert_true(blk[other] + blk[MFU_OFFCPU_OTHER] < blk_known / 100);
+	assert_true(life[blocked] - blk[blocked] < blk_known / 100);
+}
+
 static void test_tracer_attributes_known_offcpu_time_to_watched_threads_only(void **state)
 {
 	struct offcpu_tracer_opts opts = {.stacks = 1};
@@ -200,18 +361,21 @@ static void test_tracer_attributes_known_offcpu_time_to_watched_threads_only(voi
 	struct loop *l = NULL;
 	struct acc *a = calloc(1, sizeof(*a));
 	struct proc w = {0}, u = {0};
-	struct report rw[MAX_TIDS], ru[MAX_TIDS];
+	struct wthread *rw = calloc(MAX_TIDS, sizeof(*rw)), *ru = calloc(MAX_TIDS, sizeof(*ru));
 	struct offcpu_stats st;
 	char why[256] = "", pidline[32];
 	int rc, status;
 
 	assert_non_null(a);
+	assert_true(rw && ru);
 	assert_int_equal(loop_new(&l), 0);
 	rc = offcpu_tracer_new(l, &opts, on_interval, a, &t, why, sizeof(why));
 	if (rc == -EPERM || rc == -EACCES) {
 		print_message("# SKIP BPF not permitted here: %s\n", why);
 		loop_free(l);
 		free(a);
+		free(rw);
+		free(ru);
 		skip();
 	}
 	if (rc)
@@ -265,33 +429,23 @@ static void test_tracer_attributes_known_offcpu_time_to_watched_threads_only(voi
 	for (size_t i = 0; i < nw; i++) {
 		struct tid_acc *ta = acc_find(a, rw[i].tid);
 		assert_non_null(ta);
-		print_message("# %-6s tid %u: runnable %.1f sleeping %.1f disk %.1f other %.1f ms, %llu intervals\n",
-			      rw[i].kind, ta->tid, ta->ns[0] / 1e6, ta->ns[1] / 1e6, ta->ns[2] / 1e6, ta->ns[3] / 1e6,
-			      (unsigned long long)ta->intervals);
+		print_message("# %-6s tid %u: %llu intervals\n", rw[i].kind, ta->tid, (unsigned long long)ta->intervals);
+		check_thread(&a->all, &rw[i]);
+		seen_pinned += !strcmp(rw[i].kind, "pinned");
 		if (!strcmp(rw[i].kind, "sleep") || !strcmp(rw[i].kind, "pipe")) {
-			assert_within(ta->ns[MFU_OFFCPU_SLEEPING], rw[i].lo_ns, rw[i].hi_ns, 0.05, "SLEEPING", ta->tid);
 			assert_true(ta->with_stack > 0);
 			uint64_t ips[8];
 			assert_true(offcpu_tracer_stack(t, ta->a_stack, ips, 8) > 0);
-		} else if (!strcmp(rw[i].kind, "vfork")) {
-			assert_within(ta->ns[MFU_OFFCPU_DISK], rw[i].lo_ns, rw[i].hi_ns, 0.05, "DISK", ta->tid);
-		} else if (!strcmp(rw[i].kind, "pinned")) {
-			/* Each spins 100 ms of CPU on a CPU it shares with the
-			 * other: it must wait, preempted, for a good part of that,
-			 * and it never blocks (a page fault aside). */
-			seen_pinned++;
-			print_message("# tid %u pinned: RUNNABLE %.1f ms\n", ta->tid, ta->ns[0] / 1e6);
-			assert_true(ta->ns[MFU_OFFCPU_RUNNABLE] >= 30000000u);
-			assert_true(ta->ns[MFU_OFFCPU_SLEEPING] < 5000000u);
 		}
 	}
 	assert_int_equal(seen_pinned, 2);
 
 	offcpu_tracer_stats(t, &st);
-	print_message("# stats: switches %llu off %llu on %llu wakeups %llu drops %llu events %llu intervals %llu\n",
+	print_message("# stats: switches %llu off %llu on %llu wakeups %llu drops %llu events %llu intervals %llu "
+		      "missed switch-ins %llu\n",
 		      (unsigned long long)st.switches, (unsigned long long)st.off, (unsigned long long)st.on,
 		      (unsigned long long)st.wakeups, (unsigned long long)st.drops, (unsigned long long)st.events,
-		      (unsigned long long)st.intervals);
+		      (unsigned long long)st.intervals, (unsigned long long)st.missed_in);
 	assert_int_equal(st.drops, 0);
 	assert_true(st.switches >= st.off && st.off >= st.on && st.on > 0);
 	assert_int_equal(st.events, st.on);
@@ -304,7 +458,10 @@ static void test_tracer_attributes_known_offcpu_time_to_watched_threads_only(voi
 	close(u.out);
 	offcpu_tracer_free(t);
 	loop_free(l);
+	free(a->all.v);
 	free(a);
+	free(rw);
+	free(ru);
 }
 
 
@@ -312,6 +469,7 @@ static void test_tracer_attributes_known_offcpu_time_to_watched_threads_only(voi
 
 static struct agg_source *sink_src;
 static uint64_t sink_ns[MFU_OFFCPU__COUNT], sink_records, sink_wrong_src, sink_bad_stack;
+static struct ivs sink_ivs;
 
 static int sink(struct agg_source *s, const struct mfu_rec_offcpu *o)
 {
@@ -321,18 +479,19 @@ static int sink(struct agg_source *s, const struct mfu_rec_offcpu *o)
 	if (o->state >= MFU_OFFCPU__COUNT || o->end_ns < o->start_ns || !o->tid)
 		return -EINVAL;
 	sink_ns[o->state] += o->end_ns - o->start_ns;
+	ivs_push(&sink_ivs, (uint32_t)o->tid, (enum mfu_offcpu_state)o->state, o->start_ns, o->end_ns);
 	/* Blocked parts carry a stack (id + 1), run-queue parts none. */
 	if (o->state == MFU_OFFCPU_SLEEPING && !o->stack_id)
 		sink_bad_stack++;
 	return 0;
 }
 
-/* Runs one workload to its end with the feed attached to src; returns its
- * vfork thread's report (the bracket of its DISK time). */
-static struct report feed_run(struct loop *l, struct offcpu_feed *f, struct agg_source *src, uint32_t *pid)
+/* Runs one workload to its end with the feed attached to src; fills w with
+ * its threads' reports and returns how many. */
+static size_t feed_run(struct loop *l, struct offcpu_feed *f, struct agg_source *src, uint32_t *pid,
+		       struct wthread *r)
 {
 	struct proc w = {0};
-	struct report r[MAX_TIDS];
 	char pidline[32];
 	int status;
 
@@ -354,11 +513,17 @@ static struct report feed_run(struct loop *l, struct offcpu_feed *f, struct agg_
 	close(w.out);
 	*pid = (uint32_t)w.pid;
 	size_t n = parse_reports(&w, r, MAX_TIDS);
+	assert_int_equal(n, 6);
+	return n;
+}
+
+static const struct wthread *wthread_kind(const struct wthread *w, size_t n, const char *kind)
+{
 	for (size_t i = 0; i < n; i++)
-		if (!strcmp(r[i].kind, "vfork"))
-			return r[i];
-	fail_msg("no vfork thread reported");
-	return r[0];
+		if (!strcmp(w[i].kind, kind))
+			return &w[i];
+	fail_msg("no %s thread reported", kind);
+	return NULL;
 }
 
 static void test_feed_hands_offcpu_time_to_the_attached_source(void **state)
@@ -368,12 +533,15 @@ static void test_feed_hands_offcpu_time_to_the_attached_source(void **state)
 	struct offcpu_feed_stats st;
 	struct loop *l = NULL;
 	struct agg_source *src = calloc(1, sizeof(*src));
+	struct wthread *w = calloc(MAX_TIDS, sizeof(*w));
 	uint64_t ns[MFU_OFFCPU__COUNT];
 	const char *why;
 	char err[256];
 	uint32_t pid;
+	size_t n;
 
 	assert_non_null(src);
+	assert_non_null(w);
 	assert_int_equal(loop_new(&l), 0);
 	assert_int_equal(offcpu_feed_new(l, OFFCPU_FEED_AUTO, &opts, &f, err, sizeof(err)), 0);
 	if (!offcpu_feed_enabled(f, &why)) {
@@ -381,16 +549,36 @@ static void test_feed_hands_offcpu_time_to_the_attached_source(void **state)
 		offcpu_feed_free(f);
 		loop_free(l);
 		free(src);
+		free(w);
 		skip();
 	}
 	assert_string_equal(why, "");
 
-	/* Built-in accounting. */
-	struct report disk = feed_run(l, f, src, &pid);
+	/* Built-in accounting: by state for the whole process, so only what
+	 * holds whatever the scheduler did to the spinners.  The per-thread
+	 * check follows with the sink. */
+	n = feed_run(l, f, src, &pid, w);
 	offcpu_feed_poll(f);
 	assert_int_equal(offcpu_feed_source_ns(f, src, ns), 0);
-	assert_within(ns[MFU_OFFCPU_DISK], disk.lo_ns, disk.hi_ns, 0.05, "feed DISK", disk.tid);
-	assert_true(ns[MFU_OFFCPU_SLEEPING] > 300000000u); /* at least the sleep thread's */
+	const struct wthread *vf = wthread_kind(w, n, "vfork"), *sl = wthread_kind(w, n, "sleep");
+	print_message("# feed: runnable %.1f sleeping %.1f disk %.1f other %.1f ms\n", ns[0] / 1e6, ns[1] / 1e6,
+		      ns[2] / 1e6, ns[3] / 1e6);
+	/* Only the vfork thread waits uninterruptibly; mostly so (see the top
+	 * of the file), never longer than its bracket. */
+	uint64_t vf_calls = 0;
+	for (unsigned i = 0; i < vf->nblocks; i++)
+		vf_calls += vf->blocks[i][1] - vf->blocks[i][0];
+	assert_true(2 * ns[MFU_OFFCPU_DISK] > vf->lo_ns && ns[MFU_OFFCPU_DISK] <= vf_calls + vf->nblocks * EDGE_NS);
+	assert_true(ns[MFU_OFFCPU_SLEEPING] >= sl->lo_ns / 2); /* at least most of the sleep thread's */
+	/* The process is off-CPU at least as long as its threads are, in
+	 * their lives (as check_thread allows). */
+	uint64_t life_off = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t off = w[i].life_end - w[i].life_start - w[i].cpu_ns;
+		life_off += off - off / 20;
+	}
+	print_message("# feed: %.1f ms off-CPU in all, at least %.1f ms known\n", ns_sum(ns) / 1e6, life_off / 1e6);
+	assert_true(ns_sum(ns) >= life_off);
 	offcpu_feed_stats(f, &st);
 	assert_int_equal(st.sources, 1);
 	assert_int_equal(st.tracer.drops, 0);
@@ -401,12 +589,13 @@ static void test_feed_hands_offcpu_time_to_the_attached_source(void **state)
 	assert_int_equal(st.tracer.watched, 0);
 	assert_int_equal(offcpu_feed_source_ns(f, src, ns), -ENOENT);
 
-	/* A sink, as agg_source_offcpu will be. */
+	/* A sink, as agg_source_offcpu is in mfud: the records, per thread,
+	 * against everything the workload knows. */
 	struct offcpu_feed_stats st0;
 	offcpu_feed_stats(f, &st0);
 	offcpu_feed_set_sink(f, sink);
 	sink_src = src;
-	disk = feed_run(l, f, src, &pid);
+	n = feed_run(l, f, src, &pid, w);
 	offcpu_feed_poll(f);
 	offcpu_feed_stats(f, &st);
 	assert_int_equal(sink_wrong_src, 0);
@@ -414,7 +603,13 @@ static void test_feed_hands_offcpu_time_to_the_attached_source(void **state)
 	assert_true(sink_records > 0);
 	assert_int_equal(st.records - st0.records, sink_records);
 	assert_int_equal(st.sink_errors, 0);
-	assert_within(sink_ns[MFU_OFFCPU_DISK], disk.lo_ns, disk.hi_ns, 0.05, "sink DISK", disk.tid);
+	assert_int_equal(st.tracer.drops, 0);
+	for (unsigned i = 0; i < MFU_OFFCPU__COUNT; i++)
+		assert_int_equal(st.ns[i] - st0.ns[i], sink_ns[i]);
+	print_message("# sink: %llu records, missed switch-ins %llu\n", (unsigned long long)sink_records,
+		      (unsigned long long)(st.tracer.missed_in - st0.tracer.missed_in));
+	for (size_t i = 0; i < n; i++)
+		check_thread(&sink_ivs, &w[i]);
 
 	offcpu_feed_detach(f, pid);
 	offcpu_feed_stats(f, &st);
@@ -422,7 +617,9 @@ static void test_feed_hands_offcpu_time_to_the_attached_source(void **state)
 	assert_int_equal(st.tracer.watched, 0);
 	offcpu_feed_free(f);
 	loop_free(l);
+	free(sink_ivs.v);
 	free(src);
+	free(w);
 }
 
 int main(int argc, char **argv)

@@ -63,6 +63,44 @@ static __always_inline void count(__u32 i)
 		(*v)++;
 }
 
+/*
+ * tid is leaving a CPU it was never seen to get: the kernel ran it again
+ * without a sched_switch.  A 6.18 guest kernel does that around some of its
+ * own threads (ftrace's sched_switch misses the same switch-ins, so it is
+ * not this program), and the interval was lost, a whole vfork or pipe wait
+ * at times.  The thread has run for exec_now - sp->exec_ns of CPU time since
+ * it left, and nothing else of it was seen, so it came back that long before
+ * now: the interval ends there.  Time the hypervisor stole while it ran is
+ * not in its CPU time, so the end comes late by that much at most.
+ */
+static __always_inline void missed_switch_in(const struct offcpu_start *sp, __u32 tid, __u64 now, __u64 exec_now)
+{
+	__u64 ran = exec_now > sp->exec_ns ? exec_now - sp->exec_ns : 0;
+	__u64 in = now > ran ? now - ran : 0;
+	struct offcpu_event *e;
+
+	count(OFFCPU_CNT_MISSED_IN);
+	if (in < sp->wake_ns)
+		in = sp->wake_ns; /* it cannot have run before it was woken */
+	if (in <= sp->start_ns || !sp->exec_ns || !bpf_map_lookup_elem(&watched, &sp->pid))
+		return;
+	count(OFFCPU_CNT_ON);
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(OFFCPU_CNT_DROPS);
+		return;
+	}
+	e->start_ns = sp->start_ns;
+	e->wake_ns = sp->wake_ns;
+	e->end_ns = in;
+	e->prev_state = sp->prev_state;
+	e->pid = sp->pid;
+	e->tid = tid;
+	e->stack_id = sp->stack_id;
+	e->cpu = bpf_get_smp_processor_id();
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
 SEC("tracepoint/sched/sched_switch")
 int handle_switch(struct trace_event_raw_sched_switch *ctx)
 {
@@ -82,12 +120,16 @@ int handle_switch(struct trace_event_raw_sched_switch *ctx)
 		s.prev_state = ctx->prev_state;
 		s.pid = tgid;
 		s.stack_id = want_stacks ? bpf_get_stackid(ctx, &stacks, 0) : -1;
+		/* The scheduler brought it up to date when it put prev away. */
+		s.exec_ns = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), se.sum_exec_runtime);
 		if (want_stacks && s.stack_id < 0)
 			count(OFFCPU_CNT_STACK_ERR);
 		/* A thread keeps its entry (start_ns = 0 while on-CPU): writing
 		 * in place is much cheaper than an LRU insert and delete on
 		 * every switch. */
 		sp = bpf_map_lookup_elem(&start, &prev);
+		if (sp && sp->start_ns)
+			missed_switch_in(sp, prev, now, s.exec_ns);
 		if (sp)
 			*sp = s;
 		else

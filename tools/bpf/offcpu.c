@@ -287,6 +287,7 @@ void offcpu_tracer_stats(struct offcpu_tracer *t, struct offcpu_stats *st)
 			case OFFCPU_CNT_WAKEUPS: st->wakeups = sum; break;
 			case OFFCPU_CNT_DROPS: st->drops = sum; break;
 			case OFFCPU_CNT_STACK_ERR: st->stack_errors = sum; break;
+			case OFFCPU_CNT_MISSED_IN: st->missed_in = sum; break;
 			}
 		}
 		free(v);

@@ -41,10 +41,13 @@ struct offcpu_event {
 };
 
 /* Per-thread state (the kernel side's "start" map): start_ns is 0 while the
- * thread is on a CPU. */
+ * thread is on a CPU.  exec_ns is the thread's CPU time (se.sum_exec_runtime)
+ * when it left, by which a switch-in the kernel did not report is placed
+ * (offcpu.bpf.c, missed_switch_in). */
 struct offcpu_start {
 	__u64 start_ns;
 	__u64 wake_ns;
+	__u64 exec_ns;
 	__s64 prev_state;
 	__u32 pid;
 	__s32 stack_id;
@@ -58,7 +61,8 @@ enum offcpu_counter {
 	OFFCPU_CNT_WAKEUPS = 3,   /* sched_wakeup of a watched off-CPU thread */
 	OFFCPU_CNT_DROPS = 4,     /* ring buffer full: event lost */
 	OFFCPU_CNT_STACK_ERR = 5, /* bpf_get_stackid failed */
-	OFFCPU_CNT__COUNT = 6
+	OFFCPU_CNT_MISSED_IN = 6, /* a watched thread left a CPU it was never seen to get */
+	OFFCPU_CNT__COUNT = 7
 };
 
 #endif

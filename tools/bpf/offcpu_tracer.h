@@ -45,10 +45,14 @@ struct offcpu_tracer_opts {
 struct offcpu_stats {
 	uint64_t switches;    /* sched_switch events the program ran for, all processes */
 	uint64_t off;         /* times a watched thread left the CPU */
-	uint64_t on;          /* times one came back (each one event) */
+	uint64_t on;          /* events sent: times one came back (missed_in included) */
 	uint64_t wakeups;     /* wakeups of watched off-CPU threads */
 	uint64_t drops;       /* events lost: ring buffer full */
 	uint64_t stack_errors;
+	/* Switch-ins of watched threads the kernel never reported, found when
+	 * the thread left the CPU again; such an interval ends where the
+	 * thread's CPU time since puts it (offcpu.bpf.c, missed_switch_in). */
+	uint64_t missed_in;
 	uint64_t events;      /* events read from the ring buffer */
 	uint64_t intervals;   /* intervals handed to the callback */
 	uint64_t watched;     /* pids watched now */

@@ -4,9 +4,10 @@
  * /sys/kernel/btf/vmlinux is missing (meson uses this file as vmlinux.h
  * then).  Layouts are those of the sched_switch and sched_wakeup tracepoint
  * records (see /sys/kernel/tracing/events/sched/{sched_switch,sched_wakeup}/
- * format); preserve_access_index makes every field access a CO-RE
- * relocation, so libbpf fixes offsets against the running kernel's BTF at
- * load time and these need only name the fields, not match them exactly.
+ * format), and the one task_struct field read; preserve_access_index makes
+ * every field access a CO-RE relocation, so libbpf fixes offsets against
+ * the running kernel's BTF at load time and these need only name the
+ * fields, not match them exactly.
  */
 #ifndef __VMLINUX_H__
 #define __VMLINUX_H__
@@ -74,6 +75,14 @@ struct trace_event_raw_sched_wakeup_template {
 	int prio;
 	int target_cpu;
 	char __data[0];
+} __attribute__((preserve_access_index));
+
+struct sched_entity {
+	__u64 sum_exec_runtime;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct sched_entity se;
 } __attribute__((preserve_access_index));
 
 #endif
