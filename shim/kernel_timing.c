@@ -62,6 +62,7 @@ struct cupti_table {
 	__typeof__(cuptiActivityEnableDriverApi) *cuptiActivityEnableDriverApi;
 	__typeof__(cuptiGetResultString) *cuptiGetResultString;
 	__typeof__(cuptiGetGraphNodeId) *cuptiGetGraphNodeId; /* optional: graph attribution */
+	__typeof__(cuptiSetThreadIdType) *cuptiSetThreadIdType; /* optional: kernel thread ids */
 };
 
 static struct cupti_table cu;
@@ -710,6 +711,7 @@ int cupti_start(char *why, size_t cap)
 #undef CUPTI_SYM
 	cu.cuptiActivityEnableDriverApi = (__typeof__(cuptiActivityEnableDriverApi) *)dlsym(h, "cuptiActivityEnableDriverApi");
 	cu.cuptiGetGraphNodeId = (__typeof__(cuptiGetGraphNodeId) *)dlsym(h, "cuptiGetGraphNodeId");
+	cu.cuptiSetThreadIdType = (__typeof__(cuptiSetThreadIdType) *)dlsym(h, "cuptiSetThreadIdType");
 
 	for (size_t i = 0; i < sizeof(api_cbids) / sizeof(api_cbids[0]); i++)
 		if (api_cbids[i].cbid < CUPTI_DRIVER_TRACE_CBID_SIZE)
@@ -867,6 +869,15 @@ int cupti_enable(char *why, size_t cap)
 		snprintf(why, cap, "CUPTI refused activity buffers (%s)", result_name(rc));
 		goto fail;
 	}
+	/* API records name their thread by pthread_self() unless told
+	 * otherwise; the gemm records (gettid()) and the eBPF tracer's off-CPU
+	 * intervals name it by its kernel id, and gap analysis joins on it. */
+	rc = cu.cuptiSetThreadIdType ? cu.cuptiSetThreadIdType(CUPTI_ACTIVITY_THREAD_ID_TYPE_SYSTEM)
+				     : CUPTI_ERROR_NOT_SUPPORTED;
+	if (rc != CUPTI_SUCCESS && log_on())
+		fprintf(stderr, "mfushim: CUPTI cannot name threads by kernel id (%s); idle gaps will not be "
+				"put down to the launching thread being off-CPU\n",
+			result_name(rc));
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		if ((rc = cu.cuptiActivityEnable(kinds[i])) != CUPTI_SUCCESS) {
 			snprintf(why, cap, "CUPTI cannot record kernels (%s)", result_name(rc));

@@ -31,6 +31,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -595,6 +596,18 @@ void fake_cupti_graph_destroy(int graph)
 /* ---- launches ---- */
 
 static __thread uint32_t my_tid;
+/* As the real CUPTI: records carry pthread_self() unless the client asked for
+ * kernel thread ids (CUPTI_ACTIVITY_THREAD_ID_TYPE_SYSTEM). */
+static _Atomic int thread_id_type;
+
+static uint32_t record_tid(void)
+{
+    if (atomic_load(&thread_id_type) != CUPTI_ACTIVITY_THREAD_ID_TYPE_SYSTEM)
+        return (uint32_t)(uintptr_t)pthread_self();
+    if (!my_tid)
+        my_tid = (uint32_t)syscall(SYS_gettid);
+    return my_tid;
+}
 
 /* One launch API call (cbid) with its ENTER and EXIT callbacks and its API record. A kernel
  * launch captured into a graph becomes a node (GRAPHNODE_CREATED, on this thread, between ENTER
@@ -658,8 +671,7 @@ static void launch(CUpti_CallbackId cbid, const char *const *knames, struct fnod
         data.functionReturnValue = &launch_result;
         cb(userdata, CUPTI_CB_DOMAIN_DRIVER_API, cbid, &data);
     }
-    if (!my_tid)
-        my_tid = (uint32_t)syscall(SYS_gettid);
+    uint32_t tid = record_tid();
 
     pthread_mutex_lock(&lk);
     if (driver_api[cbid]) {
@@ -686,7 +698,7 @@ static void launch(CUpti_CallbackId cbid, const char *const *knames, struct fnod
             p->u.api.start = api_start;
             p->u.api.end = api_end;
             p->u.api.processId = (uint32_t)getpid();
-            p->u.api.threadId = my_tid;
+            p->u.api.threadId = tid;
             p->u.api.correlationId = corr;
             p->u.api.returnValue = CUDA_SUCCESS;
         }
@@ -773,16 +785,15 @@ void fake_cupti_kernel_launched(const char *name, int device, int stream)
 static void queue_api(CUpti_CallbackId cbid, uint32_t corr, uint64_t start, uint64_t end)
 {
     struct prec *p;
+    uint32_t tid = record_tid();
 
-    if (!my_tid)
-        my_tid = (uint32_t)syscall(SYS_gettid);
     if (cbid >= CUPTI_DRIVER_TRACE_CBID_SIZE || !driver_api[cbid] || !(p = pending_add(CUPTI_ACTIVITY_KIND_DRIVER)))
         return;
     p->u.api.cbid = cbid;
     p->u.api.start = start;
     p->u.api.end = end > start ? end : start + 1;
     p->u.api.processId = (uint32_t)getpid();
-    p->u.api.threadId = my_tid;
+    p->u.api.threadId = tid;
     p->u.api.correlationId = corr;
     p->u.api.returnValue = CUDA_SUCCESS;
 }
@@ -1075,6 +1086,14 @@ void fake_cupti_reset(void)
     X(CUPTI_ERROR_CONFIDENTIAL_COMPUTING_NOT_SUPPORTED) X(CUPTI_ERROR_CMP_DEVICE_NOT_SUPPORTED)    \
     X(CUPTI_ERROR_MIG_DEVICE_NOT_SUPPORTED) X(CUPTI_ERROR_SLI_DEVICE_NOT_SUPPORTED)                \
     X(CUPTI_ERROR_WSL_DEVICE_NOT_SUPPORTED) X(CUPTI_ERROR_INVALID_CHIP_NAME) X(CUPTI_ERROR_UNKNOWN)
+
+CUptiResult CUPTIAPI cuptiSetThreadIdType(CUpti_ActivityThreadIdType type)
+{
+    if (type != CUPTI_ACTIVITY_THREAD_ID_TYPE_DEFAULT && type != CUPTI_ACTIVITY_THREAD_ID_TYPE_SYSTEM)
+        return CUPTI_ERROR_INVALID_PARAMETER;
+    atomic_store(&thread_id_type, (int)type);
+    return CUPTI_SUCCESS;
+}
 
 /* As the real one: the enum's name; "<unknown>" and INVALID_PARAMETER for other codes. */
 CUptiResult CUPTIAPI cuptiGetResultString(CUptiResult result, const char **str)

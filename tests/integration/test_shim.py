@@ -357,8 +357,11 @@ def copies_and_synchronizing_calls_reach_the_collector_with_their_fields():
     for a in by_kind[3]:
         c = [c for c in copies if c["corr"] == a["corr"]]
         assert len(c) == 1 and c[0]["end_ns"] <= a["end_ns"], (a, c)
+    # one thread, named by its kernel id as the gemm records and the eBPF
+    # tracer name it (CUPTI's default would be pthread_self())
     tids = {a["tid"] for a in api}
-    assert len(tids) == 1 and tids != {0}, tids
+    gemm_tids = {r["tid"] for r in recs if r["type"] == "gemm"}
+    assert len(tids) == 1 and tids != {0} and tids == gemm_tids, (tids, gemm_tids)
 
 
 @tap.check

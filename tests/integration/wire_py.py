@@ -19,6 +19,9 @@ ARCHIVE_MAGIC = b"MFUArch1"
 FIELDS = {
     3: ("kernel", [("start_ns", "dz"), ("dur", "v"), ("device", "v"), ("stream", "v"), ("name_id", "v"),
                    ("corr", "dz"), ("call", "v"), ("flags", "v"), ("flops", "v")]),
+    4: ("gemm", [("start_ns", "dz"), ("dur", "v"), ("tid", "v"), ("device", "v"), ("api", "v"), ("m", "v"),
+                 ("n", "v"), ("k", "v"), ("batch", "v"), ("a_type", "v"), ("b_type", "v"), ("c_type", "v"),
+                 ("compute_type", "v"), ("ops", "v"), ("flags", "v"), ("flops", "v"), ("call", "dz")]),
     5: ("step", [("begin_ns", "v"), ("dur", "v"), ("index", "v"), ("device", "v"), ("model_flops", "v"),
                  ("model_class", "v")]),
     6: ("api", [("start_ns", "dz"), ("dur", "v"), ("tid", "v"), ("cbid", "v"), ("corr", "dz"), ("kind", "v")]),
