@@ -20,6 +20,7 @@
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -323,12 +324,72 @@ static int by_value(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* For the log, what a stuck child's main thread waits on, read from /proc
+ * (no lock of its own, no debugger): its system call, and for a futex the
+ * mapping the lock lies in and the last named one before it, which says
+ * whose lock it is (the shim's, a fake's, the sanitizer runtime's). */
+static void say_where_stuck(pid_t pid)
+{
+	char path[64], line[512], named[512] = "";
+	unsigned long nr, a0 = 0, lo, hi;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return;
+	if (fgets(line, sizeof(line), f))
+		fprintf(stderr, "gemm_driver: child %d: syscall %s", (int)pid, line);
+	fclose(f);
+	if (sscanf(line, "%lu %lx", &nr, &a0) != 2 || nr != 202) /* SYS_futex */
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx", &lo, &hi) != 2)
+			continue;
+		if (a0 >= lo && a0 < hi) {
+			fprintf(stderr, "gemm_driver: its futex lies in %s  after %s", line, named);
+			break;
+		}
+		if (strchr(line, '/'))
+			snprintf(named, sizeof(named), "%s", line);
+	}
+	fclose(f);
+}
+
+/* Waits up to secs for a child.  One still running then is deadlocked: it
+ * is killed and the run fails, rather than hanging until the test's own
+ * timeout with nothing to show. */
+static int child_ok(pid_t pid, int secs)
+{
+	struct timespec tick = {0, 10000000};
+	int status;
+	for (int i = 0; i < secs * 100; i++) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		if (r < 0)
+			return 0;
+		nanosleep(&tick, NULL);
+	}
+	fprintf(stderr, "gemm_driver: child %d still running after %d s (deadlocked?); killed\n", (int)pid, secs);
+	say_where_stuck(pid);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return 0;
+}
+
 /* DataLoader-style: one child forked before any GEMM uses cuBLAS itself
- * (and so starts its own shim); then 8 workers are forked while 4 threads
- * of the parent are inside GEMM calls, do CPU work and exit; then one more
- * child, forked while the parent's shim runs, makes GEMMs.  Nothing may
- * deadlock, and only the parent and the two children that use cuBLAS may
- * report. */
+ * (and so starts its own shim); then the parent starts its shim and 8
+ * workers are forked while 4 threads of the parent are inside GEMM calls,
+ * do CPU work and exit; then one more child, forked while the parent's shim
+ * runs, makes GEMMs.  Nothing may deadlock, and only the parent and the two
+ * children that use cuBLAS may report.
+ *
+ * The parent's shim starts before the workers are forked: under ASan (GCC
+ * 12's libasan has no fork handlers), a worker forked while the shim
+ * dlopen()s CUPTI inherits ASan's globals lock held and hangs in exit(). */
 static volatile int stop_bg;
 
 static void *bg_main(void *arg)
@@ -352,6 +413,9 @@ static void scenario_fork(void)
 		cublasDestroy(h);
 		exit(0); /* atexit: the child's own shim flushes */
 	}
+	cublasHandle_t h0 = handle(CUBLAS_DEFAULT_MATH);
+	CHECK(cublasSgemm(h0, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, P(1), P(2), 8, P(3), 8, P(4), P(5), 8) == 0);
+	expect_gemm(FP32, 8, 8, 8, 1, 0);
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++)
 		pthread_create(&t[i], NULL, bg_main, handle(CUBLAS_DEFAULT_MATH));
@@ -370,13 +434,9 @@ static void scenario_fork(void)
 			exit(0);
 		}
 	}
-	int status;
-	for (int i = 0; i < 8; i++) {
-		CHECK(waitpid(workers[i], &status, 0) == workers[i]);
-		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	}
-	CHECK(waitpid(first, &status, 0) == first);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int i = 0; i < 8; i++)
+		CHECK(child_ok(workers[i], 30));
+	CHECK(child_ok(first, 30));
 	/* one more, forked while the parent's shim runs, that makes GEMMs: it
 	 * must count them (untimed: it never touches the parent's CUPTI) */
 	pid_t late = fork();
@@ -388,8 +448,7 @@ static void scenario_fork(void)
 		cublasDestroy(h);
 		exit(0);
 	}
-	CHECK(waitpid(late, &status, 0) == late);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(child_ok(late, 30));
 	stop_bg = 1;
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
