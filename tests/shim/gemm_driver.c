@@ -9,15 +9,16 @@
  *
  *   gemm_driver SCENARIO EXPECTED.json
  *
- * Scenarios: table, nested, threads, api, passthrough, many, fork, splitk,
- * graph, hijack, pool, exec, thread_exit, copies, contention, finalize,
- * steady.
+ * Scenarios: table, nested, threads, api, passthrough, many, fork,
+ * fork_starting, splitk, graph, hijack, pool, exec, thread_exit, copies,
+ * contention, finalize, steady.
  *
  * steady makes GEMM calls in bursts for $MFU_DRIVER_SECONDS (default 2),
  * timing each call itself, and adds the calls' latency (max, p99.9, p50)
  * to the JSON: what the shim costs a call while the collector is away,
  * slow or restarting.
  */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
@@ -380,6 +381,20 @@ static int child_ok(pid_t pid, int secs)
 	return 0;
 }
 
+/* Threads of the calling process. */
+static int thread_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
 /* DataLoader-style: one child forked before any GEMM uses cuBLAS itself
  * (and so starts its own shim); then the parent starts its shim and 8
  * workers are forked while 4 threads of the parent are inside GEMM calls,
@@ -387,9 +402,11 @@ static int child_ok(pid_t pid, int secs)
  * runs, makes GEMMs.  Nothing may deadlock, and only the parent and the two
  * children that use cuBLAS may report.
  *
- * The parent's shim starts before the workers are forked: under ASan (GCC
- * 12's libasan has no fork handlers), a worker forked while the shim
- * dlopen()s CUPTI inherits ASan's globals lock held and hangs in exit(). */
+ * The parent's shim starts before the workers are forked: a fork while
+ * another thread is inside start() is fork_starting's case, and here, under
+ * ASan (GCC 12's libasan has no fork handlers), a worker forked while the
+ * shim dlopen()s CUPTI inherits ASan's globals lock held and hangs in
+ * exit(). */
 static volatile int stop_bg;
 
 static void *bg_main(void *arg)
@@ -438,7 +455,9 @@ static void scenario_fork(void)
 		CHECK(child_ok(workers[i], 30));
 	CHECK(child_ok(first, 30));
 	/* one more, forked while the parent's shim runs, that makes GEMMs: it
-	 * must count them (untimed: it never touches the parent's CUPTI) */
+	 * must count them (untimed: it never touches the parent's CUPTI), with
+	 * no thread but its sender's (no CUPTI flush thread either, even when
+	 * the parent waits for CUPTI) */
 	pid_t late = fork();
 	if (late == 0) {
 		cublasHandle_t h;
@@ -446,12 +465,59 @@ static void scenario_fork(void)
 		for (int i = 0; i < 30; i++)
 			cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 24, 24, 24, P(1), P(2), 24, P(3), 24, P(4), P(5), 24);
 		cublasDestroy(h);
-		exit(0);
+		int n = thread_count();
+		if (n != 2)
+			fprintf(stderr, "gemm_driver: the late child runs %d threads, not 2 (itself and its sender)\n", n);
+		exit(n == 2 ? 0 : 1);
 	}
 	CHECK(child_ok(late, 30));
 	stop_bg = 1;
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
+}
+
+/* A fork while another thread is inside the shim's start(), holding its
+ * start lock (held here in CUPTI's subscribe, as a slow CUPTI load would):
+ * the child's own GEMMs must not wait for a start that never ends in it.
+ * They count untimed, as any child of a shim that began with CUPTI. */
+static void *starter_main(void *arg)
+{
+	cublasHandle_t h = arg;
+	CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 32, P(1), P(2), 32, P(3), 32, P(4), P(5), 32) == 0);
+	expect_gemm(FP32, 32, 32, 32, 1, 0);
+	return NULL;
+}
+
+static void scenario_fork_starting(void)
+{
+	int entered[2], go[2];
+	char v[64], c = 0;
+	if (pipe(entered) || pipe(go)) {
+		CHECK(!"pipe");
+		return;
+	}
+	snprintf(v, sizeof(v), "%d:%d", entered[1], go[0]);
+	setenv("FAKE_CUPTI_HOLD_SUBSCRIBE", v, 1);
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	pthread_t t;
+	pthread_create(&t, NULL, starter_main, h);
+	CHECK(read(entered[0], &c, 1) == 1); /* the starter is inside start() */
+	pid_t pid = fork();
+	if (pid == 0) {
+		cublasHandle_t hc;
+		cublasCreate(&hc);
+		for (int i = 0; i < 20; i++)
+			cublasSgemm(hc, CUBLAS_OP_N, CUBLAS_OP_N, 40, 40, 40, P(1), P(2), 40, P(3), 40, P(4), P(5), 40);
+		cublasDestroy(hc);
+		exit(0);
+	}
+	CHECK(write(go[1], &c, 1) == 1);
+	pthread_join(t, NULL);
+	CHECK(child_ok(pid, 30));
+	for (int i = 0; i < 5; i++) {
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 32, P(1), P(2), 32, P(3), 32, P(4), P(5), 32) == 0);
+		expect_gemm(FP32, 32, 32, 32, 1, 0);
+	}
 }
 
 /* A process pool: the parent, active, starts 16 short-lived workers, 8 at
@@ -883,6 +949,8 @@ int main(int argc, char **argv)
 		scenario_many();
 	else if (!strcmp(sc, "fork"))
 		scenario_fork();
+	else if (!strcmp(sc, "fork_starting"))
+		scenario_fork_starting();
 	else if (!strcmp(sc, "splitk"))
 		scenario_splitk();
 	else if (!strcmp(sc, "graph"))
