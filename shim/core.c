@@ -177,8 +177,21 @@ static void forked_child(void)
 	depth = 0;
 }
 
+/* The child handler is registered before start_mu is first taken, never
+ * under it: a fork while another thread is inside start() (the CUPTI load
+ * can take long) otherwise left the child with start_mu held by a thread it
+ * does not have, state ST_STARTING and no handler to reset either, and the
+ * child's first GEMM call blocked in start() for good. */
+static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
+
+static void fork_hook_install(void)
+{
+	pthread_atfork(NULL, NULL, forked_child);
+}
+
 static void start(void)
 {
+	pthread_once(&fork_hook_once, fork_hook_install);
 	pthread_mutex_lock(&start_mu);
 	if (atomic_load(&state) != ST_UNINIT)
 		goto out;
@@ -216,10 +229,8 @@ static void start(void)
 		fprintf(stderr, "mfushim: kernel timing unavailable: %s; counting GEMM FLOPs from cuBLAS calls\n",
 			why);
 	static int hooks;
-	if (!hooks++) {
-		pthread_atfork(NULL, NULL, forked_child);
+	if (!hooks++)
 		atexit(finish);
-	}
 	atomic_store(&state, ST_ACTIVE);
 out:
 	pthread_mutex_unlock(&start_mu);

@@ -987,7 +987,15 @@ void cupti_forked_child(void)
 	atomic_store(&timing, 0);
 	flusher_ok = 0;
 	out = NULL;
+	/* Nor does it wait for CUPTI: a parent that found it held by another
+	 * profiler would otherwise hand the child a flush thread that keeps
+	 * trying to subscribe, in a process where CUPTI must not be touched. */
+	held_by_other = 0;
 	pthread_mutex_init(&map_mu, NULL);
 	pthread_mutex_init(&names_mu, NULL);
 	pthread_mutex_init(&flush_mu, NULL);
+	/* The parent's flush thread waits on this condvar at every fork, and a
+	 * glibc condvar counts its waiters: a broadcast in the child would wait
+	 * for that one to leave, for good. */
+	pthread_cond_init(&flush_cv, NULL);
 }

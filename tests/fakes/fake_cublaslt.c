@@ -174,6 +174,21 @@ static cublasStatus_t store_get(const struct attr_store *s, unsigned id, void *b
 /* ---- probe state ---- */
 
 static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A child forked while another thread of the parent was inside a GEMM call would inherit
+ * probe_lock held by a thread it does not have, and hang on its own first GEMM call: the real
+ * library's behaviour after such a fork is undefined, and a test of the code under test must not
+ * hang on the fake's lock (fake_cupti.c does the same for its own). */
+static void probe_forked_child(void)
+{
+    pthread_mutex_init(&probe_lock, NULL);
+}
+
+__attribute__((constructor)) static void probe_install_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, probe_forked_child);
+}
+
 static struct fake_call last_call;
 static unsigned long long ncalls;
 static int ret_status = CUBLAS_STATUS_SUCCESS;

@@ -27,6 +27,8 @@
  *   FAKE_CUPTI_REFUSE=subscribe|activity|all   refuse cuptiSubscribe and/or activity enabling
  *   FAKE_CUPTI_REFUSE=copies         refuse only the MEMCPY and MEMSET activity kinds
  *   FAKE_CUPTI_NO_DRIVER_API_SELECT=1  cuptiActivityEnableDriverApi returns NOT_SUPPORTED
+ *   FAKE_CUPTI_HOLD_SUBSCRIBE=<w>:<r>  the first cuptiSubscribe writes one byte to fd w, then
+ *                                      waits for one byte on fd r (a test forks meanwhile)
  * The probe API is in fake_probe.h.
  */
 #define _GNU_SOURCE
@@ -1146,12 +1148,28 @@ static size_t domain_cbids(CUpti_CallbackDomain domain)
 _Static_assert(CUPTI_DRIVER_TRACE_CBID_SIZE <= MAX_CBID, "driver cbids fit");
 _Static_assert(CUPTI_RUNTIME_TRACE_CBID_SIZE <= MAX_CBID, "runtime cbids fit");
 
+/* FAKE_CUPTI_HOLD_SUBSCRIBE: holds the first caller of cuptiSubscribe (the shim's start, which
+ * holds its start lock) until the test lets it go. Without lk: nothing of the fake is held. */
+static void hold_subscribe(void)
+{
+    static int held;
+    const char *v = getenv("FAKE_CUPTI_HOLD_SUBSCRIBE");
+    int w, r;
+    char c = 0;
+
+    if (__atomic_exchange_n(&held, 1, __ATOMIC_ACQ_REL) || !v || sscanf(v, "%d:%d", &w, &r) != 2)
+        return;
+    if (write(w, &c, 1) != 1 || read(r, &c, 1) != 1)
+        fprintf(stderr, "fake_cupti: FAKE_CUPTI_HOLD_SUBSCRIBE: the pipe broke\n");
+}
+
 CUptiResult CUPTIAPI cuptiSubscribe(CUpti_SubscriberHandle *subscriberHandle,
                                     CUpti_CallbackFunc callback, void *userdata)
 {
     struct CUpti_Subscriber_st *s;
 
     init();
+    hold_subscribe();
     if (!subscriberHandle)
         return CUPTI_ERROR_INVALID_PARAMETER;
     pthread_mutex_lock(&lk);

@@ -265,6 +265,32 @@ def forked_workers_neither_deadlock_nor_report():
     assert parent[0]["gemm_flops"] == w["gemm_flops"]
 
 
+@tap.check
+def a_fork_while_another_thread_starts_the_shim_leaves_the_child_counting():
+    # the parent's start is held inside CUPTI's subscribe, its start lock
+    # taken, while it forks: the child must start a shim of its own (untimed:
+    # its parent had begun with CUPTI), not wait for the parent's for good;
+    # a child deadlocked past 30 s fails the driver
+    s, w, r = run_scenario("fork_starting", **no_leak_check_in_children())
+    assert s["sources"] == 2, (s["per_source"], r.stderr)
+    child = [p for p in s["per_source"] if p["gemm_calls"] == 20]
+    assert len(child) == 1 and child[0]["gemm_flops"] == 20 * 2 * 40 ** 3 and child[0]["degraded"] is True, child
+    parent = [p for p in s["per_source"] if p["gemm_calls"] != 20]
+    assert len(parent) == 1 and parent[0]["gemm_calls"] == w["gemm_calls"] == 6, (parent, w)
+    assert parent[0]["gemm_flops"] == w["gemm_flops"] and parent[0]["degraded"] is False, parent
+
+
+@tap.check
+def a_child_of_a_shim_waiting_for_cupti_does_not_wait_for_it_too():
+    # the parent found CUPTI held by another profiler and retries; a child
+    # forked from it must never touch CUPTI, so runs no flush thread (the
+    # driver's late child checks that it runs 2 threads)
+    s, w, r = run_scenario("fork", FAKE_CUPTI_REFUSE="subscribe", **no_leak_check_in_children())
+    assert s["sources"] == 3, s["per_source"]
+    late = [p for p in s["per_source"] if p["gemm_calls"] == 30]
+    assert len(late) == 1 and late[0]["degraded"] is True, late
+
+
 def no_leak_check_in_children():
     # LeakSanitizer in a forked child lists the parent's threads' memory
     return {"ASAN_OPTIONS": env()["ASAN_OPTIONS"] + ":detect_leaks=0"} if sanitized() else {}

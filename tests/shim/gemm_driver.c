@@ -9,17 +9,19 @@
  *
  *   gemm_driver SCENARIO EXPECTED.json
  *
- * Scenarios: table, nested, threads, api, passthrough, many, fork, splitk,
- * graph, hijack, pool, exec, thread_exit, copies, contention, finalize,
- * steady.
+ * Scenarios: table, nested, threads, api, passthrough, many, fork,
+ * fork_starting, splitk, graph, hijack, pool, exec, thread_exit, copies,
+ * contention, finalize, steady.
  *
  * steady makes GEMM calls in bursts for $MFU_DRIVER_SECONDS (default 2),
  * timing each call itself, and adds the calls' latency (max, p99.9, p50)
  * to the JSON: what the shim costs a call while the collector is away,
  * slow or restarting.
  */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -323,12 +325,88 @@ static int by_value(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* For the log, what a stuck child's main thread waits on, read from /proc
+ * (no lock of its own, no debugger): its system call, and for a futex the
+ * mapping the lock lies in and the last named one before it, which says
+ * whose lock it is (the shim's, a fake's, the sanitizer runtime's). */
+static void say_where_stuck(pid_t pid)
+{
+	char path[64], line[512], named[512] = "";
+	unsigned long nr, a0 = 0, lo, hi;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return;
+	if (fgets(line, sizeof(line), f))
+		fprintf(stderr, "gemm_driver: child %d: syscall %s", (int)pid, line);
+	fclose(f);
+	if (sscanf(line, "%lu %lx", &nr, &a0) != 2 || nr != 202) /* SYS_futex */
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx", &lo, &hi) != 2)
+			continue;
+		if (a0 >= lo && a0 < hi) {
+			fprintf(stderr, "gemm_driver: its futex lies in %s  after %s", line, named);
+			break;
+		}
+		if (strchr(line, '/'))
+			snprintf(named, sizeof(named), "%s", line);
+	}
+	fclose(f);
+}
+
+/* Waits up to secs for a child.  One still running then is deadlocked: it
+ * is killed and the run fails, rather than hanging until the test's own
+ * timeout with nothing to show. */
+static int child_ok(pid_t pid, int secs)
+{
+	struct timespec tick = {0, 10000000};
+	int status;
+	for (int i = 0; i < secs * 100; i++) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		if (r < 0)
+			return 0;
+		nanosleep(&tick, NULL);
+	}
+	fprintf(stderr, "gemm_driver: child %d still running after %d s (deadlocked?); killed\n", (int)pid, secs);
+	say_where_stuck(pid);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return 0;
+}
+
+/* Threads of the calling process. */
+static int thread_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
 /* DataLoader-style: one child forked before any GEMM uses cuBLAS itself
- * (and so starts its own shim); then 8 workers are forked while 4 threads
- * of the parent are inside GEMM calls, do CPU work and exit; then one more
- * child, forked while the parent's shim runs, makes GEMMs.  Nothing may
- * deadlock, and only the parent and the two children that use cuBLAS may
- * report. */
+ * (and so starts its own shim); then the parent starts its shim and 8
+ * workers are forked while 4 threads of the parent are inside GEMM calls,
+ * do CPU work and exit; then one more child, forked while the parent's shim
+ * runs, makes GEMMs.  Nothing may deadlock, and only the parent and the two
+ * children that use cuBLAS may report.
+ *
+ * The parent's shim starts before the workers are forked: a fork while
+ * another thread is inside start() is fork_starting's case, and here, under
+ * ASan (GCC 12's libasan has no fork handlers), a worker forked while the
+ * shim dlopen()s CUPTI inherits ASan's globals lock held and hangs in
+ * exit(). */
 static volatile int stop_bg;
 
 static void *bg_main(void *arg)
@@ -352,6 +430,9 @@ static void scenario_fork(void)
 		cublasDestroy(h);
 		exit(0); /* atexit: the child's own shim flushes */
 	}
+	cublasHandle_t h0 = handle(CUBLAS_DEFAULT_MATH);
+	CHECK(cublasSgemm(h0, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, P(1), P(2), 8, P(3), 8, P(4), P(5), 8) == 0);
+	expect_gemm(FP32, 8, 8, 8, 1, 0);
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++)
 		pthread_create(&t[i], NULL, bg_main, handle(CUBLAS_DEFAULT_MATH));
@@ -370,15 +451,13 @@ static void scenario_fork(void)
 			exit(0);
 		}
 	}
-	int status;
-	for (int i = 0; i < 8; i++) {
-		CHECK(waitpid(workers[i], &status, 0) == workers[i]);
-		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	}
-	CHECK(waitpid(first, &status, 0) == first);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int i = 0; i < 8; i++)
+		CHECK(child_ok(workers[i], 30));
+	CHECK(child_ok(first, 30));
 	/* one more, forked while the parent's shim runs, that makes GEMMs: it
-	 * must count them (untimed: it never touches the parent's CUPTI) */
+	 * must count them (untimed: it never touches the parent's CUPTI), with
+	 * no thread but its sender's (no CUPTI flush thread either, even when
+	 * the parent waits for CUPTI) */
 	pid_t late = fork();
 	if (late == 0) {
 		cublasHandle_t h;
@@ -386,13 +465,59 @@ static void scenario_fork(void)
 		for (int i = 0; i < 30; i++)
 			cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 24, 24, 24, P(1), P(2), 24, P(3), 24, P(4), P(5), 24);
 		cublasDestroy(h);
-		exit(0);
+		int n = thread_count();
+		if (n != 2)
+			fprintf(stderr, "gemm_driver: the late child runs %d threads, not 2 (itself and its sender)\n", n);
+		exit(n == 2 ? 0 : 1);
 	}
-	CHECK(waitpid(late, &status, 0) == late);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(child_ok(late, 30));
 	stop_bg = 1;
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
+}
+
+/* A fork while another thread is inside the shim's start(), holding its
+ * start lock (held here in CUPTI's subscribe, as a slow CUPTI load would):
+ * the child's own GEMMs must not wait for a start that never ends in it.
+ * They count untimed, as any child of a shim that began with CUPTI. */
+static void *starter_main(void *arg)
+{
+	cublasHandle_t h = arg;
+	CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 32, P(1), P(2), 32, P(3), 32, P(4), P(5), 32) == 0);
+	expect_gemm(FP32, 32, 32, 32, 1, 0);
+	return NULL;
+}
+
+static void scenario_fork_starting(void)
+{
+	int entered[2], go[2];
+	char v[64], c = 0;
+	if (pipe(entered) || pipe(go)) {
+		CHECK(!"pipe");
+		return;
+	}
+	snprintf(v, sizeof(v), "%d:%d", entered[1], go[0]);
+	setenv("FAKE_CUPTI_HOLD_SUBSCRIBE", v, 1);
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	pthread_t t;
+	pthread_create(&t, NULL, starter_main, h);
+	CHECK(read(entered[0], &c, 1) == 1); /* the starter is inside start() */
+	pid_t pid = fork();
+	if (pid == 0) {
+		cublasHandle_t hc;
+		cublasCreate(&hc);
+		for (int i = 0; i < 20; i++)
+			cublasSgemm(hc, CUBLAS_OP_N, CUBLAS_OP_N, 40, 40, 40, P(1), P(2), 40, P(3), 40, P(4), P(5), 40);
+		cublasDestroy(hc);
+		exit(0);
+	}
+	CHECK(write(go[1], &c, 1) == 1);
+	pthread_join(t, NULL);
+	CHECK(child_ok(pid, 30));
+	for (int i = 0; i < 5; i++) {
+		CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 32, 32, 32, P(1), P(2), 32, P(3), 32, P(4), P(5), 32) == 0);
+		expect_gemm(FP32, 32, 32, 32, 1, 0);
+	}
 }
 
 /* A process pool: the parent, active, starts 16 short-lived workers, 8 at
@@ -824,6 +949,8 @@ int main(int argc, char **argv)
 		scenario_many();
 	else if (!strcmp(sc, "fork"))
 		scenario_fork();
+	else if (!strcmp(sc, "fork_starting"))
+		scenario_fork_starting();
 	else if (!strcmp(sc, "splitk"))
 		scenario_splitk();
 	else if (!strcmp(sc, "graph"))
