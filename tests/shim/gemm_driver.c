@@ -419,17 +419,23 @@ static void *bg_main(void *arg)
 	return NULL;
 }
 
+/* A forked child that uses cuBLAS itself: calls square GEMMs of side dim,
+ * then exits (atexit: the child's own shim flushes). */
+static void child_gemms(int calls, int dim)
+{
+	cublasHandle_t h;
+	cublasCreate(&h);
+	for (int i = 0; i < calls; i++)
+		cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, dim, dim, dim, P(1), P(2), dim, P(3), dim, P(4), P(5), dim);
+	cublasDestroy(h);
+	exit(0);
+}
+
 static void scenario_fork(void)
 {
 	pid_t first = fork();
-	if (first == 0) {
-		cublasHandle_t h;
-		cublasCreate(&h);
-		for (int i = 0; i < 50; i++)
-			cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 16, 16, 16, P(1), P(2), 16, P(3), 16, P(4), P(5), 16);
-		cublasDestroy(h);
-		exit(0); /* atexit: the child's own shim flushes */
-	}
+	if (first == 0)
+		child_gemms(50, 16);
 	cublasHandle_t h0 = handle(CUBLAS_DEFAULT_MATH);
 	CHECK(cublasSgemm(h0, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, P(1), P(2), 8, P(3), 8, P(4), P(5), 8) == 0);
 	expect_gemm(FP32, 8, 8, 8, 1, 0);
@@ -503,14 +509,8 @@ static void scenario_fork_starting(void)
 	pthread_create(&t, NULL, starter_main, h);
 	CHECK(read(entered[0], &c, 1) == 1); /* the starter is inside start() */
 	pid_t pid = fork();
-	if (pid == 0) {
-		cublasHandle_t hc;
-		cublasCreate(&hc);
-		for (int i = 0; i < 20; i++)
-			cublasSgemm(hc, CUBLAS_OP_N, CUBLAS_OP_N, 40, 40, 40, P(1), P(2), 40, P(3), 40, P(4), P(5), 40);
-		cublasDestroy(hc);
-		exit(0);
-	}
+	if (pid == 0)
+		child_gemms(20, 40);
 	CHECK(write(go[1], &c, 1) == 1);
 	pthread_join(t, NULL);
 	CHECK(child_ok(pid, 30));
