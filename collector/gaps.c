@@ -101,8 +101,9 @@ double lat_sketch_quantile(const struct lat_sketch *k, double q)
 	return (double)k->max_ns;
 }
 
-/* The slot of start_ns's second, made current; NULL when the slots could
- * not be allocated or the second is older than the ring. */
+/* The slot of start_ns's second, made current; NULL when the slot could
+ * not be allocated or the second is older than the ring.  A slot taken over
+ * by a newer second first gives its latencies to lat_past. */
 static __attribute__((noinline)) struct lat_slot *lat_slot_find(struct gaps_dev *g, uint64_t start_ns)
 {
 	uint64_t sec = start_ns / GAPS_LAT_SLOT_NS;
@@ -119,28 +120,37 @@ static __attribute__((noinline)) struct lat_slot *lat_slot_find(struct gaps_dev 
 	if (sl->sec != sec) {
 		if (sl->sec != UINT64_MAX && sl->sec > sec)
 			return NULL; /* older than the ring */
+		if (sl->sec != UINT64_MAX && sl->count) {
+			for (unsigned i = 0; i < LAT_BUCKETS; i++)
+				g->lat_past.n[i] += sl->n[i];
+			g->lat_past.count += sl->count;
+			g->lat_past.sum_ns += sl->sum_ns;
+			if (sl->max_ns > g->lat_past.max_ns)
+				g->lat_past.max_ns = sl->max_ns;
+		}
 		memset(sl, 0, sizeof(*sl));
 		sl->sec = sec;
 	}
 	return g->slot_cur = sl;
 }
 
+/* Each latency goes to exactly one place: its second's slot, or lat_past
+ * when it has none; the since-start sketch is their sum (gaps_lat_window).
+ * One sketch update per kernel, not two. */
 static inline void lat_record(struct gaps_dev *g, uint64_t start_ns, uint64_t v)
 {
 	unsigned bucket = bucket_of(v);
-
-	g->lat_total.n[bucket]++;
-	g->lat_total.count++;
-	g->lat_total.sum_ns += v;
-	if (v > g->lat_total.max_ns)
-		g->lat_total.max_ns = v;
 	/* Most latencies fall in the second of the previous one: its slot is
 	 * kept at hand (a slot only ever changes second in lat_slot_find). */
 	struct lat_slot *sl = g->slot_cur;
+
 	if (__builtin_expect(!sl || start_ns - g->slot_lo_ns >= GAPS_LAT_SLOT_NS, 0) &&
-	    !(sl = lat_slot_find(g, start_ns)))
+	    !(sl = lat_slot_find(g, start_ns))) {
+		lat_sketch_add(&g->lat_past, v);
 		return;
-	sl->n[bucket]++;
+	}
+	if (__builtin_expect(!++sl->n[bucket], 0))
+		g->lat_past.n[bucket] += UINT64_C(1) << 32; /* the slot's 32-bit count wrapped */
 	sl->count++;
 	sl->sum_ns += v;
 	if (v > sl->max_ns)
@@ -150,7 +160,25 @@ static inline void lat_record(struct gaps_dev *g, uint64_t start_ns, uint64_t v)
 void gaps_lat_window(const struct gaps_dev *g, uint64_t end_ns, uint64_t len_ns, struct lat_sketch *out)
 {
 	if (!len_ns) {
-		lat_sketch_merge(out, &g->lat_total);
+		/* Not lat_sketch_merge: lat_past can hold a wrapped slot's
+		 * carry with a count of 0. */
+		for (unsigned b = 0; b < LAT_BUCKETS; b++)
+			out->n[b] += g->lat_past.n[b];
+		out->count += g->lat_past.count;
+		out->sum_ns += g->lat_past.sum_ns;
+		if (g->lat_past.max_ns > out->max_ns)
+			out->max_ns = g->lat_past.max_ns;
+		for (unsigned i = 0; i < GAPS_LAT_SLOTS; i++) {
+			const struct lat_slot *sl = g->slots[i];
+			if (!sl || sl->sec == UINT64_MAX || !sl->count)
+				continue;
+			for (unsigned b = 0; b < LAT_BUCKETS; b++)
+				out->n[b] += sl->n[b];
+			out->count += sl->count;
+			out->sum_ns += sl->sum_ns;
+			if (sl->max_ns > out->max_ns)
+				out->max_ns = sl->max_ns;
+		}
 		return;
 	}
 	uint64_t last = end_ns / GAPS_LAT_SLOT_NS, n = len_ns / GAPS_LAT_SLOT_NS;
@@ -905,12 +933,15 @@ static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t wa
 	for (;;) {
 		const struct gap_iv *q = j < g->nside ? &g->side[j] : NULL;
 		uint64_t lim = q && q->start < watermark ? q->start : watermark;
-		/* The ring's intervals before the next side one, or the watermark. */
-		while (i < g->npend && g->pend[k].start < lim) {
-			sweep_one(s, d, &g->pend[k], &run_end);
-			frontier = g->pend[k].start;
+		/* The ring's intervals before the next side one, or the watermark
+		 * (locals: gap_add cannot move the ring). */
+		const struct gap_iv *pend = g->pend;
+		unsigned npend = g->npend, cap = g->cap;
+		while (i < npend && pend[k].start < lim) {
+			sweep_one(s, d, &pend[k], &run_end);
+			frontier = pend[k].start;
 			i++;
-			k = k + 1 == g->cap ? 0 : k + 1;
+			k = k + 1 == cap ? 0 : k + 1;
 		}
 		if (!q || q->start >= watermark)
 			break;

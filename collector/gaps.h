@@ -120,7 +120,7 @@ struct gaps_dev {
 	uint64_t joined_kernels; /* kernels whose launch call is known */
 	uint64_t late;   /* intervals that arrived after the sweep passed their start */
 	uint64_t forced; /* intervals swept before the watermark: buffer full */
-	struct lat_sketch lat_total;
+	struct lat_sketch lat_past; /* latencies in no live slot; since start: gaps_lat_window */
 };
 
 /* corr -> the half (launch call, or kernel/copy) that came first; the entry

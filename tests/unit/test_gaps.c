@@ -140,14 +140,17 @@ static void check_example(struct fx *f)
 	assert_int_equal(g->short_kernels, 1);
 	assert_int_equal(f->s->gaps.nshort_names, 1);
 	assert_int_equal(f->s->gaps.short_names[0].name_id, 14);
-	assert_int_equal(g->lat_total.count, 6);
-	assert_int_equal(g->lat_total.max_ns, 75 * US);
-	assert_int_equal(g->lat_total.sum_ns, 158 * US);
+	struct lat_sketch k;
+	memset(&k, 0, sizeof(k));
+	gaps_lat_window(g, 0, 0, &k); /* since start */
+	assert_int_equal(k.count, 6);
+	assert_int_equal(k.max_ns, 75 * US);
+	assert_int_equal(k.sum_ns, 158 * US);
 	/* nearest rank of 5 9 14 15 40 75: p50 = 3rd = 14, p90 = p99 = 6th = 75 */
-	double p50 = lat_sketch_quantile(&g->lat_total, 0.5), p90 = lat_sketch_quantile(&g->lat_total, 0.9);
+	double p50 = lat_sketch_quantile(&k, 0.5), p90 = lat_sketch_quantile(&k, 0.9);
 	assert_true(fabs(p50 - 14000) <= 14000 / 32.0);
 	assert_true(fabs(p90 - 75000) <= 75000 / 32.0);
-	assert_true(lat_sketch_quantile(&g->lat_total, 0.99) <= 75000);
+	assert_true(lat_sketch_quantile(&k, 0.99) <= 75000);
 	/* busy 10+10+10+8+5+10+8 = 61 us, kernels only */
 	assert_int_equal(d->tot.busy_all_ns, 61 * US);
 }
@@ -485,7 +488,10 @@ static void test_launch_after_its_kernel_was_swept_still_counts_latency(void **s
 	assert_int_equal(f->s->dev[0]->gaps.idle_ns[GAP_OTHER], 40 * US);
 	api(f, MFU_API_LAUNCH, 20 * US, 45 * US, 1, 2); /* too late for the rule, not for the latency */
 	assert_int_equal(f->s->dev[0]->gaps.joined_kernels, 1);
-	assert_int_equal(f->s->dev[0]->gaps.lat_total.max_ns, 30 * US);
+	struct lat_sketch k;
+	memset(&k, 0, sizeof(k));
+	gaps_lat_window(&f->s->dev[0]->gaps, 0, 0, &k);
+	assert_int_equal(k.max_ns, 30 * US);
 	assert_int_equal(f->s->dev[0]->gaps.short_kernels, 1); /* 10 us under a 25 us launch call */
 	assert_int_equal(f->s->gaps.join_n, 0);
 	fx_free(f);
@@ -670,6 +676,30 @@ static void test_latency_slots_come_with_their_seconds(void **state)
 	fx_free(f);
 }
 
+static void test_since_start_latencies_survive_a_slot_count_wrapping(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(1, 0);
+	api(f, MFU_API_LAUNCH, (int64_t)(3 * S), (int64_t)(3 * S + 1 * US), 1, 1);
+	kernel(f, 1, 3 * S + 5 * US, 3 * S + 6 * US, 1, 1);
+	struct gaps_dev *g = &f->s->dev[0]->gaps;
+	unsigned b = lat_bucket_of(5 * US);
+	struct lat_slot *sl = g->slots[3 % GAPS_LAT_SLOTS];
+	assert_non_null(sl);
+	assert_int_equal(sl->n[b], 1);
+	sl->n[b] = UINT32_MAX; /* as if 2^32 - 1 launches had come in that second */
+	api(f, MFU_API_LAUNCH, (int64_t)(3 * S + 10 * US), (int64_t)(3 * S + 11 * US), 1, 2);
+	kernel(f, 1, 3 * S + 15 * US, 3 * S + 16 * US, 2, 1);
+	struct lat_sketch k;
+	memset(&k, 0, sizeof(k));
+	gaps_lat_window(g, 0, 0, &k);
+	assert_int_equal(k.n[b], UINT64_C(1) << 32); /* since start: exact */
+	memset(&k, 0, sizeof(k));
+	gaps_lat_window(g, 4 * S, 1 * S, &k);
+	assert_int_equal(k.n[b], 0); /* the slot's own 32-bit count wrapped */
+	fx_free(f);
+}
+
 static void test_the_first_copy_splits_the_busy_unions(void **state)
 {
 	(void)state;
@@ -715,6 +745,7 @@ int main(void)
 		cmocka_unit_test(test_reorder_ring_is_bounded_and_sweeps_early),
 		cmocka_unit_test(test_wide_intervals_keep_their_end_and_thread),
 		cmocka_unit_test(test_latency_slots_come_with_their_seconds),
+		cmocka_unit_test(test_since_start_latencies_survive_a_slot_count_wrapping),
 		cmocka_unit_test(test_the_first_copy_splits_the_busy_unions),
 		cmocka_unit_test(test_a_long_sync_call_covers_gaps_after_shorter_ones),
 		cmocka_unit_test(test_offcpu_threads_past_the_bound_are_dropped_and_counted),
