@@ -134,6 +134,7 @@ int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer, ui
 			return -ENOMEM;
 		s->id = a->next_id++;
 		s->gaps.wait_ns = a->cfg.gap_wait_ns;
+		s->gaps.off = a->cfg.no_gaps;
 		s->gaps.settle_ns = a->cfg.settle_ns ? a->cfg.settle_ns : AGG_GAP_SETTLE_NS;
 		s->first_ns = h->time_ns;
 		s->max_ns = h->time_ns;
@@ -221,7 +222,7 @@ static void seen(struct agg_source *s, uint64_t t, uint64_t now_mono_ns)
 		s->max_mono_ns = now_mono_ns;
 		/* Before the record is applied: its own interval lies past the
 		 * watermark unless it is late anyway. */
-		if (t > s->gaps.settle_ns && t - s->gaps.settle_ns >= s->gaps.next_sweep)
+		if (t > s->gaps.settle_ns && t - s->gaps.settle_ns >= s->gaps.next_sweep && !s->gaps.off)
 			gaps_advance(s, t - s->gaps.settle_ns);
 	}
 	/* The since-start span begins at the hello when the producer gave one. */
@@ -328,7 +329,8 @@ static __attribute__((noinline)) int apply_kernel(struct agg_source *s, const st
 		d->tot.busy_all_ns += added;
 	else
 		d->tot.busy_all_ns += busy_add(&d->busy_all, &d->win, b, k->start_ns, k->end_ns);
-	gaps_kernel(s, d, b, k); /* -ENOMEM leaves the kernel out of gap analysis only */
+	if (!s->gaps.off)
+		gaps_kernel(s, d, b, k); /* -ENOMEM leaves the kernel out of gap analysis only */
 	return 0;
 }
 
@@ -350,13 +352,14 @@ static __attribute__((noinline)) int apply_copy(struct agg_source *s, const stru
 		d->busy.mirror = WF__COUNT;
 	if (d->busy.mirror != WF_BUSY_ALL_NS)
 		d->tot.busy_all_ns += busy_add(&d->busy_all, &d->win, b, c->start_ns, c->end_ns);
-	gaps_copy(s, d, c);
+	if (!s->gaps.off)
+		gaps_copy(s, d, c);
 	return 0;
 }
 
 int agg_source_offcpu(struct agg_source *s, const struct mfu_rec_offcpu *o)
 {
-	if (o->end_ns < o->start_ns || !plausible(s, o->start_ns, o->end_ns))
+	if (s->gaps.off || o->end_ns < o->start_ns || !plausible(s, o->start_ns, o->end_ns))
 		return 0;
 	return gaps_offcpu(s, o);
 }
@@ -473,7 +476,8 @@ int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t
 		seen(s, r->u.api.end_ns, now_mono_ns);
 		if (s->last_dev)
 			s->last_dev->tot.api_calls++;
-		gaps_api(s, &r->u.api);
+		if (!s->gaps.off)
+			gaps_api(s, &r->u.api);
 		return 0;
 	}
 	case MFU_REC_COPY:

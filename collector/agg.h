@@ -30,6 +30,7 @@ struct agg_config {
 	unsigned model_class;                    /* --model-dtype; 0 = declared or dominant */
 	unsigned max_sources;
 	uint64_t gap_wait_ns; /* gaps shorter than this with the kernel launched: kernel_wait; 0 = 10 us */
+	int no_gaps;          /* mfud --no-gaps: no gap analysis (idle stays unattributed) */
 };
 
 #define AGG_GAP_WAIT_NS UINT64_C(10000) /* 10 us */

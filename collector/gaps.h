@@ -165,6 +165,7 @@ struct gaps_src {
 	struct gap_join *join;
 	uint32_t join_cap, join_n;
 	int accept_offcpu;    /* records from an archive, not a socket */
+	int off;              /* agg_config.no_gaps: records bypass gap analysis */
 	struct gap_span *sync;
 	uint32_t nsync, sync_cap;
 	uint64_t join_evicted, spans_dropped, offcpu_ignored;

@@ -700,6 +700,40 @@ static void test_since_start_latencies_survive_a_slot_count_wrapping(void **stat
 	fx_free(f);
 }
 
+static void test_no_gaps_leaves_idle_unattributed_and_keeps_the_rest(void **state)
+{
+	(void)state;
+	struct fx *f = calloc(1, sizeof(*f));
+	struct agg_config cfg = {.offline = 1, .no_gaps = 1};
+	struct mfu_rec_hello h = {.time_ns = T0 - S, .pid = 7, .rank = -1, .local_rank = -1,
+				  .host = "h", .host_len = 1, .job = "j", .job_len = 1};
+	struct strbuf sb;
+	assert_int_equal(agg_new(&cfg, &f->a), 0);
+	assert_int_equal(agg_hello(f->a, &h, "test", 1, &f->s), 0);
+	agg_source_accept_offcpu(f->s, 1);
+	for (int i = 0; i < E__N; i++)
+		example_event(f, i);
+	copy(f, 300 * US, 310 * US, 0);
+	agg_finish(f->a);
+	const struct agg_device *d = f->s->dev[0];
+	const struct gaps_dev *g = &d->gaps;
+	assert_int_equal(g->gaps, 0);
+	assert_int_equal(g->joined_kernels, 0);
+	assert_int_equal(f->s->gaps.join_n, 0);
+	assert_null(g->pend);
+	/* the rest of the model as with gap analysis */
+	assert_int_equal(d->tot.kernels, 7);
+	assert_int_equal(d->tot.api_calls, 7);
+	assert_int_equal(d->tot.busy_ns, 61 * US);
+	assert_int_equal(d->tot.busy_all_ns, 71 * US);
+	sb_init(&sb);
+	export_prometheus(f->a, 0, NULL, &sb);
+	assert_non_null(strstr(sb.buf, "\nmfud_gap_analysis_enabled 0\n"));
+	assert_non_null(strstr(sb.buf, "mfu_gpu_idle_seconds_total{job=\"j\",host=\"h\",rank=\"\",pid=\"7\",device=\"0\",cause=\"sync\"} 0\n"));
+	sb_free(&sb);
+	fx_free(f);
+}
+
 static void test_the_first_copy_splits_the_busy_unions(void **state)
 {
 	(void)state;
@@ -747,6 +781,7 @@ int main(void)
 		cmocka_unit_test(test_latency_slots_come_with_their_seconds),
 		cmocka_unit_test(test_since_start_latencies_survive_a_slot_count_wrapping),
 		cmocka_unit_test(test_the_first_copy_splits_the_busy_unions),
+		cmocka_unit_test(test_no_gaps_leaves_idle_unattributed_and_keeps_the_rest),
 		cmocka_unit_test(test_a_long_sync_call_covers_gaps_after_shorter_ones),
 		cmocka_unit_test(test_offcpu_threads_past_the_bound_are_dropped_and_counted),
 	};
