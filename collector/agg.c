@@ -34,6 +34,8 @@ static void source_free(struct agg_source *s)
 {
 	for (unsigned i = 0; i < s->ndev; i++) {
 		gaps_dev_free(&s->dev[i]->gaps);
+		busy_free(&s->dev[i]->busy);
+		busy_free(&s->dev[i]->busy_all);
 		free(s->dev[i]);
 	}
 	gaps_src_free(&s->gaps);
@@ -85,15 +87,15 @@ static void source_fill(struct agg_source *s, const struct mfu_rec_hello *h, con
 		s->degraded_since_ns = h->time_ns;
 }
 
-static int device_get(struct agg_source *s, uint64_t index, struct agg_device **out);
+static inline struct agg_device *device_get(struct agg_source *s, uint64_t index);
+static int device_err(const struct agg_source *s);
 
 static int device_describe(struct agg_source *s, const struct mfu_device_info *info)
 {
-	struct agg_device *d;
-	int rc = device_get(s, info->index, &d);
+	struct agg_device *d = device_get(s, info->index);
 
-	if (rc)
-		return rc;
+	if (!d)
+		return device_err(s);
 	d->info = *info;
 	copy_text(d->name, sizeof(d->name), info->name, info->name_len);
 	d->info.name = d->name;
@@ -132,6 +134,7 @@ int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer, ui
 			return -ENOMEM;
 		s->id = a->next_id++;
 		s->gaps.wait_ns = a->cfg.gap_wait_ns;
+		s->gaps.off = a->cfg.no_gaps;
 		s->gaps.settle_ns = a->cfg.settle_ns ? a->cfg.settle_ns : AGG_GAP_SETTLE_NS;
 		s->first_ns = h->time_ns;
 		s->max_ns = h->time_ns;
@@ -153,33 +156,45 @@ int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer, ui
 	return 0;
 }
 
-static int device_get(struct agg_source *s, uint64_t index, struct agg_device **out)
+/* Finds or makes device index; NULL when the source has AGG_DEVICES_MAX
+ * already or memory ran out (device_err says which). */
+static __attribute__((noinline)) struct agg_device *device_get_slow(struct agg_source *s, uint64_t index)
 {
-	if (s->last_dev && s->last_dev->index == index) {
-		*out = s->last_dev;
-		return 0;
-	}
-	for (unsigned i = 0; i < s->ndev; i++) {
-		if (s->dev[i]->index == index) {
-			*out = s->last_dev = s->dev[i];
-			return 0;
-		}
-	}
+	for (unsigned i = 0; i < s->ndev; i++)
+		if (s->dev[i]->index == index)
+			return s->last_dev = s->dev[i];
 	if (s->ndev >= AGG_DEVICES_MAX)
-		return -MFU_WIRE_E_FIELD;
+		return NULL;
 	struct agg_device *d = malloc(sizeof(*d));
 	if (!d)
-		return -MFU_WIRE_E_NOMEM;
+		return NULL;
 	memset(d, 0, offsetof(struct agg_device, win));
 	window_init(&d->win);
 	busy_init(&d->busy);
 	busy_init(&d->busy_all);
+	/* Until the device's first copy, the union of kernels and copies is the
+	 * kernels' union: one union feeds both fields. */
+	d->busy.mirror = WF_BUSY_ALL_NS;
 	d->busy_all.field = WF_BUSY_ALL_NS;
 	d->src = s;
 	d->index = (uint32_t)index;
 	s->dev[s->ndev++] = d;
-	*out = s->last_dev = d;
-	return 0;
+	return s->last_dev = d;
+}
+
+/* A pointer, not an out-parameter: callers on the per-record path then
+ * keep no address-taken local (which -fstack-protector-strong would guard
+ * with a canary on every record). */
+static inline struct agg_device *device_get(struct agg_source *s, uint64_t index)
+{
+	if (__builtin_expect(s->last_dev && s->last_dev->index == index, 1))
+		return s->last_dev;
+	return device_get_slow(s, index);
+}
+
+static int device_err(const struct agg_source *s)
+{
+	return s->ndev >= AGG_DEVICES_MAX ? -MFU_WIRE_E_FIELD : -MFU_WIRE_E_NOMEM;
 }
 
 /* A record stamped long before its source started or far past it is a
@@ -207,7 +222,7 @@ static void seen(struct agg_source *s, uint64_t t, uint64_t now_mono_ns)
 		s->max_mono_ns = now_mono_ns;
 		/* Before the record is applied: its own interval lies past the
 		 * watermark unless it is late anyway. */
-		if (t > s->gaps.settle_ns)
+		if (t > s->gaps.settle_ns && t - s->gaps.settle_ns >= s->gaps.next_sweep && !s->gaps.off)
 			gaps_advance(s, t - s->gaps.settle_ns);
 	}
 	/* The since-start span begins at the hello when the producer gave one. */
@@ -252,11 +267,10 @@ static unsigned add_flops(struct agg_device *d, unsigned cls, uint64_t flops, in
  * agg_source_record is a dispatcher that tail-calls them. */
 static __attribute__((noinline)) int apply_kernel(struct agg_source *s, const struct mfu_rec_kernel *k)
 {
-	struct agg_device *d;
-	int rc = device_get(s, k->device, &d);
+	struct agg_device *d = device_get(s, k->device);
 
-	if (rc)
-		return rc;
+	if (!d)
+		return device_err(s);
 	uint64_t dur = k->end_ns - k->start_ns;
 	unsigned cls = (unsigned)(k->flags & 0xf);
 	int remat = (k->flags & MFU_KF_REMAT) != 0;
@@ -309,32 +323,43 @@ static __attribute__((noinline)) int apply_kernel(struct agg_source *s, const st
 			work += window_add_span(&d->win, WF_GEMM_KERNEL_NS, k->start_ns, k->end_ns, (double)dur);
 		s->span_work += 2 * work; /* the busy union covers the same span once more, at most */
 	}
-	d->tot.busy_ns += busy_add(&d->busy, &d->win, b, k->start_ns, k->end_ns);
-	d->tot.busy_all_ns += busy_add(&d->busy_all, &d->win, b, k->start_ns, k->end_ns);
-	gaps_kernel(s, d, b, k); /* -ENOMEM leaves the kernel out of gap analysis only */
+	uint64_t added = busy_add(&d->busy, &d->win, b, k->start_ns, k->end_ns);
+	d->tot.busy_ns += added;
+	if (d->busy.mirror == WF_BUSY_ALL_NS)
+		d->tot.busy_all_ns += added;
+	else
+		d->tot.busy_all_ns += busy_add(&d->busy_all, &d->win, b, k->start_ns, k->end_ns);
+	if (!s->gaps.off)
+		gaps_kernel(s, d, b, k); /* -ENOMEM leaves the kernel out of gap analysis only */
 	return 0;
 }
 
 static __attribute__((noinline)) int apply_copy(struct agg_source *s, const struct mfu_rec_copy *c)
 {
-	struct agg_device *d;
-	int rc = device_get(s, c->device, &d);
+	struct agg_device *d = device_get(s, c->device);
 
-	if (rc)
-		return rc;
+	if (!d)
+		return device_err(s);
 	d->tot.copies++;
 	d->tot.copy_ns += c->end_ns - c->start_ns;
 	struct window_bucket *b = window_bucket_of(&d->win, c->start_ns, c->end_ns);
 	if (!b) /* the busy union covers the copy's buckets at most once */
 		s->span_work += (c->end_ns - c->start_ns) / WINDOW_BUCKET_NS + 2;
-	d->tot.busy_all_ns += busy_add(&d->busy_all, &d->win, b, c->start_ns, c->end_ns);
-	gaps_copy(s, d, c);
+	/* The first copy splits the unions: kernels and copies go on from an
+	 * exact copy of the kernels' one.  Out of memory, the copy stays out of
+	 * the union (and gap analysis still has it). */
+	if (d->busy.mirror == WF_BUSY_ALL_NS && !busy_clone(&d->busy_all, &d->busy, WF_BUSY_ALL_NS))
+		d->busy.mirror = WF__COUNT;
+	if (d->busy.mirror != WF_BUSY_ALL_NS)
+		d->tot.busy_all_ns += busy_add(&d->busy_all, &d->win, b, c->start_ns, c->end_ns);
+	if (!s->gaps.off)
+		gaps_copy(s, d, c);
 	return 0;
 }
 
 int agg_source_offcpu(struct agg_source *s, const struct mfu_rec_offcpu *o)
 {
-	if (o->end_ns < o->start_ns || !plausible(s, o->start_ns, o->end_ns))
+	if (s->gaps.off || o->end_ns < o->start_ns || !plausible(s, o->start_ns, o->end_ns))
 		return 0;
 	return gaps_offcpu(s, o);
 }
@@ -346,13 +371,11 @@ void agg_source_accept_offcpu(struct agg_source *s, int accept)
 
 static __attribute__((noinline)) int apply_gemm(struct agg_source *s, const struct mfu_rec_gemm *g)
 {
-	struct agg_device *d;
-	int rc;
-
 	if (g->flags & MFU_KF_NESTED)
 		return 0;
-	if ((rc = device_get(s, g->device, &d)))
-		return rc;
+	struct agg_device *d = device_get(s, g->device);
+	if (!d)
+		return device_err(s);
 	/* A declared region without kernel timing travels as a declared gemm
 	 * record, and the FLOPs of kernels whose records never came as an
 	 * orphan one: hardware FLOPs, but no cuBLAS call. */
@@ -370,11 +393,10 @@ static __attribute__((noinline)) int apply_gemm(struct agg_source *s, const stru
 
 static __attribute__((noinline)) int apply_step(struct agg_source *s, const struct mfu_rec_step *st)
 {
-	struct agg_device *d;
-	int rc = device_get(s, st->device, &d);
+	struct agg_device *d = device_get(s, st->device);
 
-	if (rc)
-		return rc;
+	if (!d)
+		return device_err(s);
 	d->tot.steps++;
 	d->tot.step_ns += st->end_ns - st->begin_ns;
 	window_add_at(&d->win, WF_STEPS, st->end_ns, 1);
@@ -454,7 +476,8 @@ int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t
 		seen(s, r->u.api.end_ns, now_mono_ns);
 		if (s->last_dev)
 			s->last_dev->tot.api_calls++;
-		gaps_api(s, &r->u.api);
+		if (!s->gaps.off)
+			gaps_api(s, &r->u.api);
 		return 0;
 	}
 	case MFU_REC_COPY:

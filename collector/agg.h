@@ -30,6 +30,7 @@ struct agg_config {
 	unsigned model_class;                    /* --model-dtype; 0 = declared or dominant */
 	unsigned max_sources;
 	uint64_t gap_wait_ns; /* gaps shorter than this with the kernel launched: kernel_wait; 0 = 10 us */
+	int no_gaps;          /* mfud --no-gaps: no gap analysis (idle stays unattributed) */
 };
 
 #define AGG_GAP_WAIT_NS UINT64_C(10000) /* 10 us */
@@ -47,19 +48,20 @@ struct agg_totals {
 
 struct agg_source;
 
+/* What every record touches first; the ring of window buckets last. */
 struct agg_device {
 	struct agg_source *src;
 	uint32_t index;
 	int have_info;
-	struct mfu_device_info info; /* info.name points at name */
-	char name[AGG_NAME_MAX];
 	const struct peak_entry *peak; /* table match, NULL if unknown */
 	unsigned declared_class;       /* model_class of the latest step that declared one */
 	struct agg_totals tot;
+	struct busy busy;     /* kernels; until the first copy it also feeds busy_all's field */
+	struct busy busy_all; /* kernels and copies, from the first copy on */
 	struct gaps_dev gaps;
+	struct mfu_device_info info; /* info.name points at name */
+	char name[AGG_NAME_MAX];
 	struct window win;
-	struct busy busy;
-	struct busy busy_all; /* kernels and copies */
 };
 
 struct agg_source {

@@ -532,6 +532,9 @@ void export_prometheus(const struct agg *a, uint64_t now_mono_ns, const struct e
 	family(out, "mfud_hello_pid_mismatch_total", "counter",
 	       "Hellos claiming a pid other than the kernel's (SO_PEERCRED); flagged, not refused.");
 	sb_printf(out, "mfud_hello_pid_mismatch_total %llu\n", (unsigned long long)(x ? x->pid_mismatches : 0));
+	family(out, "mfud_gap_analysis_enabled", "gauge",
+	       "1 when gap analysis runs; 0 with --no-gaps (idle is then all unattributed).");
+	sb_printf(out, "mfud_gap_analysis_enabled %d\n", !a->cfg.no_gaps);
 	family(out, "mfud_bpf_enabled", "gauge",
 	       "1 when the eBPF scheduler tracer runs; 0 with the reason it does not in the reason label.");
 	sb_puts(out, "mfud_bpf_enabled{reason=\"");

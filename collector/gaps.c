@@ -38,7 +38,7 @@ const char *gap_cause_name(unsigned cause)
 
 /* ---- sketch ---- */
 
-unsigned lat_bucket_of(uint64_t v)
+static inline unsigned bucket_of(uint64_t v)
 {
 	if (v < LAT_SUB)
 		return (unsigned)v;
@@ -47,6 +47,11 @@ unsigned lat_bucket_of(uint64_t v)
 		return LAT_BUCKETS - 1;
 	unsigned m = (unsigned)(v >> (e - 4)) & (LAT_SUB - 1);
 	return LAT_SUB + (e - 4) * LAT_SUB + m;
+}
+
+unsigned lat_bucket_of(uint64_t v)
+{
+	return bucket_of(v);
 }
 
 static double bucket_mid(unsigned i)
@@ -60,7 +65,7 @@ static double bucket_mid(unsigned i)
 
 void lat_sketch_add(struct lat_sketch *k, uint64_t v)
 {
-	k->n[lat_bucket_of(v)]++;
+	k->n[bucket_of(v)]++;
 	k->count++;
 	k->sum_ns += v;
 	if (v > k->max_ns)
@@ -96,35 +101,56 @@ double lat_sketch_quantile(const struct lat_sketch *k, double q)
 	return (double)k->max_ns;
 }
 
-static void lat_record(struct agg_device *d, uint64_t start_ns, uint64_t v)
+/* The slot of start_ns's second, made current; NULL when the slot could
+ * not be allocated or the second is older than the ring.  A slot taken over
+ * by a newer second first gives its latencies to lat_past. */
+static __attribute__((noinline)) struct lat_slot *lat_slot_find(struct gaps_dev *g, uint64_t start_ns)
 {
-	struct gaps_dev *g = &d->gaps;
-	unsigned bucket = lat_bucket_of(v);
+	uint64_t sec = start_ns / GAPS_LAT_SLOT_NS;
+	struct lat_slot **psl = &g->slots[sec % GAPS_LAT_SLOTS], *sl = *psl;
 
-	g->lat_total.n[bucket]++;
-	g->lat_total.count++;
-	g->lat_total.sum_ns += v;
-	if (v > g->lat_total.max_ns)
-		g->lat_total.max_ns = v;
-	if (!g->slots) {
-		g->slots = malloc(GAPS_LAT_SLOTS * sizeof(*g->slots));
-		if (!g->slots)
-			return; /* the windows lose it; the since-start sketch has it */
-		for (unsigned i = 0; i < GAPS_LAT_SLOTS; i++)
-			g->slots[i].sec = UINT64_MAX;
+	g->slot_cur = NULL;
+	if (!sl) {
+		if (!(sl = malloc(sizeof(*sl))))
+			return NULL; /* the windows lose it; the since-start sketch has it */
+		sl->sec = UINT64_MAX;
+		*psl = sl;
 	}
-	/* Most latencies fall in the second of the previous one: no division. */
-	uint64_t sec = start_ns - g->slot_lo_ns < GAPS_LAT_SLOT_NS ? g->slot_sec : start_ns / GAPS_LAT_SLOT_NS;
-	g->slot_sec = sec;
 	g->slot_lo_ns = sec * GAPS_LAT_SLOT_NS;
-	struct lat_slot *sl = &g->slots[sec % GAPS_LAT_SLOTS];
 	if (sl->sec != sec) {
 		if (sl->sec != UINT64_MAX && sl->sec > sec)
-			return; /* older than the ring */
+			return NULL; /* older than the ring */
+		if (sl->sec != UINT64_MAX && sl->count) {
+			for (unsigned i = 0; i < LAT_BUCKETS; i++)
+				g->lat_past.n[i] += sl->n[i];
+			g->lat_past.count += sl->count;
+			g->lat_past.sum_ns += sl->sum_ns;
+			if (sl->max_ns > g->lat_past.max_ns)
+				g->lat_past.max_ns = sl->max_ns;
+		}
 		memset(sl, 0, sizeof(*sl));
 		sl->sec = sec;
 	}
-	sl->n[bucket]++;
+	return g->slot_cur = sl;
+}
+
+/* Each latency goes to exactly one place: its second's slot, or lat_past
+ * when it has none; the since-start sketch is their sum (gaps_lat_window).
+ * One sketch update per kernel, not two. */
+static inline void lat_record(struct gaps_dev *g, uint64_t start_ns, uint64_t v)
+{
+	unsigned bucket = bucket_of(v);
+	/* Most latencies fall in the second of the previous one: its slot is
+	 * kept at hand (a slot only ever changes second in lat_slot_find). */
+	struct lat_slot *sl = g->slot_cur;
+
+	if (__builtin_expect(!sl || start_ns - g->slot_lo_ns >= GAPS_LAT_SLOT_NS, 0) &&
+	    !(sl = lat_slot_find(g, start_ns))) {
+		lat_sketch_add(&g->lat_past, v);
+		return;
+	}
+	if (__builtin_expect(!++sl->n[bucket], 0))
+		g->lat_past.n[bucket] += UINT64_C(1) << 32; /* the slot's 32-bit count wrapped */
 	sl->count++;
 	sl->sum_ns += v;
 	if (v > sl->max_ns)
@@ -134,17 +160,33 @@ static void lat_record(struct agg_device *d, uint64_t start_ns, uint64_t v)
 void gaps_lat_window(const struct gaps_dev *g, uint64_t end_ns, uint64_t len_ns, struct lat_sketch *out)
 {
 	if (!len_ns) {
-		lat_sketch_merge(out, &g->lat_total);
+		/* Not lat_sketch_merge: lat_past can hold a wrapped slot's
+		 * carry with a count of 0. */
+		for (unsigned b = 0; b < LAT_BUCKETS; b++)
+			out->n[b] += g->lat_past.n[b];
+		out->count += g->lat_past.count;
+		out->sum_ns += g->lat_past.sum_ns;
+		if (g->lat_past.max_ns > out->max_ns)
+			out->max_ns = g->lat_past.max_ns;
+		for (unsigned i = 0; i < GAPS_LAT_SLOTS; i++) {
+			const struct lat_slot *sl = g->slots[i];
+			if (!sl || sl->sec == UINT64_MAX || !sl->count)
+				continue;
+			for (unsigned b = 0; b < LAT_BUCKETS; b++)
+				out->n[b] += sl->n[b];
+			out->count += sl->count;
+			out->sum_ns += sl->sum_ns;
+			if (sl->max_ns > out->max_ns)
+				out->max_ns = sl->max_ns;
+		}
 		return;
 	}
-	if (!g->slots)
-		return;
 	uint64_t last = end_ns / GAPS_LAT_SLOT_NS, n = len_ns / GAPS_LAT_SLOT_NS;
 	if (n > GAPS_LAT_SLOTS - 1)
 		n = GAPS_LAT_SLOTS - 1;
 	for (uint64_t sec = last > n ? last - n : 0; sec < last; sec++) {
-		const struct lat_slot *sl = &g->slots[sec % GAPS_LAT_SLOTS];
-		if (sl->sec != sec || !sl->count)
+		const struct lat_slot *sl = g->slots[sec % GAPS_LAT_SLOTS];
+		if (!sl || sl->sec != sec || !sl->count)
 			continue;
 		for (unsigned i = 0; i < LAT_BUCKETS; i++)
 			out->n[i] += sl->n[i];
@@ -162,7 +204,7 @@ void gaps_lat_window(const struct gaps_dev *g, uint64_t end_ns, uint64_t len_ns,
  * and no probing.  Another id in the slot is older by a multiple of cap
  * launches: it is dropped (counted) unless it is recent and the table is
  * half full, in which case the table doubles first, up to its bound. */
-static struct gap_join *join_find(const struct gaps_src *g, uint64_t corr)
+static inline struct gap_join *join_find(const struct gaps_src *g, uint64_t corr)
 {
 	if (!g->join_cap)
 		return NULL;
@@ -170,15 +212,10 @@ static struct gap_join *join_find(const struct gaps_src *g, uint64_t corr)
 	return j->corr == corr ? j : NULL;
 }
 
-static void join_del(struct gaps_src *g, struct gap_join *j)
+static inline void join_del(struct gaps_src *g, struct gap_join *j)
 {
 	j->corr = 0;
 	g->join_n--;
-}
-
-static uint64_t join_time(const struct gap_join *j)
-{
-	return j->flags & JOIN_LAUNCH ? j->l_end : j->k_end;
 }
 
 static uint64_t stale_line(const struct gaps_src *g)
@@ -211,32 +248,32 @@ static int join_grow(struct gaps_src *g, uint32_t cap)
 	return 0;
 }
 
-static int join_add(struct gaps_src *g, uint64_t corr, struct gap_join **out)
+/* The slot for corr, taken (join_n counts it) for the caller to fill in
+ * whole; NULL when the table could not grow.  A pointer, not an
+ * out-parameter: the kernel path keeps no address-taken local. */
+static __attribute__((noinline)) struct gap_join *join_add(struct gaps_src *g, uint64_t corr)
 {
-	int rc;
-
-	if (!g->join_cap && (rc = join_grow(g, JOIN_MIN_CAP)))
-		return rc;
+	if (!g->join_cap && join_grow(g, JOIN_MIN_CAP))
+		return NULL;
 	struct gap_join *j = &g->join[corr & (g->join_cap - 1)];
 	/* Double only when the table is half full: a recent occupant of a
 	 * mostly empty table is a half whose other half never comes (a kernel
 	 * CUPTI reports without a launch record), and must not make every
-	 * source's table grow to its bound. */
-	while (j->corr && join_time(j) >= stale_line(g) && g->join_n * 2 >= g->join_cap &&
+	 * source's table grow to its bound.  Both halves keep their end in
+	 * `end`. */
+	while (j->corr && j->end >= stale_line(g) && g->join_n * 2 >= g->join_cap &&
 	       g->join_cap < GAPS_JOIN_MAX) {
-		if ((rc = join_grow(g, g->join_cap * 2)))
-			return rc;
+		if (join_grow(g, g->join_cap * 2))
+			return NULL;
 		j = &g->join[corr & (g->join_cap - 1)];
 	}
 	if (j->corr) {
 		g->join_evicted++;
 		g->join_n--;
 	}
-	memset(j, 0, sizeof(*j));
 	j->corr = corr;
 	g->join_n++;
-	*out = j;
-	return 0;
+	return j;
 }
 
 static struct agg_device *device_of(struct agg_source *s, uint32_t index)
@@ -247,7 +284,7 @@ static struct agg_device *device_of(struct agg_source *s, uint32_t index)
 	return NULL;
 }
 
-static void short_name_count(struct gaps_src *g, uint64_t name_id)
+static __attribute__((noinline)) void short_name_count(struct gaps_src *g, uint64_t name_id)
 {
 	for (unsigned i = 0; i < g->nshort_names; i++)
 		if (g->short_names[i].name_id == name_id) {
@@ -261,27 +298,38 @@ static void short_name_count(struct gaps_src *g, uint64_t name_id)
 }
 
 /* A kernel met its launch call: the launch latency and the short-kernel
- * count.  hint: the window bucket holding the kernel's end, or NULL. */
-static void launch_met(struct agg_source *s, struct agg_device *d, struct window_bucket *hint, uint64_t l_start,
-		       uint64_t l_end, uint64_t k_start, uint64_t k_end, uint64_t name_id)
+ * count.  hint: the window bucket holding the kernel's end, or NULL.
+ * Inlined into the kernel path, where it runs for nearly every kernel. */
+static inline __attribute__((always_inline)) void launch_met(struct agg_source *s, struct agg_device *d,
+							     struct window_bucket *hint, uint64_t l_start,
+							     uint64_t l_end, uint64_t k_start, uint64_t k_end,
+							     uint64_t name_id)
 {
 	uint64_t lat = k_start > l_start ? k_start - l_start : 0;
 	int short_kernel = k_end - k_start < l_end - l_start;
 
-	lat_record(d, k_start, lat);
+	lat_record(&d->gaps, k_start, lat);
 	d->gaps.joined_kernels++;
-	if (hint) {
+	if (hint)
 		hint->v[WF_JOINED_KERNELS] += 1;
-		hint->v[WF_SHORT_KERNELS] += short_kernel;
-	} else {
+	else
 		window_add_at(&d->win, WF_JOINED_KERNELS, k_end, 1);
-		if (short_kernel)
-			window_add_at(&d->win, WF_SHORT_KERNELS, k_end, 1);
-	}
 	if (short_kernel) {
+		if (hint)
+			hint->v[WF_SHORT_KERNELS] += 1;
+		else
+			window_add_at(&d->win, WF_SHORT_KERNELS, k_end, 1);
 		d->gaps.short_kernels++;
 		short_name_count(&s->gaps, name_id);
 	}
+}
+
+/* The same, for a launch call that came after its kernel. */
+static __attribute__((noinline)) void launch_met_late(struct agg_source *s, struct agg_device *d, uint64_t l_start,
+						      uint64_t l_end, uint64_t k_start, uint64_t k_end,
+						      uint64_t name_id)
+{
+	launch_met(s, d, NULL, l_start, l_end, k_start, k_end, name_id);
 }
 
 /* ---- intervals ---- */
@@ -289,15 +337,146 @@ static void launch_met(struct agg_source *s, struct agg_device *d, struct window
 /* Arrivals this far out of start order are appended and the buffer sorted
  * at the next sweep, so one record never moves more than this many. */
 #define PEND_SHIFT_MAX 256u
+#define WIDE_MIN_CAP 16u
+#define WIDE_MAX (GAPS_PENDING_MAX + GAPS_SIDE_MAX) /* one slot per waiting interval at most */
+
+/* An interval as it arrives, before it is packed into a gap_iv. */
+struct gap_ivx {
+	uint64_t start, end, corr, l_end, tid;
+	uint32_t bits; /* GAP_IV_COPY, GAP_IV_LAUNCH */
+};
+
+static inline uint64_t iv_end(const struct gaps_dev *g, const struct gap_iv *iv)
+{
+	return iv->bits & GAP_IV_WIDE ? g->wide[iv->tid].end : iv->start + (iv->bits & GAP_IV_LEN_MAX);
+}
+
+static inline uint64_t iv_tid(const struct gaps_dev *g, const struct gap_iv *iv)
+{
+	return iv->bits & GAP_IV_WIDE ? g->wide[iv->tid].tid : iv->tid;
+}
+
+static int wide_get(struct gaps_dev *g, uint32_t *out)
+{
+	uint32_t w;
+
+	if (g->wide_free) {
+		w = g->wide_free - 1;
+		g->wide_free = (uint32_t)g->wide[w].end;
+	} else {
+		if (g->wide_n == g->wide_cap) {
+			uint32_t cap = g->wide_cap ? g->wide_cap * 2 : WIDE_MIN_CAP;
+			if (cap > WIDE_MAX)
+				cap = WIDE_MAX;
+			if (cap == g->wide_cap)
+				return -ENOSPC; /* cannot happen: more slots than waiting intervals */
+			struct gap_wide *p = realloc(g->wide, cap * sizeof(*p));
+			if (!p)
+				return -ENOMEM;
+			g->wide = p;
+			g->wide_cap = cap;
+		}
+		w = g->wide_n++;
+	}
+	g->wide_used++;
+	*out = w;
+	return 0;
+}
+
+static void wide_put(struct gaps_dev *g, uint32_t w)
+{
+	g->wide[w].end = g->wide_free;
+	g->wide_free = w + 1;
+	if (!--g->wide_used) { /* none in use: the pool starts over */
+		g->wide_n = 0;
+		g->wide_free = 0;
+	}
+}
+
+/* Packs x into iv; a wide one takes a pool slot. */
+static inline int iv_pack(struct gaps_dev *g, const struct gap_ivx *x, struct gap_iv *iv)
+{
+	uint64_t len = x->end - x->start; /* an end before the start wraps: wide */
+	uint32_t w;
+
+	iv->start = x->start;
+	iv->corr = x->corr;
+	iv->l_end = x->l_end;
+	if (__builtin_expect(len <= GAP_IV_LEN_MAX && x->tid <= UINT32_MAX, 1)) {
+		iv->tid = (uint32_t)x->tid;
+		iv->bits = x->bits | (uint32_t)len;
+		return 0;
+	}
+	int rc = wide_get(g, &w);
+	if (rc)
+		return rc;
+	g->wide[w] = (struct gap_wide){x->end, x->tid};
+	iv->tid = w;
+	iv->bits = x->bits | GAP_IV_WIDE;
+	return 0;
+}
+
+static void iv_release(struct gaps_dev *g, const struct gap_iv *iv)
+{
+	if (iv->bits & GAP_IV_WIDE)
+		wide_put(g, iv->tid);
+}
 
 static int iv_cmp(const void *pa, const void *pb)
 {
 	const struct gap_iv *a = pa, *b = pb;
 	if (a->start != b->start)
 		return a->start < b->start ? -1 : 1;
-	if (a->copy != b->copy)
-		return a->copy < b->copy ? -1 : 1; /* a kernel names the gap before a copy */
+	uint32_t ca = a->bits & GAP_IV_COPY, cb = b->bits & GAP_IV_COPY;
+	if (ca != cb)
+		return ca < cb ? -1 : 1; /* a kernel names the gap before a copy */
 	return a->corr < b->corr ? -1 : a->corr > b->corr;
+}
+
+/* The reorder buffer is a ring: the sweep takes from the front and
+ * arrivals join at the back, so nothing moves to make room.  Entry i counts
+ * from the front. */
+static inline struct gap_iv *pend_at(const struct gaps_dev *g, unsigned i)
+{
+	unsigned k = g->head + i; /* head < cap and i <= cap */
+	return &g->pend[k >= g->cap ? k - g->cap : k];
+}
+
+/* The ring doubles while small, then grows by an eighth (what waits is
+ * about one settle time of intervals, so it rarely grows once running);
+ * dev_trim shrinks it. */
+static unsigned pend_grown(unsigned cap)
+{
+	unsigned c = cap < GAPS_PENDING_MIN ? GAPS_PENDING_MIN : cap < 8192 ? cap * 2 : cap + cap / 8;
+	return c > GAPS_PENDING_MAX ? GAPS_PENDING_MAX : c;
+}
+
+/* Moves what waits, in order, to the start of a new ring of cap entries. */
+static int pend_resize(struct gaps_dev *g, unsigned cap)
+{
+	struct gap_iv *p = malloc(cap * sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	if (g->npend) {
+		unsigned first = g->cap - g->head < g->npend ? g->cap - g->head : g->npend;
+		memcpy(p, g->pend + g->head, first * sizeof(*p));
+		memcpy(p + first, g->pend, (g->npend - first) * sizeof(*p));
+	}
+	free(g->pend);
+	g->pend = p;
+	g->cap = cap;
+	g->head = 0;
+	return 0;
+}
+
+static void iv_reverse(struct gap_iv *v, unsigned n)
+{
+	for (unsigned i = 0, j = n; i + 1 < j; i++, j--) {
+		struct gap_iv t = v[i];
+		v[i] = v[j - 1];
+		v[j - 1] = t;
+	}
 }
 
 static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t watermark);
@@ -305,8 +484,14 @@ static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t wa
 static void pend_sort(struct agg_source *s, struct gaps_dev *g)
 {
 	if (g->unsorted) {
-		qsort(g->pend + g->head, g->npend - g->head, sizeof(*g->pend), iv_cmp);
-		s->span_work += 4 * (uint64_t)(g->npend - g->head); /* about a bucket update per compare */
+		if (g->head + g->npend > g->cap) { /* wrapped: rotate in place, no allocation */
+			iv_reverse(g->pend, g->head);
+			iv_reverse(g->pend + g->head, g->cap - g->head);
+			iv_reverse(g->pend, g->cap);
+			g->head = 0;
+		}
+		qsort(g->pend + g->head, g->npend, sizeof(*g->pend), iv_cmp);
+		s->span_work += 4 * (uint64_t)g->npend; /* about a bucket update per compare */
 	}
 	g->unsorted = 0;
 }
@@ -337,50 +522,52 @@ static int side_insert(struct agg_source *s, struct gaps_dev *g, const struct ga
 	return 0;
 }
 
-static int pend_push(struct agg_source *s, struct agg_device *d, const struct gap_iv *iv)
+/* Everything but an append in order to a ring with room. */
+/* x by value: the caller's copy is not address-taken (no stack canary on
+ * the kernel path). */
+static __attribute__((noinline)) int pend_push_slow(struct agg_source *s, struct agg_device *d,
+						    const struct gap_ivx xv)
 {
+	const struct gap_ivx *x = &xv;
 	struct gaps_dev *g = &d->gaps;
+	struct gap_iv iv;
+	int rc;
 
-	if (g->have_run && iv->start < g->frontier) {
+	if (g->have_run && x->start < g->frontier) {
 		g->late++;
-		if (iv->end > g->run_end)
-			g->run_end = iv->end;
+		if (x->end > g->run_end)
+			g->run_end = x->end;
 		return 0;
-	}
-	if (g->npend == g->cap && g->head) {
-		memmove(g->pend, g->pend + g->head, (g->npend - g->head) * sizeof(*g->pend));
-		g->npend -= g->head;
-		g->head = 0;
 	}
 	if (g->npend == g->cap) {
 		if (g->cap >= GAPS_PENDING_MAX) {
 			/* Sweep the older half early rather than lose the interval:
 			 * a gap may then be classified before all its data came. */
-			unsigned before = g->npend - g->head;
+			unsigned before = g->npend;
 			pend_sort(s, g);
-			sweep_device(s, d, g->pend[g->head + (g->npend - g->head) / 2].start + 1);
-			g->forced += before - (g->npend - g->head);
-			return pend_push(s, d, iv);
+			sweep_device(s, d, pend_at(g, g->npend / 2)->start + 1);
+			g->forced += before - g->npend;
+			return pend_push_slow(s, d, xv);
 		}
-		unsigned cap = g->cap ? g->cap * 2 : 256;
-		struct gap_iv *p = realloc(g->pend, cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		g->pend = p;
-		g->cap = cap;
+		if ((rc = pend_resize(g, pend_grown(g->cap))))
+			return rc;
 	}
+	if ((rc = iv_pack(g, x, &iv)))
+		return rc;
 	/* Arrivals come nearly in start order: insert from the back. */
 	unsigned i = g->npend;
-	if (__builtin_expect(i > g->head && g->pend[i - 1].start < iv->start, 1)) {
-		g->pend[i] = *iv; /* the common case: after everything waiting */
+	if (i > 0 && pend_at(g, i - 1)->start < iv.start) {
+		*pend_at(g, i) = iv;
 		g->npend++;
 		return 0;
 	}
 	if (!g->unsorted) {
-		while (i > g->head && iv_cmp(&g->pend[i - 1], iv) > 0 && g->npend - i < PEND_SHIFT_MAX)
+		while (i > 0 && iv_cmp(pend_at(g, i - 1), &iv) > 0 && g->npend - i < PEND_SHIFT_MAX)
 			i--;
-		if (i > g->head && iv_cmp(&g->pend[i - 1], iv) > 0) {
-			int rc = side_insert(s, g, iv);
+		if (i > 0 && iv_cmp(pend_at(g, i - 1), &iv) > 0) {
+			rc = side_insert(s, g, &iv);
+			if (rc < 0)
+				iv_release(g, &iv);
 			if (rc <= 0)
 				return rc;
 			g->unsorted = 1; /* side buffer full: sort everything at the sweep */
@@ -388,65 +575,119 @@ static int pend_push(struct agg_source *s, struct agg_device *d, const struct ga
 		}
 	}
 	if (i < g->npend) {
-		memmove(g->pend + i + 1, g->pend + i, (g->npend - i) * sizeof(*g->pend));
+		for (unsigned k = g->npend; k > i; k--)
+			*pend_at(g, k) = *pend_at(g, k - 1);
 		s->span_work += g->npend - i;
 	}
-	g->pend[i] = *iv;
+	*pend_at(g, i) = iv;
 	g->npend++;
 	return 0;
 }
 
-static struct gap_iv *sorted_find(struct gap_iv *v, unsigned lo, unsigned hi, uint64_t start, uint64_t corr)
+static inline __attribute__((always_inline)) int pend_push(struct agg_source *s, struct agg_device *d,
+							   const struct gap_ivx *x)
 {
-	unsigned n = hi;
+	struct gaps_dev *g = &d->gaps;
+	uint64_t len = x->end - x->start;
+
+	/* The common case: room, after everything waiting, narrow.  Not late
+	 * either: whatever waits starts at or after the frontier (the sweep
+	 * leaves only what starts past it, and late arrivals never wait). */
+	if (__builtin_expect(g->npend && g->npend < g->cap && pend_at(g, g->npend - 1)->start < x->start &&
+			     len <= GAP_IV_LEN_MAX && x->tid <= UINT32_MAX, 1)) {
+		struct gap_iv *iv = pend_at(g, g->npend);
+		iv->start = x->start;
+		iv->corr = x->corr;
+		iv->l_end = x->l_end;
+		iv->tid = (uint32_t)x->tid;
+		iv->bits = x->bits | (uint32_t)len;
+		g->npend++;
+		return 0;
+	}
+	return pend_push_slow(s, d, *x);
+}
+
+static struct gap_iv *side_find(struct gaps_dev *g, uint64_t start, uint64_t corr)
+{
+	unsigned lo = 0, hi = g->nside;
 	while (lo < hi) {
 		unsigned mid = lo + (hi - lo) / 2;
-		if (v[mid].start < start)
+		if (g->side[mid].start < start)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	for (; lo < n && v[lo].start == start; lo++)
-		if (v[lo].corr == corr)
-			return &v[lo];
+	for (; lo < g->nside && g->side[lo].start == start; lo++)
+		if (g->side[lo].corr == corr)
+			return &g->side[lo];
 	return NULL;
 }
 
 /* The pending interval of a kernel whose launch call came after it. */
 static struct gap_iv *pend_find(struct gaps_dev *g, uint64_t start, uint64_t corr)
 {
-	struct gap_iv *iv = sorted_find(g->side, 0, g->nside, start, corr);
+	struct gap_iv *iv = side_find(g, start, corr);
 
 	if (iv || g->unsorted)
 		return iv; /* no search through an unsorted buffer: the gap rule goes without */
-	return sorted_find(g->pend, g->head, g->npend, start, corr);
+	unsigned lo = 0, hi = g->npend;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (pend_at(g, mid)->start < start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < g->npend && pend_at(g, lo)->start == start; lo++)
+		if (pend_at(g, lo)->corr == corr)
+			return pend_at(g, lo);
+	return NULL;
 }
 
-static int interval(struct agg_source *s, struct agg_device *d, struct window_bucket *hint, uint64_t start,
-		    uint64_t end, uint64_t corr, uint64_t name_id, int copy)
+/* Attaches a launch call that came after its kernel to its waiting interval. */
+static int iv_set_launch(struct gaps_dev *g, struct gap_iv *iv, uint64_t l_end, uint64_t tid)
 {
-	struct gap_iv iv = {.start = start, .end = end, .corr = corr, .copy = (uint32_t)copy};
+	if (iv->bits & GAP_IV_WIDE) {
+		g->wide[iv->tid].tid = tid;
+	} else if (tid <= UINT32_MAX) {
+		iv->tid = (uint32_t)tid;
+	} else {
+		uint32_t w;
+		int rc = wide_get(g, &w);
+		if (rc)
+			return rc;
+		g->wide[w] = (struct gap_wide){iv_end(g, iv), tid};
+		iv->tid = w;
+		iv->bits = (iv->bits & ~GAP_IV_LEN_MAX) | GAP_IV_WIDE;
+	}
+	iv->l_end = l_end;
+	iv->bits |= GAP_IV_LAUNCH;
+	return 0;
+}
+
+static inline __attribute__((always_inline)) int interval(struct agg_source *s, struct agg_device *d,
+							  struct window_bucket *hint, uint64_t start, uint64_t end,
+							  uint64_t corr, uint64_t name_id, int copy)
+{
+	struct gap_ivx x = {.start = start, .end = end, .corr = corr, .bits = copy ? GAP_IV_COPY : 0};
 
 	if (corr) {
 		struct gaps_src *g = &s->gaps;
 		struct gap_join *j = join_find(g, corr);
 		if (j && (j->flags & JOIN_LAUNCH)) {
-			iv.have_l = 1;
-			iv.l_end = j->l_end;
-			iv.tid = j->tid;
+			x.bits |= GAP_IV_LAUNCH;
+			x.l_end = j->end;
+			x.tid = j->id;
 			if (!copy && j->kind == MFU_API_LAUNCH)
-				launch_met(s, d, hint, j->l_start, j->l_end, start, end, name_id);
+				launch_met(s, d, hint, j->start, j->end, start, end, name_id);
 			join_del(g, j);
-		} else if (!j && !join_add(g, corr, &j)) {
-			j->flags = JOIN_KERNEL | (copy ? JOIN_COPY : 0);
-			j->k_start = start;
-			j->k_end = end;
-			j->name_id = name_id;
-			j->device = d->index;
+		} else if (!j && (j = join_add(g, corr))) {
+			*j = (struct gap_join){.corr = corr, .start = start, .end = end, .id = name_id,
+					       .device = d->index, .flags = JOIN_KERNEL | (copy ? JOIN_COPY : 0)};
 		}
 		/* else: a repeated correlation id; the first one stands */
 	}
-	return pend_push(s, d, &iv);
+	return pend_push(s, d, &x);
 }
 
 int gaps_kernel(struct agg_source *s, struct agg_device *d, struct window_bucket *hint,
@@ -519,26 +760,18 @@ static int64_t span_last_before(const struct gap_span *v, uint32_t n, uint64_t t
 	return (int64_t)lo - 1;
 }
 
-int gaps_api(struct agg_source *s, const struct mfu_rec_api *a)
+/* The launch half of a join, or its meeting with the kernel that came first. */
+static __attribute__((noinline)) int api_join_slow(struct agg_source *s, const struct mfu_rec_api *a)
 {
 	struct gaps_src *g = &s->gaps;
+	struct gap_join *j = join_find(g, a->corr);
 	int rc = 0;
 
-	if (a->kind == MFU_API_SYNC || a->kind == MFU_API_BLOCKING) {
-		if ((rc = span_insert(s, &g->sync, &g->nsync, &g->sync_cap, a->start_ns, a->end_ns)))
-			return rc;
-	}
-	if ((a->kind != MFU_API_LAUNCH && a->kind != MFU_API_BLOCKING) || !a->corr)
-		return 0;
-	struct gap_join *j = join_find(g, a->corr);
 	if (!j) {
-		if ((rc = join_add(g, a->corr, &j)))
-			return rc;
-		j->flags = JOIN_LAUNCH;
-		j->l_start = a->start_ns;
-		j->l_end = a->end_ns;
-		j->tid = a->tid;
-		j->kind = (uint16_t)a->kind;
+		if (!(j = join_add(g, a->corr)))
+			return -ENOMEM;
+		*j = (struct gap_join){.corr = a->corr, .start = a->start_ns, .end = a->end_ns, .id = a->tid,
+				       .flags = JOIN_LAUNCH, .kind = (uint16_t)a->kind};
 		return 0;
 	}
 	if (j->flags & JOIN_LAUNCH)
@@ -547,16 +780,40 @@ int gaps_api(struct agg_source *s, const struct mfu_rec_api *a)
 	struct agg_device *d = device_of(s, j->device);
 	if (d) {
 		if (!(j->flags & JOIN_COPY) && a->kind == MFU_API_LAUNCH)
-			launch_met(s, d, NULL, a->start_ns, a->end_ns, j->k_start, j->k_end, j->name_id);
-		struct gap_iv *iv = pend_find(&d->gaps, j->k_start, a->corr);
-		if (iv) { /* else already swept: its gap was classified without it */
-			iv->have_l = 1;
-			iv->l_end = a->end_ns;
-			iv->tid = a->tid;
-		}
+			launch_met_late(s, d, a->start_ns, a->end_ns, j->start, j->end, j->id);
+		struct gap_iv *iv = pend_find(&d->gaps, j->start, a->corr);
+		if (iv) /* else already swept: its gap was classified without it */
+			rc = iv_set_launch(&d->gaps, iv, a->end_ns, a->tid);
 	}
 	join_del(g, j);
-	return 0;
+	return rc;
+}
+
+int gaps_api(struct agg_source *s, const struct mfu_rec_api *a)
+{
+	struct gaps_src *g = &s->gaps;
+	int rc;
+
+	if (__builtin_expect(a->kind == MFU_API_LAUNCH, 1)) {
+		if (!a->corr)
+			return 0;
+		/* The common case: the launch comes first, to an empty slot. */
+		struct gap_join *j = g->join_cap ? &g->join[a->corr & (g->join_cap - 1)] : NULL;
+		if (__builtin_expect(j && !j->corr, 1)) {
+			*j = (struct gap_join){.corr = a->corr, .start = a->start_ns, .end = a->end_ns, .id = a->tid,
+					       .flags = JOIN_LAUNCH, .kind = MFU_API_LAUNCH};
+			g->join_n++;
+			return 0;
+		}
+		return api_join_slow(s, a);
+	}
+	if (a->kind == MFU_API_SYNC || a->kind == MFU_API_BLOCKING) {
+		if ((rc = span_insert(s, &g->sync, &g->nsync, &g->sync_cap, a->start_ns, a->end_ns)))
+			return rc;
+	}
+	if (a->kind != MFU_API_BLOCKING || !a->corr)
+		return 0;
+	return api_join_slow(s, a);
 }
 
 int gaps_offcpu(struct agg_source *s, const struct mfu_rec_offcpu *o)
@@ -610,13 +867,14 @@ static uint64_t offcpu_overlap(const struct gaps_src *g, uint64_t tid, uint64_t 
 	return sum > b - a ? b - a : sum;
 }
 
-static unsigned classify(const struct gaps_src *g, uint64_t a, uint64_t b, const struct gap_iv *k)
+static unsigned classify(const struct gaps_src *g, const struct gaps_dev *gd, uint64_t a, uint64_t b,
+			 const struct gap_iv *k)
 {
 	if (sync_active(g, a))
 		return GAP_SYNC;
-	if (!k->have_l)
+	if (!(k->bits & GAP_IV_LAUNCH))
 		return GAP_OTHER;
-	if (g->nthreads && 2 * offcpu_overlap(g, k->tid, a, b) > b - a)
+	if (g->nthreads && 2 * offcpu_overlap(g, iv_tid(gd, k), a, b) > b - a)
 		return GAP_HOST_OFFCPU;
 	if (k->l_end > a)
 		return GAP_HOST_LAUNCH_BOUND;
@@ -628,7 +886,7 @@ static unsigned classify(const struct gaps_src *g, uint64_t a, uint64_t b, const
 static void gap_add(struct agg_source *s, struct agg_device *d, uint64_t a, uint64_t b, const struct gap_iv *k)
 {
 	struct gaps_dev *g = &d->gaps;
-	unsigned cause = classify(&s->gaps, a, b, k), h = 0;
+	unsigned cause = classify(&s->gaps, g, a, b, k), h = 0;
 	uint64_t len = b - a;
 
 	while (h < GAP_HIST_BUCKETS - 1 && len > gap_hist_le_ns[h])
@@ -642,46 +900,90 @@ static void gap_add(struct agg_source *s, struct agg_device *d, uint64_t a, uint
 		s->span_work += work;
 }
 
+/* One interval in start order: a gap before it if it starts past the run. */
+static inline void sweep_one(struct agg_source *s, struct agg_device *d, const struct gap_iv *iv, uint64_t *run_end)
+{
+	struct gaps_dev *g = &d->gaps;
+	uint64_t end = iv_end(g, iv);
+
+	if (!g->have_run) {
+		g->have_run = 1;
+		*run_end = end;
+	} else if (iv->start > *run_end) {
+		gap_add(s, d, *run_end, iv->start, iv);
+		*run_end = end;
+	} else if (end > *run_end) {
+		*run_end = end;
+	}
+	iv_release(g, iv);
+}
+
+/* Classifies the gaps before watermark: the ring and the side buffer
+ * merged in start order (the side buffer is empty in most sweeps). */
 static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t watermark)
 {
 	struct gaps_dev *g = &d->gaps;
-	unsigned i = g->head, j = 0;
+	unsigned i = 0, j = 0, k;
+	uint64_t run_end = g->run_end, frontier = g->frontier;
 
-	if (i == g->npend && !g->nside)
+	if (!g->npend && !g->nside)
 		return;
 	pend_sort(s, g);
+	k = g->head;
 	for (;;) {
-		const struct gap_iv *iv;
-		if (i < g->npend && (j == g->nside || iv_cmp(&g->pend[i], &g->side[j]) <= 0))
-			iv = &g->pend[i];
-		else if (j < g->nside)
-			iv = &g->side[j];
-		else
-			break;
-		if (iv->start >= watermark)
-			break;
-		if (iv == &g->pend[i])
+		const struct gap_iv *q = j < g->nside ? &g->side[j] : NULL;
+		uint64_t lim = q && q->start < watermark ? q->start : watermark;
+		/* The ring's intervals before the next side one, or the watermark
+		 * (locals: gap_add cannot move the ring). */
+		const struct gap_iv *pend = g->pend;
+		unsigned npend = g->npend, cap = g->cap;
+		while (i < npend && pend[k].start < lim) {
+			sweep_one(s, d, &pend[k], &run_end);
+			frontier = pend[k].start;
 			i++;
-		else
-			j++;
-		if (!g->have_run) {
-			g->have_run = 1;
-			g->run_end = iv->end;
-		} else if (iv->start > g->run_end) {
-			gap_add(s, d, g->run_end, iv->start, iv);
-			g->run_end = iv->end;
-		} else if (iv->end > g->run_end) {
-			g->run_end = iv->end;
+			k = k + 1 == cap ? 0 : k + 1;
 		}
-		g->frontier = iv->start;
+		if (!q || q->start >= watermark)
+			break;
+		/* A ring interval starting with the side one: the order decides. */
+		if (i < g->npend && g->pend[k].start == q->start && iv_cmp(&g->pend[k], q) <= 0) {
+			sweep_one(s, d, &g->pend[k], &run_end);
+			i++;
+			k = k + 1 == g->cap ? 0 : k + 1;
+		} else {
+			sweep_one(s, d, q, &run_end);
+			j++;
+		}
+		frontier = q->start; /* both start there */
 	}
+	g->run_end = run_end;
+	g->frontier = frontier;
 	if (j) {
 		memmove(g->side, g->side + j, (g->nside - j) * sizeof(*g->side));
 		g->nside -= j;
 	}
-	g->head = i;
-	if (g->head == g->npend)
-		g->head = g->npend = 0;
+	g->npend -= i;
+	g->head = g->npend ? k : 0;
+}
+
+/* Gives memory back after a sweep: the ring when under half full (to a
+ * quarter over what waits), the wide pool and the side buffer when empty. */
+static void dev_trim(struct gaps_dev *g)
+{
+	if (g->cap > GAPS_PENDING_MIN && g->npend < g->cap / 2) {
+		unsigned cap = g->npend + g->npend / 4;
+		pend_resize(g, cap < GAPS_PENDING_MIN ? GAPS_PENDING_MIN : cap); /* -ENOMEM: keep the larger ring */
+	}
+	if (!g->wide_used && g->wide_cap) {
+		free(g->wide);
+		g->wide = NULL;
+		g->wide_cap = 0;
+	}
+	if (!g->nside && g->side_cap) {
+		free(g->side);
+		g->side = NULL;
+		g->side_cap = 0;
+	}
 }
 
 /* Spans that ended before every device's sweep can no longer matter. */
@@ -708,6 +1010,7 @@ static void sweep(struct agg_source *s, uint64_t watermark)
 	for (unsigned i = 0; i < s->ndev; i++) {
 		struct agg_device *d = s->dev[i];
 		sweep_device(s, d, watermark);
+		dev_trim(&d->gaps);
 		if (d->gaps.have_run && d->gaps.run_end < low)
 			low = d->gaps.run_end;
 	}
@@ -722,7 +1025,6 @@ static void sweep(struct agg_source *s, uint64_t watermark)
 
 void gaps_advance(struct agg_source *s, uint64_t watermark)
 {
-	/* Called for nearly every record: a compare, no division. */
 	if (watermark < s->gaps.next_sweep)
 		return;
 	sweep(s, watermark);
@@ -738,11 +1040,17 @@ void gaps_dev_free(struct gaps_dev *g)
 {
 	free(g->pend);
 	free(g->side);
-	free(g->slots);
+	for (unsigned i = 0; i < GAPS_LAT_SLOTS; i++) {
+		free(g->slots[i]);
+		g->slots[i] = NULL;
+	}
+	free(g->wide);
 	g->side = NULL;
 	g->nside = g->side_cap = 0;
 	g->pend = NULL;
-	g->slots = NULL;
+	g->slot_cur = NULL;
+	g->wide = NULL;
+	g->wide_cap = g->wide_n = g->wide_used = g->wide_free = 0;
 	g->head = g->npend = g->cap = 0;
 }
 

@@ -68,31 +68,51 @@ struct lat_slot {
 #define GAP_HIST_BUCKETS 16u
 extern const uint64_t gap_hist_le_ns[GAP_HIST_BUCKETS - 1];
 
-/* One kernel or copy waiting for the watermark, with its launch call's end
- * and thread once the join found it. */
+/* One kernel or copy waiting for the watermark (32 bytes: the reorder buffer
+ * holds every interval of the last settle time).  The end rides as a length
+ * and the thread as 32 bits; an interval where either does not fit (a length
+ * over GAP_IV_LEN_MAX or an end before the start, a thread id of 2^32 or
+ * more) is "wide": `tid` then indexes the device's wide pool, which holds
+ * both in full.  Read them through gaps.c's iv_end() and iv_tid(). */
 struct gap_iv {
-	uint64_t start, end, corr;
-	uint64_t l_end, tid;
-	uint32_t copy;
-	uint32_t have_l;
+	uint64_t start, corr;
+	uint64_t l_end; /* the launch call's end, with GAP_IV_LAUNCH */
+	uint32_t tid;   /* the launching thread, with GAP_IV_LAUNCH; wide: the pool slot */
+	uint32_t bits;  /* end - start in the low bits, GAP_IV_* above */
 };
 
+#define GAP_IV_LEN_MAX 0x1fffffffu /* 537 ms */
+#define GAP_IV_COPY 0x20000000u    /* a copy, not a kernel */
+#define GAP_IV_LAUNCH 0x40000000u  /* the launch call is known: l_end and tid */
+#define GAP_IV_WIDE 0x80000000u    /* end and tid are in the wide pool */
+
+struct gap_wide {
+	uint64_t end, tid; /* a free slot: end is the next free one */
+};
+
+#define GAPS_PENDING_MIN 256u       /* the reorder ring's first and smallest size */
 #define GAPS_PENDING_MAX (1u << 17) /* per device */
 #define GAPS_SIDE_MAX 4096u         /* per device */
 
 struct gaps_dev {
-	struct gap_iv *pend; /* [head, npend) wait, sorted by start unless unsorted */
+	struct gap_iv *pend; /* a ring of cap: npend wait from head on, sorted by start
+			      * unless unsorted; when full it doubles while small, then
+			      * grows by an eighth, up to GAPS_PENDING_MAX; a sweep that
+			      * leaves it under half full shrinks it */
 	unsigned head, npend, cap;
 	int unsorted;        /* the side buffer was full: an arrival was appended out of order */
 	struct gap_iv *side; /* arrivals far out of order (a long NCCL kernel's record comes
 			      * after thousands that started later): sorted, merged by the sweep */
 	unsigned nside, side_cap;
+	struct gap_wide *wide; /* each slot in use belongs to one waiting interval */
+	uint32_t wide_cap, wide_n, wide_used; /* allocated, handed out, in use */
+	uint32_t wide_free;                   /* 1 + the first free slot; 0: none */
 	int have_run;
 	uint64_t run_end;  /* end of the busy run the sweep is in */
 	uint64_t frontier; /* start of the last swept interval */
-	struct lat_slot *slots; /* GAPS_LAT_SLOTS, allocated at the first joined launch */
-	uint64_t slot_sec, slot_lo_ns; /* the second the last latency went to */
-	struct lat_sketch lat_total;
+	struct lat_slot *slots[GAPS_LAT_SLOTS]; /* each allocated at its first launch */
+	struct lat_slot *slot_cur; /* the slot of [slot_lo_ns, + 1 s); NULL: none, or older than the ring */
+	uint64_t slot_lo_ns;
 	uint64_t idle_ns[GAP__COUNT]; /* classified gap time since start */
 	uint64_t hist[GAP_HIST_BUCKETS];
 	uint64_t gaps, gap_ns;
@@ -100,17 +120,18 @@ struct gaps_dev {
 	uint64_t joined_kernels; /* kernels whose launch call is known */
 	uint64_t late;   /* intervals that arrived after the sweep passed their start */
 	uint64_t forced; /* intervals swept before the watermark: buffer full */
+	struct lat_sketch lat_past; /* latencies in no live slot; since start: gaps_lat_window */
 };
 
 /* corr -> the half (launch call, or kernel/copy) that came first; the entry
- * leaves when the other half comes. */
+ * leaves when the other half comes.  40 bytes. */
 struct gap_join {
 	uint64_t corr;
-	uint64_t l_start, l_end, tid;
-	uint64_t k_start, k_end, name_id;
-	uint32_t device;
-	uint16_t flags; /* JOIN_* in gaps.c */
-	uint16_t kind;  /* api kind of the launch half */
+	uint64_t start, end; /* the launch call's, or the kernel's (copy's) */
+	uint64_t id;         /* launch: the calling thread; kernel: its name */
+	uint32_t device;     /* kernel */
+	uint16_t flags;      /* JOIN_* in gaps.c */
+	uint16_t kind;       /* launch: its api kind */
 };
 
 /* Sorted by start; max_end: the latest end of this span and every one
@@ -137,21 +158,21 @@ struct gap_name_count {
 };
 
 struct gaps_src {
-	struct gap_join *join;
-	uint32_t join_cap, join_n;
-	struct gap_span *sync;
-	uint32_t nsync, sync_cap;
-	struct gap_thread threads[GAPS_THREADS];
-	unsigned nthreads;
-	struct gap_name_count short_names[GAPS_SHORT_NAMES];
-	unsigned nshort_names;
-	uint64_t short_other; /* short kernels whose name did not fit the table */
 	uint64_t watermark;   /* swept up to here */
 	uint64_t next_sweep;  /* the next window bucket edge past it */
-	uint64_t join_evicted, spans_dropped, offcpu_ignored;
-	uint64_t wait_ns;     /* kernel_wait threshold */
 	uint64_t settle_ns;   /* the watermark trails the newest data by this */
+	uint64_t wait_ns;     /* kernel_wait threshold */
+	struct gap_join *join;
+	uint32_t join_cap, join_n;
 	int accept_offcpu;    /* records from an archive, not a socket */
+	int off;              /* agg_config.no_gaps: records bypass gap analysis */
+	struct gap_span *sync;
+	uint32_t nsync, sync_cap;
+	uint64_t join_evicted, spans_dropped, offcpu_ignored;
+	uint64_t short_other; /* short kernels whose name did not fit the table */
+	unsigned nthreads, nshort_names;
+	struct gap_thread threads[GAPS_THREADS];
+	struct gap_name_count short_names[GAPS_SHORT_NAMES];
 };
 
 struct agg_source;
@@ -173,8 +194,9 @@ int gaps_api(struct agg_source *s, const struct mfu_rec_api *a);
 int gaps_offcpu(struct agg_source *s, const struct mfu_rec_offcpu *o);
 
 /* Sweeps every device's intervals that start before watermark (data time),
- * classifying the gaps between them.  Cheap when the watermark has not
- * moved by a window bucket since the last sweep. */
+ * classifying the gaps between them.  Returns at once when the watermark
+ * has not reached next_sweep (a window bucket edge past the last sweep), a
+ * test callers on the per-record path make themselves first. */
 void gaps_advance(struct agg_source *s, uint64_t watermark);
 /* Sweeps everything still waiting: the source's data is complete. */
 void gaps_flush(struct agg_source *s);

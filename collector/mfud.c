@@ -49,6 +49,12 @@ static const char usage[] =
 	"  --settle-ms N         live windows end N ms behind the newest data (default 1000)\n"
 	"  --gap-wait-us N       idle gaps shorter than N us after the next kernel was\n"
 	"                        launched are kernel_wait (default 10)\n"
+	"  --no-gaps             no gap analysis: idle time is not split by cause and there\n"
+	"                        are no launch latencies or short-kernel counts (HFU, MFU,\n"
+	"                        busy and idle ratios stay); ingest is faster and each\n"
+	"                        device holds no reorder buffer; the eBPF tracer (which\n"
+	"                        only feeds gap analysis) is then off unless --bpf on,\n"
+	"                        which is refused\n"
 	"  --retain SEC          forget a source SEC s after it disconnects (default 300;\n"
 	"                        0 keeps every source until mfud exits)\n"
 	"  --bpf auto|on|off     trace the scheduler (off-CPU time) of local sources with\n"
@@ -86,6 +92,7 @@ int main(int argc, char **argv)
 		{"token-file", required_argument, NULL, 't'}, {"hello-timeout", required_argument, NULL, 'T'},
 		{"idle-timeout", required_argument, NULL, 'I'},
 		{"bpf", required_argument, NULL, 'B'},      {"bpf-stacks", no_argument, NULL, 'K'},
+		{"no-gaps", no_argument, NULL, 'G'},
 		{"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
 		{0},
 	};
@@ -136,6 +143,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'K': cfg.bpf_stacks = 1; break;
+		case 'G': cfg.agg.no_gaps = 1; break;
 		case 'r':
 			if (opt_uint(optarg, 0, 30 * 86400, &v, err, sizeof(err)))
 				return bad(err);
@@ -176,6 +184,12 @@ int main(int argc, char **argv)
 	}
 	if (opt_peak(&cfg.agg, peak, err, sizeof(err)))
 		return bad(err);
+	if (cfg.agg.no_gaps) {
+		/* Off-CPU intervals only feed gap analysis. */
+		if (cfg.bpf_mode == OFFCPU_FEED_ON)
+			return bad("--bpf on feeds gap analysis, which --no-gaps turns off");
+		cfg.bpf_mode = OFFCPU_FEED_OFF;
+	}
 	cfg.any_uid = cfg.socket_group && !cfg.allow_uids;
 	int trc = net_token_load(token_file, token, sizeof(token), &cfg.token_len, &token_origin);
 	if (trc) {
@@ -219,6 +233,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mfud: http port %u\n", server_http_port(s));
 	if (cfg.agg.have_override)
 		fprintf(stderr, "mfud: peak override from %s\n", cfg.agg.override_origin);
+	if (cfg.agg.no_gaps)
+		fprintf(stderr, "mfud: gap analysis off (--no-gaps)\n");
 	const char *bpf_why;
 	if (server_bpf_enabled(s, &bpf_why))
 		fprintf(stderr, "mfud: eBPF scheduler tracing on (off-CPU time of local sources%s)\n",

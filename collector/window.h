@@ -62,10 +62,23 @@ unsigned window_add_span(struct window *w, enum window_field f, uint64_t start, 
 /* Adds amount to field f in the bucket holding t. */
 void window_add_at(struct window *w, enum window_field f, uint64_t t, double amount);
 
+/* The bucket numbered idx, started (zeroed) if the ring held an older one
+ * there; NULL when idx is older than the ring.  window_bucket_of's slow
+ * path. */
+struct window_bucket *window_bucket_at(struct window *w, uint64_t idx);
+
 /* The bucket holding all of [start, end] when both ends fall in one bucket
  * (nearly every kernel), ready for direct adds; else NULL and the caller
- * uses window_add_span. */
-struct window_bucket *window_bucket_of(struct window *w, uint64_t start, uint64_t end);
+ * uses window_add_span.  Inline: it runs once per kernel record. */
+static inline struct window_bucket *window_bucket_of(struct window *w, uint64_t start, uint64_t end)
+{
+	uint64_t idx = start / WINDOW_BUCKET_NS;
+
+	if (idx != end / WINDOW_BUCKET_NS)
+		return NULL;
+	struct window_bucket *b = &w->ring[idx & (WINDOW_BUCKETS - 1)];
+	return __builtin_expect(b->index == idx, 1) ? b : window_bucket_at(w, idx);
+}
 
 /* Sums every field over [end - len, end).  end and len must be multiples of
  * WINDOW_BUCKET_NS and len <= WINDOW_SPAN_NS - WINDOW_BUCKET_NS. */
@@ -73,7 +86,8 @@ void window_sum(const struct window *w, uint64_t end, uint64_t len, double out[W
 
 /* ---- busy union ---- */
 
-#define BUSY_KEEP 4096u
+#define BUSY_KEEP 4096u   /* intervals kept; past it the older half is forgotten */
+#define BUSY_MIN_CAP 64u  /* the array starts this small and doubles up to BUSY_KEEP */
 
 struct busy_iv {
 	uint64_t start, end;
@@ -82,18 +96,54 @@ struct busy_iv {
 /* Disjoint, sorted intervals of recent busy time.  Older ones fall off the
  * front; time before `floor` is considered settled and never re-counted. */
 struct busy {
-	struct busy_iv iv[BUSY_KEEP];
-	unsigned n;
+	unsigned n, cap;
+	enum window_field field;  /* what newly covered time adds to: WF_BUSY_NS */
+	enum window_field mirror; /* a second field that gets the same, or WF__COUNT */
 	uint64_t floor;
 	uint64_t clipped_ns; /* late kernel time before floor, not counted */
-	enum window_field field; /* what newly covered time adds to: WF_BUSY_NS */
+	struct busy_iv *iv;  /* cap entries, grown on demand */
 };
 
-/* Starts empty, adding to WF_BUSY_NS; set field for another union. */
+/* Starts empty, adding to WF_BUSY_NS and mirroring nothing; set field (and
+ * mirror) for another union.  Allocates nothing. */
 void busy_init(struct busy *b);
+/* Releases the intervals and leaves b empty; NULL-safe. */
+void busy_free(struct busy *b);
+/* Makes dst an exact copy of src (intervals, floor, clipped time), adding to
+ * field and mirroring nothing.  Returns 0 or -ENOMEM (dst untouched). */
+int busy_clone(struct busy *dst, const struct busy *src, enum window_field field);
 /* Merges [start, end) into the union and adds the newly covered time to
- * WF_BUSY_NS of w, pro rata; into `hint` directly when it is the one bucket
- * holding [start, end].  Returns the newly covered nanoseconds. */
-uint64_t busy_add(struct busy *b, struct window *w, struct window_bucket *hint, uint64_t start, uint64_t end);
+ * b->field of w (and to b->mirror, the same amounts in the same order), pro
+ * rata; into `hint` directly when it is the one bucket holding
+ * [start, end].  Returns the newly covered nanoseconds.  When the array
+ * cannot grow (out of memory) the older half is forgotten early, as at
+ * BUSY_KEEP. */
+uint64_t busy_add_slow(struct busy *b, struct window *w, struct window_bucket *hint, uint64_t start, uint64_t end);
+
+/* busy_add's common case inline (once per kernel record): a kernel inside
+ * one bucket that starts at or after the newest interval's start, with room
+ * to append. */
+static inline uint64_t busy_add(struct busy *b, struct window *w, struct window_bucket *hint, uint64_t start,
+				uint64_t end)
+{
+	struct busy_iv *tail = b->n ? &b->iv[b->n - 1] : NULL;
+
+	if (!hint || !tail || b->n == b->cap || end <= start || start < b->floor || start < tail->start)
+		return busy_add_slow(b, w, hint, start, end);
+	if (start > tail->end) {
+		*++tail = (struct busy_iv){start, end};
+		b->n++;
+	} else if (end > tail->end) {
+		uint64_t old = tail->end;
+		tail->end = end;
+		start = old;
+	} else {
+		return 0;
+	}
+	hint->v[b->field] += (double)(end - start);
+	if (b->mirror != WF__COUNT)
+		hint->v[b->mirror] += (double)(end - start);
+	return end - start;
+}
 
 #endif

@@ -2,7 +2,8 @@
 """Launch-gap analysis end to end: mfu-synth's hand-computed gap scenario
 (tools/synth/synth.c, doc/metrics.md "Idle gaps") through `mfu report` on an
 archive, where the off-CPU records count, and streamed to mfud, where a
-producer's off-CPU records are ignored and counted; /metrics passes promtool."""
+producer's off-CPU records are ignored and counted; /metrics passes promtool;
+and mfud --no-gaps, which leaves idle time unattributed."""
 
 import json
 import os
@@ -117,10 +118,35 @@ def a_producers_offcpu_records_are_ignored_live():
     p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
 
+@tap.check
+def no_gaps_leaves_idle_unattributed_and_hfu_as_it_was():
+    on = state["c"] if "c" in state else None
+    c = Collector("--no-gaps", "--bpf", "auto")
+    state["c2"] = c
+    synth(c.target, os.path.join(c.dir, "t.json"), "--gap-scenario", str(ROUNDS))
+    c.wait_for(lambda s: s["sources"] == 1 and s["kernels"] == 9 * ROUNDS and not s["per_source"][0]["connected"])
+    m = parse_metrics(c.metrics())
+    assert samples(m, "mfud_gap_analysis_enabled") == [0]
+    assert samples(m, "mfud_bpf_enabled", reason="--bpf=off") == [0]
+    for cause in ("sync", "host_offcpu", "host_launch_bound", "kernel_wait", "other"):
+        assert samples(m, "mfu_gpu_idle_seconds_total", cause=cause) == [0], cause
+    assert samples(m, "mfu_gpu_idle_gap_seconds_count") == [0]
+    assert samples(m, "mfu_launched_kernels_total") == [0]
+    # what does not come from gap analysis is unchanged
+    if on is not None:
+        mo = parse_metrics(on.metrics())
+        for name in ("mfu_kernels_total", "mfu_gpu_busy_seconds_total", "mfu_kernel_seconds_total"):
+            assert samples(m, name) == samples(mo, name), name
+    assert "gap analysis off (--no-gaps)" in c.logtext()
+    r = subprocess.run([tool("mfud"), "--no-gaps", "--bpf", "on", "--http", "off", "--socket",
+                        os.path.join(c.dir, "x.sock")], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "--no-gaps" in r.stderr, r.stderr
+
 try:
     tap.run()
 finally:
-    if "c" in state:
-        state["c"].cleanup()
+    for k in ("c", "c2"):
+        if k in state:
+            state[k].cleanup()
     if "dir" in state:
         shutil.rmtree(state["dir"], ignore_errors=True)

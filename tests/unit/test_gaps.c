@@ -140,14 +140,17 @@ static void check_example(struct fx *f)
 	assert_int_equal(g->short_kernels, 1);
 	assert_int_equal(f->s->gaps.nshort_names, 1);
 	assert_int_equal(f->s->gaps.short_names[0].name_id, 14);
-	assert_int_equal(g->lat_total.count, 6);
-	assert_int_equal(g->lat_total.max_ns, 75 * US);
-	assert_int_equal(g->lat_total.sum_ns, 158 * US);
+	struct lat_sketch k;
+	memset(&k, 0, sizeof(k));
+	gaps_lat_window(g, 0, 0, &k); /* since start */
+	assert_int_equal(k.count, 6);
+	assert_int_equal(k.max_ns, 75 * US);
+	assert_int_equal(k.sum_ns, 158 * US);
 	/* nearest rank of 5 9 14 15 40 75: p50 = 3rd = 14, p90 = p99 = 6th = 75 */
-	double p50 = lat_sketch_quantile(&g->lat_total, 0.5), p90 = lat_sketch_quantile(&g->lat_total, 0.9);
+	double p50 = lat_sketch_quantile(&k, 0.5), p90 = lat_sketch_quantile(&k, 0.9);
 	assert_true(fabs(p50 - 14000) <= 14000 / 32.0);
 	assert_true(fabs(p90 - 75000) <= 75000 / 32.0);
-	assert_true(lat_sketch_quantile(&g->lat_total, 0.99) <= 75000);
+	assert_true(lat_sketch_quantile(&k, 0.99) <= 75000);
 	/* busy 10+10+10+8+5+10+8 = 61 us, kernels only */
 	assert_int_equal(d->tot.busy_all_ns, 61 * US);
 }
@@ -485,7 +488,10 @@ static void test_launch_after_its_kernel_was_swept_still_counts_latency(void **s
 	assert_int_equal(f->s->dev[0]->gaps.idle_ns[GAP_OTHER], 40 * US);
 	api(f, MFU_API_LAUNCH, 20 * US, 45 * US, 1, 2); /* too late for the rule, not for the latency */
 	assert_int_equal(f->s->dev[0]->gaps.joined_kernels, 1);
-	assert_int_equal(f->s->dev[0]->gaps.lat_total.max_ns, 30 * US);
+	struct lat_sketch k;
+	memset(&k, 0, sizeof(k));
+	gaps_lat_window(&f->s->dev[0]->gaps, 0, 0, &k);
+	assert_int_equal(k.max_ns, 30 * US);
 	assert_int_equal(f->s->dev[0]->gaps.short_kernels, 1); /* 10 us under a 25 us launch call */
 	assert_int_equal(f->s->gaps.join_n, 0);
 	fx_free(f);
@@ -570,6 +576,185 @@ static void test_a_full_side_buffer_falls_back_to_sorting(void **state)
 	fx_free(f);
 }
 
+static void test_reorder_ring_grows_by_steps_wraps_and_shrinks(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(0, 1 * S);
+	const struct gaps_dev *g;
+	/* 40000 kernels inside the settle time: all wait; the ring grows by
+	 * steps, not to the next power of two (65536) */
+	for (uint64_t i = 0; i < 40000; i++)
+		kernel(f, 1, i * 2 * US, i * 2 * US + 1 * US, 0, 1);
+	g = &f->s->dev[0]->gaps;
+	assert_int_equal(g->npend, 40000);
+	assert_true(g->cap >= 40000 && g->cap <= 40000 + 40000 / 8 + 1);
+	/* then 3 s of kernels every 100 us: every 100 ms of data a sweep takes
+	 * from the front while arrivals go on at the back, around the ring */
+	int wrapped = 0;
+	uint64_t t0 = 100 * MS, n = 30000;
+	for (uint64_t i = 0; i < n; i++) {
+		kernel(f, 1, t0 + i * 100 * US, t0 + i * 100 * US + 50 * US, 0, 1);
+		wrapped |= g->head + g->npend > g->cap;
+	}
+	assert_true(wrapped);
+	agg_finish(f->a);
+	/* 39999 gaps of 1 us, one of [80 ms - 1 us, 100 ms), n - 1 of 50 us */
+	assert_int_equal(g->gaps, 39999 + 1 + (n - 1));
+	assert_int_equal(g->gap_ns, 39999 * US + (100 * MS - (80 * MS - 1 * US)) + (n - 1) * 50 * US);
+	assert_int_equal(g->late, 0);
+	assert_int_equal(g->forced, 0);
+	/* nothing waits: the ring is back to its first size */
+	assert_int_equal(g->npend, 0);
+	assert_int_equal(g->cap, GAPS_PENDING_MIN);
+	fx_free(f);
+}
+
+static void test_reorder_ring_is_bounded_and_sweeps_early(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(1, 0);
+	const uint64_t n = GAPS_PENDING_MAX + 1000;
+	/* more kernels than the ring holds, all inside the settle second */
+	for (uint64_t i = 0; i < n; i++)
+		kernel(f, 1, i * 4, i * 4 + 1, 0, 1);
+	const struct gaps_dev *g = &f->s->dev[0]->gaps;
+	assert_int_equal(g->cap, GAPS_PENDING_MAX);
+	assert_true(g->forced > 0);
+	agg_finish(f->a);
+	/* in order, so sweeping early loses nothing: n - 1 gaps of 3 ns */
+	assert_int_equal(g->gaps, n - 1);
+	assert_int_equal(g->gap_ns, (n - 1) * 3);
+	assert_int_equal(g->late, 0);
+	fx_free(f);
+}
+
+static void test_wide_intervals_keep_their_end_and_thread(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(1, 0);
+	const uint64_t big = (UINT64_C(1) << 33) + 5, bigger = UINT64_C(1) << 34;
+	agg_source_accept_offcpu(f->s, 1);
+	/* K2 runs 1 s (past the packed length) and was launched by a thread
+	 * whose id needs more than 32 bits, off-CPU through the gap before K2 */
+	kernel(f, 1, 0, 10 * US, 0, 1);
+	api(f, MFU_API_LAUNCH, 1 * US, 5 * US, big, 2);
+	offcpu(f, 0, 200 * US, big);
+	kernel(f, 1, 100 * US, 100 * US + 1 * S, 2, 1);
+	/* K3 came before its launch call, which names another such thread */
+	kernel(f, 1, 1 * S + 200 * US, 1 * S + 210 * US, 3, 1);
+	api(f, MFU_API_LAUNCH, 1 * S + 100 * US, 1 * S + 101 * US, bigger, 3);
+	offcpu(f, 1 * S + 100 * US, 1 * S + 300 * US, bigger);
+	/* K4, 1 s long, also before its launch call */
+	kernel(f, 1, 2 * S + 100 * US, 3 * S + 100 * US, 4, 1);
+	api(f, MFU_API_LAUNCH, 1 * S + 220 * US, 1 * S + 230 * US, bigger + 1, 4);
+	offcpu(f, 1 * S + 210 * US, 2 * S + 100 * US, bigger + 1);
+	const struct gaps_dev *g = &f->s->dev[0]->gaps;
+	assert_int_equal(g->wide_used, 1); /* K4's: K4 moved the watermark past K2 and K3 */
+	agg_finish(f->a);
+	assert_int_equal(g->gaps, 3);
+	/* [10,100) us, [1.0001, 1.0002) s, [1.00021, 2.0001) s */
+	assert_int_equal(g->idle_ns[GAP_HOST_OFFCPU], 90 * US + 100 * US + (1 * S - 110 * US));
+	assert_int_equal(f->s->dev[0]->tot.busy_all_ns, 10 * US + 1 * S + 10 * US + 1 * S);
+	/* swept: the pool is given back */
+	assert_int_equal(g->wide_used, 0);
+	assert_null(g->wide);
+	fx_free(f);
+}
+
+static void test_latency_slots_come_with_their_seconds(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(1, 0);
+	unsigned n = 0;
+	for (uint64_t sec = 3; sec < 6; sec++) {
+		api(f, MFU_API_LAUNCH, (int64_t)(sec * S), (int64_t)(sec * S + 1 * US), 1, sec);
+		kernel(f, 1, sec * S + 5 * US, sec * S + 6 * US, sec, 1);
+	}
+	for (unsigned i = 0; i < GAPS_LAT_SLOTS; i++)
+		n += f->s->dev[0]->gaps.slots[i] != NULL;
+	assert_int_equal(n, 3);
+	fx_free(f);
+}
+
+static void test_since_start_latencies_survive_a_slot_count_wrapping(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(1, 0);
+	api(f, MFU_API_LAUNCH, (int64_t)(3 * S), (int64_t)(3 * S + 1 * US), 1, 1);
+	kernel(f, 1, 3 * S + 5 * US, 3 * S + 6 * US, 1, 1);
+	struct gaps_dev *g = &f->s->dev[0]->gaps;
+	unsigned b = lat_bucket_of(5 * US);
+	struct lat_slot *sl = g->slots[3 % GAPS_LAT_SLOTS];
+	assert_non_null(sl);
+	assert_int_equal(sl->n[b], 1);
+	sl->n[b] = UINT32_MAX; /* as if 2^32 - 1 launches had come in that second */
+	api(f, MFU_API_LAUNCH, (int64_t)(3 * S + 10 * US), (int64_t)(3 * S + 11 * US), 1, 2);
+	kernel(f, 1, 3 * S + 15 * US, 3 * S + 16 * US, 2, 1);
+	struct lat_sketch k;
+	memset(&k, 0, sizeof(k));
+	gaps_lat_window(g, 0, 0, &k);
+	assert_int_equal(k.n[b], UINT64_C(1) << 32); /* since start: exact */
+	memset(&k, 0, sizeof(k));
+	gaps_lat_window(g, 4 * S, 1 * S, &k);
+	assert_int_equal(k.n[b], 0); /* the slot's own 32-bit count wrapped */
+	fx_free(f);
+}
+
+static void test_no_gaps_leaves_idle_unattributed_and_keeps_the_rest(void **state)
+{
+	(void)state;
+	struct fx *f = calloc(1, sizeof(*f));
+	struct agg_config cfg = {.offline = 1, .no_gaps = 1};
+	struct mfu_rec_hello h = {.time_ns = T0 - S, .pid = 7, .rank = -1, .local_rank = -1,
+				  .host = "h", .host_len = 1, .job = "j", .job_len = 1};
+	struct strbuf sb;
+	assert_int_equal(agg_new(&cfg, &f->a), 0);
+	assert_int_equal(agg_hello(f->a, &h, "test", 1, &f->s), 0);
+	agg_source_accept_offcpu(f->s, 1);
+	for (int i = 0; i < E__N; i++)
+		example_event(f, i);
+	copy(f, 300 * US, 310 * US, 0);
+	agg_finish(f->a);
+	const struct agg_device *d = f->s->dev[0];
+	const struct gaps_dev *g = &d->gaps;
+	assert_int_equal(g->gaps, 0);
+	assert_int_equal(g->joined_kernels, 0);
+	assert_int_equal(f->s->gaps.join_n, 0);
+	assert_null(g->pend);
+	/* the rest of the model as with gap analysis */
+	assert_int_equal(d->tot.kernels, 7);
+	assert_int_equal(d->tot.api_calls, 7);
+	assert_int_equal(d->tot.busy_ns, 61 * US);
+	assert_int_equal(d->tot.busy_all_ns, 71 * US);
+	sb_init(&sb);
+	export_prometheus(f->a, 0, NULL, &sb);
+	assert_non_null(strstr(sb.buf, "\nmfud_gap_analysis_enabled 0\n"));
+	assert_non_null(strstr(sb.buf, "mfu_gpu_idle_seconds_total{job=\"j\",host=\"h\",rank=\"\",pid=\"7\",device=\"0\",cause=\"sync\"} 0\n"));
+	sb_free(&sb);
+	fx_free(f);
+}
+
+static void test_the_first_copy_splits_the_busy_unions(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new(1, 0);
+	kernel(f, 1, 0, 10 * US, 0, 1);
+	kernel(f, 1, 20 * US, 30 * US, 0, 1);
+	struct agg_device *d = f->s->dev[0];
+	assert_int_equal(d->busy.mirror, WF_BUSY_ALL_NS);
+	assert_null(d->busy_all.iv); /* one union so far */
+	copy(f, 5 * US, 25 * US, 0);
+	assert_int_equal(d->busy.mirror, WF__COUNT);
+	kernel(f, 1, 28 * US, 40 * US, 0, 1);
+	assert_int_equal(d->tot.busy_ns, 30 * US);     /* [0,10) [20,40) */
+	assert_int_equal(d->tot.busy_all_ns, 40 * US); /* [0,40) */
+	double v[WF__COUNT];
+	window_sum(&d->win, T0 + 100 * MS, 100 * MS, v);
+	assert_true(v[WF_BUSY_NS] == 30.0 * US);
+	assert_true(v[WF_BUSY_ALL_NS] == 40.0 * US);
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -590,6 +775,13 @@ int main(void)
 		cmocka_unit_test(test_launch_after_its_kernel_was_swept_still_counts_latency),
 		cmocka_unit_test(test_far_out_of_order_arrivals_are_merged_at_the_sweep),
 		cmocka_unit_test(test_a_full_side_buffer_falls_back_to_sorting),
+		cmocka_unit_test(test_reorder_ring_grows_by_steps_wraps_and_shrinks),
+		cmocka_unit_test(test_reorder_ring_is_bounded_and_sweeps_early),
+		cmocka_unit_test(test_wide_intervals_keep_their_end_and_thread),
+		cmocka_unit_test(test_latency_slots_come_with_their_seconds),
+		cmocka_unit_test(test_since_start_latencies_survive_a_slot_count_wrapping),
+		cmocka_unit_test(test_the_first_copy_splits_the_busy_unions),
+		cmocka_unit_test(test_no_gaps_leaves_idle_unattributed_and_keeps_the_rest),
 		cmocka_unit_test(test_a_long_sync_call_covers_gaps_after_shorter_ones),
 		cmocka_unit_test(test_offcpu_threads_past_the_bound_are_dropped_and_counted),
 	};

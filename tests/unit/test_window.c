@@ -83,6 +83,7 @@ static void test_overlapping_streams_count_busy_time_once(void **state)
 	assert_int_equal(busy_add(&b, w, NULL, T0 + 300 * MS, T0 + 700 * MS), 200 * MS);
 	window_sum(w, T0 + 1 * S, 1 * S, v);
 	assert_near(v[WF_BUSY_NS], 600.0 * MS);
+	busy_free(&b);
 	free(w);
 }
 
@@ -101,6 +102,7 @@ static void test_out_of_order_arrival_gives_the_same_union(void **state)
 	window_sum(w, T0 + 1 * S, 1 * S, v);
 	assert_near(v[WF_BUSY_NS], 800.0 * MS); /* [100, 900) */
 	assert_int_equal(b.n, 1);
+	busy_free(&b);
 	free(w);
 }
 
@@ -132,6 +134,7 @@ static void test_random_intervals_match_a_brute_force_union(void **state)
 		want += covered[t];
 	assert_int_equal(b.clipped_ns, 0);
 	assert_int_equal(total, want * 1000);
+	busy_free(&b);
 	free(w);
 }
 
@@ -151,6 +154,7 @@ static void test_idle_gaps_are_not_busy(void **state)
 	assert_near(v[WF_BUSY_NS], 0);
 	window_sum(w, T0 + 10 * S, 10 * S, v);
 	assert_near(v[WF_BUSY_NS], 300.0 * MS);
+	busy_free(&b);
 	free(w);
 }
 
@@ -165,6 +169,96 @@ static void test_data_older_than_the_ring_is_counted_not_kept(void **state)
 	window_sum(w, T0 + 2 * S, 1 * S, v);
 	assert_near(v[WF_KERNELS], 0);
 	free(w);
+}
+
+static void test_busy_union_grows_on_demand_up_to_its_bound(void **state)
+{
+	(void)state;
+	struct window *w = new_window();
+	struct busy b;
+	busy_init(&b);
+	assert_null(b.iv);
+	busy_add(&b, w, NULL, T0, T0 + 1000);
+	assert_int_equal(b.cap, BUSY_MIN_CAP);
+	/* disjoint intervals in order: the array doubles up to BUSY_KEEP, then
+	 * the older half is forgotten and its time settled */
+	for (uint64_t i = 1; i < BUSY_KEEP + 10; i++)
+		busy_add(&b, w, NULL, T0 + i * 2000, T0 + i * 2000 + 1000);
+	assert_int_equal(b.cap, BUSY_KEEP);
+	assert_true(b.n <= BUSY_KEEP);
+	assert_int_equal(b.floor, T0 + (BUSY_KEEP / 2 - 1) * 2000 + 1000);
+	/* time before the floor is not counted again */
+	assert_int_equal(busy_add(&b, w, NULL, T0 + 1500, T0 + 2500), 0);
+	assert_int_equal(b.clipped_ns, 1000);
+	busy_free(&b);
+	assert_null(b.iv);
+	free(w);
+}
+
+static int bucket_fields_equal(const struct window *a, const struct window *b, enum window_field fa,
+			       enum window_field fb)
+{
+	for (unsigned i = 0; i < WINDOW_BUCKETS; i++)
+		if (a->ring[i].index != b->ring[i].index ||
+		    memcmp(&a->ring[i].v[fa], &b->ring[i].v[fb], sizeof(double)))
+			return 0;
+	return 1;
+}
+
+static void test_a_mirrored_union_adds_what_a_second_union_would(void **state)
+{
+	(void)state;
+	struct window *w1 = new_window(), *w2 = new_window();
+	struct busy m, k, all;
+	uint64_t rng = 99, tm = 0, tk = 0, tall = 0;
+	busy_init(&m);
+	busy_init(&k);
+	busy_init(&all);
+	m.mirror = WF_BUSY_ALL_NS;
+	all.field = WF_BUSY_ALL_NS;
+	/* Out-of-order intervals, some across bucket edges, some long: one
+	 * mirrored union must leave every bucket bit for bit as two unions fed
+	 * the same would; then a clone goes on as the second union. */
+	for (int i = 0; i < 20000; i++) {
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		uint64_t s = T0 + (uint64_t)i * 37000 - (rng >> 40) % 2000000;
+		uint64_t e = s + 1 + (rng >> 20) % ((rng >> 58) ? 20000 : 250000000); /* some past a bucket */
+		int copy = i > 15000 && (rng >> 10) % 5 == 0;
+		struct window_bucket *h1 = window_bucket_of(w1, s, e), *h2 = window_bucket_of(w2, s, e);
+		if (i == 15000) {
+			assert_int_equal(busy_clone(&all, &k, WF_BUSY_ALL_NS), 0);
+			assert_int_equal(busy_clone(&m, &k, WF_BUSY_NS), 0); /* the split, as agg.c makes it */
+			m.mirror = WF__COUNT;
+			tall = tk;
+			tm = tk;
+		}
+		if (i < 15000) {
+			uint64_t a = busy_add(&m, w1, h1, s, e);
+			tm += a;
+			uint64_t b1 = busy_add(&k, w2, h2, s, e), b2 = busy_add(&all, w2, h2, s, e);
+			assert_int_equal(a, b1);
+			assert_int_equal(a, b2);
+			tk += b1;
+		} else if (copy) {
+			tall += busy_add(&all, w2, h2, s, e);
+		} else {
+			tm += busy_add(&m, w1, h1, s, e);
+			tk += busy_add(&k, w2, h2, s, e);
+			tall += busy_add(&all, w2, h2, s, e);
+		}
+		if (i == 14999) {
+			assert_true(bucket_fields_equal(w1, w2, WF_BUSY_NS, WF_BUSY_NS));
+			assert_true(bucket_fields_equal(w1, w2, WF_BUSY_ALL_NS, WF_BUSY_ALL_NS));
+		}
+	}
+	assert_int_equal(tm, tk);
+	assert_true(tall >= tk); /* kernels and copies cover at least the kernels */
+	assert_true(bucket_fields_equal(w1, w2, WF_BUSY_NS, WF_BUSY_NS));
+	busy_free(&m);
+	busy_free(&k);
+	busy_free(&all);
+	free(w1);
+	free(w2);
 }
 
 /* ---- through the model: records -> agg -> figures ---- */
@@ -353,6 +447,8 @@ int main(void)
 		cmocka_unit_test(test_random_intervals_match_a_brute_force_union),
 		cmocka_unit_test(test_idle_gaps_are_not_busy),
 		cmocka_unit_test(test_data_older_than_the_ring_is_counted_not_kept),
+		cmocka_unit_test(test_busy_union_grows_on_demand_up_to_its_bound),
+		cmocka_unit_test(test_a_mirrored_union_adds_what_a_second_union_would),
 		cmocka_unit_test_setup_teardown(test_step_spanning_two_windows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hfu_weighs_each_class_by_its_peak_and_remat_is_not_model,
 						setup, teardown),
