@@ -966,12 +966,15 @@ static void sweep_device(struct agg_source *s, struct agg_device *d, uint64_t wa
 	g->head = g->npend ? k : 0;
 }
 
-/* Gives memory back after a sweep: the ring when under half full (to a
- * quarter over what waits), the wide pool and the side buffer when empty. */
+/* Gives memory back after a sweep: half the ring when under a quarter full,
+ * the wide pool and the side buffer when empty.  Halving at most once a
+ * sweep: a source whose records come late for a moment (a collector behind
+ * on many sources sweeps by its own clock) must not shrink to nothing and
+ * grow back step by step, leaving the heap in pieces. */
 static void dev_trim(struct gaps_dev *g)
 {
-	if (g->cap > GAPS_PENDING_MIN && g->npend < g->cap / 2) {
-		unsigned cap = g->npend + g->npend / 4;
+	if (g->cap > GAPS_PENDING_MIN && g->npend < g->cap / 4) {
+		unsigned cap = g->cap / 2;
 		pend_resize(g, cap < GAPS_PENDING_MIN ? GAPS_PENDING_MIN : cap); /* -ENOMEM: keep the larger ring */
 	}
 	if (!g->wide_used && g->wide_cap) {

@@ -98,7 +98,7 @@ struct gaps_dev {
 	struct gap_iv *pend; /* a ring of cap: npend wait from head on, sorted by start
 			      * unless unsorted; when full it doubles while small, then
 			      * grows by an eighth, up to GAPS_PENDING_MAX; a sweep that
-			      * leaves it under half full shrinks it */
+			      * leaves it under a quarter full halves it */
 	unsigned head, npend, cap;
 	int unsorted;        /* the side buffer was full: an arrival was appended out of order */
 	struct gap_iv *side; /* arrivals far out of order (a long NCCL kernel's record comes

@@ -603,8 +603,13 @@ static void test_reorder_ring_grows_by_steps_wraps_and_shrinks(void **state)
 	assert_int_equal(g->gap_ns, 39999 * US + (100 * MS - (80 * MS - 1 * US)) + (n - 1) * 50 * US);
 	assert_int_equal(g->late, 0);
 	assert_int_equal(g->forced, 0);
-	/* nothing waits: the ring is back to its first size */
+	/* nothing waits: each sweep halves the ring, down to its first size */
 	assert_int_equal(g->npend, 0);
+	unsigned cap = g->cap;
+	agg_finish(f->a);
+	assert_int_equal(g->cap, cap / 2);
+	for (int i = 0; i < 16; i++)
+		agg_finish(f->a);
 	assert_int_equal(g->cap, GAPS_PENDING_MIN);
 	fx_free(f);
 }

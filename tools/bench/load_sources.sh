@@ -7,7 +7,8 @@
 # says it sent (--totals), and mfud's peak RSS (VmHWM) and CPU time are
 # printed.  Exits 1 if any record is unaccounted for.
 #   tools/bench/load_sources.sh [BUILD_DIR] [SOURCES] [RECORDS_PER_SOURCE]
-# Defaults: build, 256 sources, 1000000 records each.
+# Defaults: build, 256 sources, 1000000 records each.  MFUD_ARGS: more mfud
+# flags (e.g. --no-gaps).
 set -euo pipefail
 B=${1:-build}
 N=${2:-256}
@@ -25,10 +26,10 @@ trap cleanup EXIT
 # mfu-synth's default model makes ~760 records per step
 steps=$(( (R + 759) / 760 ))
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$mfud" --socket "$tmp/mfud.sock" --http "127.0.0.1:$port" --retain 0 --quiet 2>"$tmp/mfud.log" &
+"$mfud" --socket "$tmp/mfud.sock" --http "127.0.0.1:$port" --retain 0 --quiet ${MFUD_ARGS:-} 2>"$tmp/mfud.log" &
 mfud_pid=$!
 for _ in $(seq 100); do [ -S "$tmp/mfud.sock" ] && break; sleep 0.05; done
-echo "command: $0 $*   ($(date -u +%F), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs)"
+echo "command: ${MFUD_ARGS:+MFUD_ARGS=\"$MFUD_ARGS\" }$0 $*   ($(date -u +%F), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs)"
 echo "$N sources x ~$R records ($steps steps each), all started at once"
 
 t0=$(date +%s.%N)
