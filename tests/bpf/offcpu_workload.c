@@ -14,7 +14,7 @@
  *   or for vfork uninterruptible) lies in [LO_NS, HI_NS]: nominal for sleep
  *   (LO = HI), bracketed from both sides for pipe and vfork (see run_pipe),
  *   0 for pinned and the writer;
- *   "life TID START_NS END_NS CPU_NS": the thread's own run in
+ *   "life TID START_NS END_NS CPU_NS RUN_DELAY_NS": the thread's own run in
  *   CLOCK_REALTIME, and the CPU time it used in it, so it was off the CPU
  *   for END - START - CPU, whatever the scheduler did;
  *   "block TID START_NS END_NS", one per blocking call of the sleep, pipe
@@ -72,7 +72,7 @@ static struct slot {
 	const char *kind;
 	long tid;
 	uint64_t lo_ns, hi_ns;
-	uint64_t life_start, life_end, cpu_ns;
+	uint64_t life_start, life_end, cpu_ns, run_delay_ns;
 	unsigned nblocks;
 	uint64_t blocks[MAX_BLOCKS][2];
 } slots[MAX_THREADS];
@@ -107,6 +107,20 @@ static void *run_pinned(void *arg);
 static void *(*const thread_fns[])(void *) = {run_pipe, run_sleep, run_writer, run_vfork, run_pinned, run_pinned};
 enum { NTHREADS = sizeof(thread_fns) / sizeof(thread_fns[0]) };
 
+/* The scheduler's own count of the time this thread waited runnable
+ * (schedstat's run_delay; 0 where the kernel does not keep it). */
+static uint64_t run_delay_ns(void)
+{
+	unsigned long long run = 0, wait = 0;
+	FILE *f = fopen("/proc/thread-self/schedstat", "r");
+	if (f) {
+		if (fscanf(f, "%llu %llu", &run, &wait) != 2)
+			wait = 0;
+		fclose(f);
+	}
+	return wait;
+}
+
 /* Every thread runs through here: its life and CPU time bracket all of it. */
 static void *thread_main(void *arg)
 {
@@ -116,11 +130,13 @@ static void *thread_main(void *arg)
 
 	me = i < MAX_THREADS ? &slots[i] : &spare;
 	me->tid = (long)syscall(SYS_gettid);
+	uint64_t delay0 = run_delay_ns();
 	uint64_t cpu0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
 	me->life_start = now_ns(CLOCK_REALTIME);
 	fn(NULL);
 	me->life_end = now_ns(CLOCK_REALTIME);
 	me->cpu_ns = now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+	me->run_delay_ns = run_delay_ns() - delay0;
 	return NULL;
 }
 
@@ -293,8 +309,9 @@ int main(int argc, char **argv)
 		const struct slot *r = &slots[i];
 		printf("tid %s %ld %llu %llu\n", r->kind, r->tid, (unsigned long long)r->lo_ns,
 		       (unsigned long long)r->hi_ns);
-		printf("life %ld %llu %llu %llu\n", r->tid, (unsigned long long)r->life_start,
-		       (unsigned long long)r->life_end, (unsigned long long)r->cpu_ns);
+		printf("life %ld %llu %llu %llu %llu\n", r->tid, (unsigned long long)r->life_start,
+		       (unsigned long long)r->life_end, (unsigned long long)r->cpu_ns,
+		       (unsigned long long)r->run_delay_ns);
 		for (unsigned j = 0; j < r->nblocks; j++)
 			printf("block %ld %llu %llu\n", r->tid, (unsigned long long)r->blocks[j][0],
 			       (unsigned long long)r->blocks[j][1]);

@@ -100,7 +100,7 @@ struct wthread {
 	char kind[16];
 	uint32_t tid;
 	uint64_t lo_ns, hi_ns; /* the blocked time lies in [lo, hi] */
-	uint64_t life_start, life_end, cpu_ns;
+	uint64_t life_start, life_end, cpu_ns, run_delay_ns;
 	unsigned nblocks;
 	uint64_t blocks[MAX_BLOCKS][2];
 };
@@ -266,18 +266,19 @@ static size_t parse_reports(const struct proc *p, struct wthread *w, size_t cap)
 		next = next ? next + 1 : s + strlen(s);
 		char kind[16];
 		unsigned long tid;
-		unsigned long long a, b, c;
+		unsigned long long a, b, c, d = 0;
 		struct wthread *t;
 
 		if (sscanf(s, "tid %15s %lu %llu %llu", kind, &tid, &a, &b) == 4 && n < cap) {
 			w[n] = (struct wthread){.tid = (uint32_t)tid, .lo_ns = a, .hi_ns = b};
 			snprintf(w[n].kind, sizeof(w[n].kind), "%s", kind);
 			n++;
-		} else if (sscanf(s, "life %lu %llu %llu %llu", &tid, &a, &b, &c) == 4 &&
+		} else if (sscanf(s, "life %lu %llu %llu %llu %llu", &tid, &a, &b, &c, &d) >= 4 &&
 			   (t = wthread_find(w, n, (uint32_t)tid))) {
 			t->life_start = a;
 			t->life_end = b;
 			t->cpu_ns = c;
+			t->run_delay_ns = d;
 		} else if (sscanf(s, "block %lu %llu %llu", &tid, &a, &b) == 3 && (t = wthread_find(w, n, (uint32_t)tid)) &&
 			   t->nblocks < MAX_BLOCKS) {
 			t->blocks[t->nblocks][0] = a;
@@ -300,11 +301,27 @@ static void assert_within(uint64_t got, uint64_t lo, uint64_t hi, double frac, c
 }
 
 /*
+ * The least off-CPU time a thread can have had over its life.  Wall time
+ * less CPU time is the most: time the hypervisor stole while the thread
+ * was on a CPU is missing from its CPU time but not off-CPU to the
+ * scheduler (a spinner on a loaded VM lost 6% of it so).  The scheduler's
+ * own count of its runnable waits (run_delay) plus the known length of its
+ * blocking calls is what it surely spent off the CPU, whatever was stolen.
+ */
+static uint64_t off_known_lo(const struct wthread *w)
+{
+	uint64_t most = w->life_end - w->life_start - w->cpu_ns, sure = w->run_delay_ns;
+	if (!strcmp(w->kind, "writer"))
+		return most; /* its disk waits are not bracketed: sure would be far too little */
+	for (unsigned i = 0; i < w->nblocks; i++)
+		sure += w->blocks[i][1] - w->blocks[i][0];
+	return sure && sure < most ? sure : most;
+}
+
+/*
  * One workload thread against the off-CPU intervals v holds for it (the
  * tracer's, or the records the feed handed over).  The known amounts:
- * - over its life, wall time less CPU time.  Time the hypervisor stole
- *   while the thread was on a CPU is missing from its CPU time but not
- *   off-CPU to the scheduler; it stays well inside the 5% (0.1% seen);
+ * - over its life, between off_known_lo() and wall time less CPU time;
  * - inside its blocking calls, all of their time, in any state.
  * And the states where they are unambiguous (see the top of the file).
  */
@@ -329,7 +346,7 @@ static void check_thread(const struct ivs *v, const struct wthread *w)
 	print_message("# %-6s tid %u: life %.1f ms, cpu %.1f ms; traced runnable %.1f sleeping %.1f disk %.1f "
 		      "other %.1f ms\n", w->kind, w->tid, wall / 1e6, w->cpu_ns / 1e6, life[0] / 1e6, life[1] / 1e6,
 		      life[2] / 1e6, life[3] / 1e6);
-	assert_within(off, off_known, off_known, 0.05, "off-CPU over its life", w->tid);
+	assert_within(off, off_known_lo(w), off_known, 0.05, "off-CPU over its life", w->tid);
 
 	if (!strcmp(w->kind, "pinned")) {
 		/* Each spins 100 ms of CPU on a CPU it shares with the other:
@@ -563,18 +580,21 @@ static void test_feed_hands_offcpu_time_to_the_attached_source(void **state)
 	const struct wthread *vf = wthread_kind(w, n, "vfork"), *sl = wthread_kind(w, n, "sleep");
 	print_message("# feed: runnable %.1f sleeping %.1f disk %.1f other %.1f ms\n", ns[0] / 1e6, ns[1] / 1e6,
 		      ns[2] / 1e6, ns[3] / 1e6);
-	/* Only the vfork thread waits uninterruptibly; mostly so (see the top
-	 * of the file), never longer than its bracket. */
+	/* Only the vfork thread waits uninterruptibly, never longer than its
+	 * bracket; for a good part of it, though not always most: on a loaded
+	 * machine the parent also waits runnable around its child (45% of the
+	 * known amount in D was seen; the totals in any state are held to 5%
+	 * per thread by check_thread). */
 	uint64_t vf_calls = 0;
 	for (unsigned i = 0; i < vf->nblocks; i++)
 		vf_calls += vf->blocks[i][1] - vf->blocks[i][0];
-	assert_true(2 * ns[MFU_OFFCPU_DISK] > vf->lo_ns && ns[MFU_OFFCPU_DISK] <= vf_calls + vf->nblocks * EDGE_NS);
+	assert_true(4 * ns[MFU_OFFCPU_DISK] > vf->lo_ns && ns[MFU_OFFCPU_DISK] <= vf_calls + vf->nblocks * EDGE_NS);
 	assert_true(ns[MFU_OFFCPU_SLEEPING] >= sl->lo_ns / 2); /* at least most of the sleep thread's */
 	/* The process is off-CPU at least as long as its threads are, in
 	 * their lives (as check_thread allows). */
 	uint64_t life_off = 0;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t off = w[i].life_end - w[i].life_start - w[i].cpu_ns;
+		uint64_t off = off_known_lo(&w[i]);
 		life_off += off - off / 20;
 	}
 	print_message("# feed: %.1f ms off-CPU in all, at least %.1f ms known\n", ns_sum(ns) / 1e6, life_off / 1e6);
