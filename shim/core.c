@@ -26,6 +26,7 @@
 #include "gemm.h"
 #include "mfu/wire.h"
 #include "sender.h"
+#include "tsc.h"
 
 enum { ST_UNINIT, ST_STARTING, ST_ACTIVE, ST_DISABLED, ST_FINISHED };
 
@@ -208,8 +209,9 @@ static void start(void)
 
 	struct mfu_rec_hello h;
 	char host[256], why[200] = "";
-	struct mfu_sender_config cfg = {0};
+	struct mfu_sender_config cfg = {.ticks_ns = tsc_realtime_ns};
 	fill_hello(&h, host, sizeof(host));
+	tsc_start();
 	/* CUPTI first, so the hello can say whether kernels will be timed */
 	int timed = 0;
 	if (forked_after_start)
@@ -359,6 +361,13 @@ int shim_launch_context(struct launch_info *out)
 	return out->flags != 0;
 }
 
+static inline uint32_t thread_id(void)
+{
+	if (__builtin_expect(!tid, 0))
+		tid = (uint32_t)gettid();
+	return tid;
+}
+
 /* Completes a gemm record begun at start (0: a cuBLAS call, which is
  * stamped once, when it returns: a second clock read per call would cost a
  * third of the shim's budget, and launch timing comes from CUPTI's API
@@ -367,9 +376,7 @@ static void finish_gemm(struct mfu_rec_gemm *m, uint64_t start, unsigned dev)
 {
 	m->end_ns = shim_now_ns();
 	m->start_ns = start && start <= m->end_ns ? start : m->end_ns;
-	if (!tid)
-		tid = (uint32_t)gettid();
-	m->tid = tid;
+	m->tid = thread_id();
 	m->device = dev;
 	m->flags |= remat_depth ? MFU_KF_REMAT : 0;
 }
@@ -381,14 +388,42 @@ static void put_gemm(struct mfu_record *r, uint64_t start, unsigned dev)
 	mfu_sender_put(sender, r);
 }
 
-_Static_assert(sizeof(struct gemm_desc) == offsetof(struct mfu_rec_gemm, call) - offsetof(struct mfu_rec_gemm, api) &&
-		       offsetof(struct gemm_desc, a_type) + offsetof(struct mfu_rec_gemm, api) ==
-			       offsetof(struct mfu_rec_gemm, a_type) &&
-		       offsetof(struct gemm_desc, cls) + offsetof(struct mfu_rec_gemm, api) ==
-			       offsetof(struct mfu_rec_gemm, flags) &&
-		       offsetof(struct gemm_desc, flops) + offsetof(struct mfu_rec_gemm, api) ==
-			       offsetof(struct mfu_rec_gemm, flops),
-	       "struct gemm_desc must mirror struct mfu_rec_gemm from api to flops");
+_Static_assert(offsetof(struct gemm_desc, flops) == 0 &&
+		       offsetof(struct gemm_desc, cls) ==
+			       offsetof(struct mfu_sender_gemm, flags) - offsetof(struct mfu_sender_gemm, flops) &&
+		       offsetof(struct gemm_desc, m) == offsetof(struct mfu_sender_gemm, m) - offsetof(struct mfu_sender_gemm, flops) &&
+		       offsetof(struct gemm_desc, a_type) ==
+			       offsetof(struct mfu_sender_gemm, a_type) - offsetof(struct mfu_sender_gemm, flops) &&
+		       offsetof(struct gemm_desc, api) == offsetof(struct mfu_sender_gemm, api) - offsetof(struct mfu_sender_gemm, flops) &&
+		       offsetof(struct gemm_desc, ops) == offsetof(struct mfu_sender_gemm, ops) - offsetof(struct mfu_sender_gemm, flops),
+	       "struct gemm_desc must mirror struct mfu_sender_gemm from flops to flags");
+
+#define DESC_PACKED_BYTES (offsetof(struct gemm_desc, cls) + sizeof(uint32_t))
+
+/* A call that does not fit its thread's gemm ring (wide, or the ring is
+ * full): a full record, through the sender's lock. */
+static __attribute__((noinline, cold)) void put_full(const struct shim_call *c, const struct gemm_desc *g,
+						       uint32_t flags)
+{
+	struct mfu_record r = {.type = MFU_REC_GEMM};
+	struct mfu_rec_gemm *m = &r.u.gemm;
+
+	m->api = g->api;
+	m->m = g->wide ? (uint64_t)g->full.m : g->m;
+	m->n = g->wide ? (uint64_t)g->full.n : g->n;
+	m->k = g->wide ? (uint64_t)g->full.k : g->k;
+	m->batch = g->wide ? (uint64_t)g->full.batch : g->batch;
+	m->a_type = g->wide ? g->full.a_type : (uint32_t)(g->a_type - 1u);
+	m->b_type = g->wide ? g->full.b_type : (uint32_t)(g->b_type - 1u);
+	m->c_type = g->wide ? g->full.c_type : (uint32_t)(g->c_type - 1u);
+	m->compute_type = g->wide ? g->full.compute_type : (uint32_t)(g->compute_type - 1u);
+	m->ops = g->ops;
+	m->flags = flags;
+	m->flops = g->flops;
+	m->call = c->call;
+	finish_gemm(m, 0, cur.device);
+	mfu_sender_put(sender, &r);
+}
 
 void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 {
@@ -406,22 +441,28 @@ void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 	if (!succeeded || atomic_load_explicit(&state, memory_order_relaxed) != ST_ACTIVE)
 		return;
 	describe_device(cur.device);
-	/* Built in place in the thread's ring: zeroing a record on the stack and
-	 * copying it in was a quarter of the shim's instructions per call. */
-	struct mfu_record spare, *r = mfu_sender_reserve(sender);
-	int in_ring = r != NULL;
-	if (!in_ring)
-		r = &spare;
-	r->type = MFU_REC_GEMM;
-	struct mfu_rec_gemm *m = &r->u.gemm;
-	memcpy(&m->api, g, sizeof(*g));
-	m->flags |= untimed ? MFU_KF_UNTIMED : 0;
-	m->call = c->call;
-	finish_gemm(m, 0, cur.device);
-	if (in_ring)
-		mfu_sender_commit(sender);
-	else
-		mfu_sender_put(sender, r);
+	uint32_t flags = g->cls | (untimed ? MFU_KF_UNTIMED : 0) | (remat_depth ? MFU_KF_REMAT : 0);
+	/* The common case: one cache line in the thread's gemm ring, the
+	 * description in one copy, stamped with the TSC once it is calibrated. */
+	struct mfu_sender_gemm *p;
+	if (__builtin_expect(g->wide || !(p = mfu_sender_gemm_reserve(sender)), 0)) {
+		put_full(c, g, flags);
+		return;
+	}
+	if (__builtin_expect(tsc_ready(), 1)) {
+		p->when = tsc_ticks();
+		p->clock = MFU_SENDER_GEMM_TICKS;
+	} else {
+		p->when = shim_now_ns();
+		p->clock = 0;
+		tsc_maybe_calibrate(p->when);
+	}
+	p->call = c->call;
+	memcpy(&p->flops, g, DESC_PACKED_BYTES);
+	p->flags = flags;
+	p->device = (uint16_t)cur.device;
+	p->tid = thread_id();
+	mfu_sender_gemm_commit(sender);
 }
 
 void shim_orphan_flops(const struct launch_info *info, uint64_t when_ns)

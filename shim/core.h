@@ -10,19 +10,30 @@
 
 #include <stdint.h>
 
-/* The fields, order and widths of struct mfu_rec_gemm from api to flops,
- * so that the record takes them in one copy (core.c checks the layout). */
+/* A call as its record describes it.  From flops to cls it has the order
+ * and widths of the packed gemm record (struct mfu_sender_gemm, flops to
+ * flags), so that the record takes it in one copy (core.c checks the
+ * layout).  A call whose dimensions or types do not fit those widths is
+ * wide, and carries them in full as well. */
 struct gemm_desc {
-	uint64_t api;           /* enum gemm_api */
-	int64_t m, n, k, batch; /* for grouped calls: the first group's, batch = all problems */
-	uint64_t a_type, b_type, c_type, compute_type; /* GEMM_TYPE() of the cudaDataType / compute type */
-	uint64_t ops;           /* transa | transb << 2 */
-	uint64_t cls;           /* enum mfu_dtype_class */
 	uint64_t flops;
+	uint32_t m, n, k, batch; /* for grouped calls: the first group's, batch = all problems */
+	uint16_t a_type, b_type, c_type, compute_type; /* GEMM_TYPE16() of the cudaDataType / compute type */
+	uint16_t api;            /* enum gemm_api */
+	uint16_t ops;            /* transa | transb << 2 */
+	uint32_t cls;            /* enum mfu_dtype_class */
+	int wide;
+	struct {
+		int64_t m, n, k, batch;
+		uint32_t a_type, b_type, c_type, compute_type;
+	} full; /* only when wide */
 };
 
 /* A type as the wire carries it: the 32-bit enum's bits (-1, none, is 2^32 - 1). */
 #define GEMM_TYPE(t) ((uint64_t)(uint32_t)(t))
+/* As the packed record carries it: the type + 1, so that -1 is 0. */
+#define GEMM_TYPE16(t) ((uint16_t)((uint32_t)(t) + 1u))
+#define GEMM_TYPE16_FITS(t) ((uint32_t)(t) + 1u <= 0xffffu)
 
 struct shim_call {
 	uint64_t call;

@@ -6,8 +6,6 @@
  * batch = BATCH_COUNT(D).  A getter that fails leaves the call counted with
  * no FLOPs rather than guessed ones.
  */
-#include <string.h>
-
 #include "interpose.h"
 
 static int layout_u64(const struct real_table *r, cublasLtMatrixLayout_t l, cublasLtMatrixLayoutAttribute_t a,
@@ -45,8 +43,7 @@ static void describe_lt(struct gemm_desc *g, const struct real_table *r, cublasL
 	int32_t ta, tb, compute, batch = 1, a_type = -1, b_type = -1, c_type = -1;
 	uint32_t t;
 
-	memset(g, 0, sizeof(*g));
-	g->api = API_LT_MATMUL;
+	describe_fill(g, API_LT_MATMUL, -1, -1, -1, -1, CUBLAS_OP_N, CUBLAS_OP_N, 0, 0, 0, 0, 0, 0);
 	if (!r->cublasLtMatrixLayoutGetAttribute || !r->cublasLtMatmulDescGetAttribute)
 		return;
 	int ok = layout_u64(r, d, CUBLASLT_MATRIX_LAYOUT_ROWS, &d_rows) &&
@@ -65,18 +62,12 @@ static void describe_lt(struct gemm_desc *g, const struct real_table *r, cublasL
 		c_type = (int32_t)t;
 	if (!ok)
 		return;
-	g->m = (int64_t)d_rows;
-	g->n = (int64_t)d_cols;
-	g->k = (int64_t)(ta == CUBLAS_OP_N ? a_cols : a_rows);
-	g->batch = batch > 0 ? batch : 1;
-	g->a_type = GEMM_TYPE(a_type);
-	g->b_type = GEMM_TYPE(b_type);
-	g->c_type = GEMM_TYPE(c_type);
-	g->compute_type = GEMM_TYPE(compute);
-	g->ops = ((unsigned)ta & 3u) | ((unsigned)tb & 3u) << 2;
+	int64_t m = (int64_t)d_rows, n = (int64_t)d_cols, k = (int64_t)(ta == CUBLAS_OP_N ? a_cols : a_rows);
+	int64_t nb = batch > 0 ? batch : 1;
 	/* cuBLASLt has no math mode: the compute type alone decides TF32 */
-	g->cls = gemm_class(a_type, compute, CUBLAS_DEFAULT_MATH);
-	g->flops = gemm_flops(g->m, g->n, g->k, g->batch, gemm_type_is_complex(a_type));
+	describe_fill(g, API_LT_MATMUL, a_type, b_type, c_type, compute, (cublasOperation_t)ta, (cublasOperation_t)tb,
+		      m, n, k, nb, gemm_class(a_type, compute, CUBLAS_DEFAULT_MATH),
+		      gemm_flops(m, n, k, nb, gemm_type_is_complex(a_type)));
 }
 
 __attribute__((visibility("default"))) cublasStatus_t CUBLASWINAPI

@@ -5,8 +5,6 @@
  * reads host arguments only (never alpha or beta, which may live on the
  * device).  Transposes are recorded, never used in the count.
  */
-#include <string.h>
-
 #include "interpose.h"
 
 static int math_mode(cublasHandle_t h)
@@ -19,21 +17,41 @@ static int math_mode(cublasHandle_t h)
 	return (int)mode;
 }
 
+void describe_fill(struct gemm_desc *g, unsigned api, int a, int b, int c, int compute, cublasOperation_t ta,
+		   cublasOperation_t tb, int64_t m, int64_t n, int64_t k, int64_t batch, unsigned cls, uint64_t flops)
+{
+	g->flops = flops;
+	g->m = (uint32_t)m;
+	g->n = (uint32_t)n;
+	g->k = (uint32_t)k;
+	g->batch = (uint32_t)batch;
+	g->a_type = GEMM_TYPE16(a);
+	g->b_type = GEMM_TYPE16(b);
+	g->c_type = GEMM_TYPE16(c);
+	g->compute_type = GEMM_TYPE16(compute);
+	g->api = (uint16_t)api;
+	g->ops = (uint16_t)(((unsigned)ta & 3u) | ((unsigned)tb & 3u) << 2);
+	g->cls = cls;
+	/* a negative dimension is wide too: the record keeps what was passed */
+	g->wide = ((uint64_t)m | (uint64_t)n | (uint64_t)k | (uint64_t)batch) >> 32 || !GEMM_TYPE16_FITS(a) ||
+		  !GEMM_TYPE16_FITS(b) || !GEMM_TYPE16_FITS(c) || !GEMM_TYPE16_FITS(compute);
+	if (__builtin_expect(g->wide, 0)) {
+		g->full.m = m;
+		g->full.n = n;
+		g->full.k = k;
+		g->full.batch = batch;
+		g->full.a_type = (uint32_t)a;
+		g->full.b_type = (uint32_t)b;
+		g->full.c_type = (uint32_t)c;
+		g->full.compute_type = (uint32_t)compute;
+	}
+}
+
 static void fill(struct gemm_desc *g, unsigned api, int a, int b, int c, int compute, cublasOperation_t ta,
 		 cublasOperation_t tb, int64_t m, int64_t n, int64_t k, int64_t batch, unsigned cls)
 {
-	g->api = api;
-	g->m = m;
-	g->n = n;
-	g->k = k;
-	g->batch = batch;
-	g->a_type = GEMM_TYPE(a);
-	g->b_type = GEMM_TYPE(b);
-	g->c_type = GEMM_TYPE(c);
-	g->compute_type = GEMM_TYPE(compute);
-	g->ops = ((unsigned)ta & 3u) | ((unsigned)tb & 3u) << 2;
-	g->cls = cls;
-	g->flops = gemm_flops(m, n, k, batch, gemm_type_is_complex(a));
+	describe_fill(g, api, a, b, c, compute, ta, tb, m, n, k, batch, cls,
+		      gemm_flops(m, n, k, batch, gemm_type_is_complex(a)));
 }
 
 void describe_legacy(struct gemm_desc *g, unsigned api, cublasHandle_t h, int type, cublasOperation_t ta,

@@ -31,6 +31,10 @@ struct real_table {
  * its interposer answers CUBLAS_STATUS_NOT_INITIALIZED instead of crashing. */
 const struct real_table *real_get(void);
 
+/* Sets every field of *g; flops as given. */
+void describe_fill(struct gemm_desc *g, unsigned api, int a_type, int b_type, int c_type, int compute,
+		   cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, int64_t batch,
+		   unsigned cls, uint64_t flops);
 void describe_legacy(struct gemm_desc *g, unsigned api, cublasHandle_t h, int type, cublasOperation_t ta,
 		     cublasOperation_t tb, int64_t m, int64_t n, int64_t k, int64_t batch);
 void describe_ex(struct gemm_desc *g, unsigned api, cublasHandle_t h, int a_type, int b_type, int c_type,

@@ -57,13 +57,43 @@ struct frame {
  * with no lock and no cache line shared with other callers. */
 #define RING_SIZE 4096u
 
+/* Beside it, the thread's packed gemm records, a cache line each: the one
+ * record a GEMM call makes then costs one line, not three.  The producer
+ * keeps its own copy of the consumer's index and reads the consumer's line
+ * only every quarter ring, or when the ring looks full. */
+#define GEMM_RING_SIZE 16384u
+
+struct gemm_ring {
+	struct {
+		_Atomic uint32_t head; /* records ever put */
+		uint32_t tail_seen;    /* gemm_tail, as last read */
+		uint32_t check_at;     /* head at which to read it again */
+	} __attribute__((aligned(64))) p;
+	_Atomic uint32_t tail __attribute__((aligned(64))); /* consumer: records ever taken */
+	struct mfu_sender_gemm slot[GEMM_RING_SIZE] __attribute__((aligned(64)));
+};
+
 struct ring {
 	struct ring *next;      /* in the sender's list, under its lock */
+	void *mem;              /* what calloc returned: the ring is aligned in it */
 	_Atomic uint32_t head;  /* producer: records ever put */
 	_Atomic uint32_t tail;  /* consumer: records ever taken */
 	_Atomic int dead;       /* the thread exited; freed once drained */
 	struct mfu_record slot[RING_SIZE];
+	struct gemm_ring g;
 };
+
+static uint32_t ring_records(struct ring *q)
+{
+	return atomic_load_explicit(&q->head, memory_order_acquire) +
+	       atomic_load_explicit(&q->g.p.head, memory_order_acquire);
+}
+
+static uint32_t ring_unsent(struct ring *q)
+{
+	return atomic_load_explicit(&q->head, memory_order_acquire) - atomic_load(&q->tail) +
+	       atomic_load_explicit(&q->g.p.head, memory_order_acquire) - atomic_load(&q->g.tail);
+}
 
 struct mfu_sender {
 	char target[4200];
@@ -71,6 +101,8 @@ struct mfu_sender {
 	uint32_t flush_ms;
 	uint64_t (*clock_ns)(void *arg);
 	void *clock_arg;
+	uint64_t (*ticks_ns)(uint64_t ticks, void *arg);
+	void *ticks_arg;
 
 	pthread_mutex_t mu;
 	pthread_cond_t wake, drained;
@@ -246,12 +278,17 @@ static void ring_key_make(void)
  * is short (the caller then takes the locked path). */
 static struct ring *ring_attach(struct mfu_sender *s)
 {
-	struct ring *q = calloc(1, sizeof(*q));
+	/* calloc: a large block comes zeroed from mmap, and pages the thread
+	 * never reaches are never touched */
+	void *mem = calloc(1, sizeof(struct ring) + 64);
+	struct ring *q = mem ? (struct ring *)(((uintptr_t)mem + 63) & ~(uintptr_t)63) : NULL;
 
 	my_sender = s->id;
 	my_ring = q;
 	if (!q)
 		return NULL;
+	q->mem = mem;
+	q->g.p.check_at = GEMM_RING_SIZE / 4;
 	pthread_once(&ring_key_once, ring_key_make);
 	pthread_setspecific(ring_key, q);
 	pthread_mutex_lock(&s->mu);
@@ -261,25 +298,40 @@ static struct ring *ring_attach(struct mfu_sender *s)
 	return q;
 }
 
-struct mfu_record *mfu_sender_reserve(struct mfu_sender *s)
+struct mfu_sender_gemm *mfu_sender_gemm_reserve(struct mfu_sender *s)
 {
 	struct ring *q = my_ring;
 	if (__builtin_expect(my_sender != s->id, 0))
 		q = ring_attach(s);
 	if (!q)
 		return NULL;
-	uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
-	uint32_t t = atomic_load_explicit(&q->tail, memory_order_acquire);
-	return h - t < RING_SIZE ? &q->slot[h & (RING_SIZE - 1)] : NULL;
+	struct gemm_ring *g = &q->g;
+	uint32_t h = atomic_load_explicit(&g->p.head, memory_order_relaxed);
+	if (__builtin_expect(h - g->p.tail_seen >= GEMM_RING_SIZE, 0)) {
+		g->p.tail_seen = atomic_load_explicit(&g->tail, memory_order_acquire);
+		if (h - g->p.tail_seen >= GEMM_RING_SIZE)
+			return NULL;
+	}
+	return &g->slot[h & (GEMM_RING_SIZE - 1)];
 }
 
-void mfu_sender_commit(struct mfu_sender *s)
+void mfu_sender_gemm_commit(struct mfu_sender *s)
 {
-	struct ring *q = my_ring;
-	uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
-	atomic_store_explicit(&q->head, h + 1, memory_order_release);
-	if (h - atomic_load_explicit(&q->tail, memory_order_relaxed) == RING_SIZE / 4)
-		pthread_cond_signal(&s->wake); /* a hint; the thread also polls */
+	struct gemm_ring *g = &my_ring->g;
+	uint32_t h = atomic_load_explicit(&g->p.head, memory_order_relaxed) + 1;
+	atomic_store_explicit(&g->p.head, h, memory_order_release);
+	if (__builtin_expect(h == g->p.check_at, 0)) {
+		/* a quarter ring since the last look: wake the sender thread if
+		 * it has not taken them meanwhile (a hint; it also polls) */
+		uint32_t t = atomic_load_explicit(&g->tail, memory_order_acquire);
+		g->p.tail_seen = t;
+		if (h - t >= GEMM_RING_SIZE / 4) {
+			pthread_cond_signal(&s->wake);
+			g->p.check_at = h + GEMM_RING_SIZE / 4;
+		} else {
+			g->p.check_at = t + GEMM_RING_SIZE / 4;
+		}
+	}
 }
 
 int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r)
@@ -354,7 +406,7 @@ void mfu_sender_stats(struct mfu_sender *s, struct mfu_sender_stats *out)
 	*out = s->st;
 	out->records += s->rings_retired;
 	for (struct ring *q = s->rings; q; q = q->next)
-		out->records += atomic_load_explicit(&q->head, memory_order_acquire);
+		out->records += ring_records(q);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -851,31 +903,81 @@ static void seal_private(struct mfu_sender *s)
 	mfu_enc_reset(&s->tenc);
 }
 
-static void encode_ring_records(struct mfu_sender *s, const struct mfu_record *recs, uint32_t n)
+/* Returns 1 if the record could not be encoded. */
+static int encode_ring_record(struct mfu_sender *s, const struct mfu_record *r)
 {
-	uint64_t bad = 0;
-
-	for (uint32_t i = 0; i < n; i++) {
-		if (!s->tenc.len)
-			s->tbuf_since_ns = mono_ns();
-		int rc = mfu_enc_put(&s->tenc, &recs[i]);
-		if (rc == -MFU_WIRE_E_NOMEM || s->tenc.len >= s->frame_raw) {
-			if (rc == -MFU_WIRE_E_NOMEM) {
-				seal_private(s);
-				rc = mfu_enc_put(&s->tenc, &recs[i]);
-			} else {
-				seal_private(s);
-			}
-		}
-		if (rc)
-			bad++;
+	if (!s->tenc.len)
+		s->tbuf_since_ns = mono_ns();
+	int rc = mfu_enc_put(&s->tenc, r);
+	if (rc == -MFU_WIRE_E_NOMEM || s->tenc.len >= s->frame_raw) {
+		seal_private(s);
+		if (rc == -MFU_WIRE_E_NOMEM)
+			rc = mfu_enc_put(&s->tenc, r);
 	}
+	return rc != 0;
+}
+
+static void count_bad(struct mfu_sender *s, uint64_t bad)
+{
 	if (bad) {
 		pthread_mutex_lock(&s->mu);
 		s->st.dropped[MFU_DROP_ENCODE] += bad;
 		s->st.records -= bad;
 		pthread_mutex_unlock(&s->mu);
 	}
+}
+
+static void encode_ring_records(struct mfu_sender *s, const struct mfu_record *recs, uint32_t n)
+{
+	uint64_t bad = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		bad += encode_ring_record(s, &recs[i]);
+	count_bad(s, bad);
+}
+
+/* Widens packed gemm records into the records they stand for; returns 0,
+ * or -EINVAL for ticks no converter can read. */
+static int gemm_widen(const struct mfu_sender *s, const struct mfu_sender_gemm *g, struct mfu_record *r)
+{
+	uint64_t when = g->when;
+
+	if (g->clock == MFU_SENDER_GEMM_TICKS) {
+		if (!s->ticks_ns)
+			return -EINVAL;
+		when = s->ticks_ns(when, s->ticks_arg);
+	}
+	r->type = MFU_REC_GEMM;
+	r->u.gemm = (struct mfu_rec_gemm){
+		.start_ns = when,
+		.end_ns = when,
+		.tid = g->tid,
+		.device = g->device,
+		.api = g->api,
+		.m = g->m,
+		.n = g->n,
+		.k = g->k,
+		.batch = g->batch,
+		.a_type = (uint32_t)(g->a_type - 1u),
+		.b_type = (uint32_t)(g->b_type - 1u),
+		.c_type = (uint32_t)(g->c_type - 1u),
+		.compute_type = (uint32_t)(g->compute_type - 1u),
+		.ops = g->ops,
+		.flags = g->flags,
+		.flops = g->flops,
+		.call = g->call,
+	};
+	return 0;
+}
+
+static void encode_gemm_records(struct mfu_sender *s, const struct mfu_sender_gemm *recs, uint32_t n)
+{
+	uint64_t bad = 0;
+	struct mfu_record r;
+
+	for (uint32_t i = 0; i < n; i++)
+		bad += gemm_widen(s, &recs[i], &r) || encode_ring_record(s, &r);
+	count_bad(s, bad);
 }
 
 /* Takes what every ring holds and encodes it; frees rings whose thread
@@ -889,11 +991,10 @@ static int drain_rings(struct mfu_sender *s)
 	pthread_mutex_lock(&s->mu);
 	for (struct ring **pp = &s->rings; *pp;) {
 		struct ring *q = *pp;
-		if (atomic_load_explicit(&q->dead, memory_order_acquire) &&
-		    atomic_load_explicit(&q->head, memory_order_acquire) == atomic_load(&q->tail)) {
+		if (atomic_load_explicit(&q->dead, memory_order_acquire) && !ring_unsent(q)) {
 			*pp = q->next;
-			s->rings_retired += atomic_load(&q->head);
-			free(q);
+			s->rings_retired += ring_records(q);
+			free(q->mem);
 			continue;
 		}
 		if (n < sizeof(list) / sizeof(list[0]))
@@ -915,6 +1016,17 @@ static int drain_rings(struct mfu_sender *s)
 			atomic_store_explicit(&q->tail, t, memory_order_release);
 			any = 1;
 		}
+		t = atomic_load_explicit(&q->g.tail, memory_order_relaxed);
+		h = atomic_load_explicit(&q->g.p.head, memory_order_acquire);
+		while (t != h) {
+			uint32_t at = t & (GEMM_RING_SIZE - 1), k = h - t;
+			if (k > GEMM_RING_SIZE - at)
+				k = GEMM_RING_SIZE - at;
+			encode_gemm_records(s, &q->g.slot[at], k);
+			t += k;
+			atomic_store_explicit(&q->g.tail, t, memory_order_release);
+			any = 1;
+		}
 	}
 	return any;
 }
@@ -925,7 +1037,9 @@ static uint32_t ring_fill(struct mfu_sender *s)
 	uint32_t most = 0;
 	for (struct ring *q = s->rings; q; q = q->next) {
 		uint32_t n = atomic_load_explicit(&q->head, memory_order_acquire) - atomic_load(&q->tail);
+		uint32_t g = atomic_load_explicit(&q->g.p.head, memory_order_acquire) - atomic_load(&q->g.tail);
 		most = n > most ? n : most;
+		most = g > most ? g : most;
 	}
 	return most;
 }
@@ -1100,6 +1214,8 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
 	s->flush_ms = cfg->flush_ms ? cfg->flush_ms : 200;
 	s->clock_ns = cfg->clock_ns ? cfg->clock_ns : real_ns;
 	s->clock_arg = cfg->clock_arg;
+	s->ticks_ns = cfg->ticks_ns;
+	s->ticks_arg = cfg->ticks_arg;
 	if (hello->flags & MFU_HELLO_DEGRADED)
 		s->status_flags = s->sent_status_flags = MFU_STATUS_DEGRADED;
 	s->id = atomic_fetch_add(&next_sender_id, 1);
@@ -1230,7 +1346,7 @@ void mfu_sender_shutdown(struct mfu_sender *s, int64_t exit_code, unsigned timeo
 		s->st.dropped[MFU_DROP_DISCONNECTED] += s->enc.records;
 	s->st.dropped[MFU_DROP_DISCONNECTED] += s->tenc.records;
 	for (struct ring *q = s->rings; q; q = q->next)
-		s->st.dropped[MFU_DROP_DISCONNECTED] += atomic_load(&q->head) - atomic_load(&q->tail);
+		s->st.dropped[MFU_DROP_DISCONNECTED] += ring_unsent(q);
 	pthread_mutex_unlock(&s->mu);
 	spool_close(s);
 }
@@ -1260,7 +1376,7 @@ void mfu_sender_free(struct mfu_sender *s, int64_t exit_code, unsigned timeout_m
 	while (s->rings) {
 		struct ring *q = s->rings;
 		s->rings = q->next;
-		free(q);
+		free(q->mem);
 	}
 	mfu_codec_free(s->codec);
 	free(s->pre);

@@ -30,7 +30,29 @@ struct mfu_sender_config {
 	 * stamps kernels with.  A producer with its own time base passes its own. */
 	uint64_t (*clock_ns)(void *arg);
 	void *clock_arg;
+	/* Turns the ticks of a packed gemm record (MFU_SENDER_GEMM_TICKS) into
+	 * ns of the record's clock; called on the sender thread only.  NULL: no
+	 * producer sends ticks. */
+	uint64_t (*ticks_ns)(uint64_t ticks, void *arg);
+	void *ticks_arg;
 };
+
+/* A gemm record as a calling thread leaves it in its ring: one cache line,
+ * widened into a struct mfu_rec_gemm on the sender thread.  A call stamps
+ * it once (start = end = when).  Dimensions over UINT32_MAX and types that
+ * do not fit 16 bits do not fit here: such a call takes mfu_sender_put. */
+struct mfu_sender_gemm {
+	uint64_t when;  /* ns, or ticks when clock is MFU_SENDER_GEMM_TICKS */
+	uint64_t call, flops;
+	uint32_t m, n, k, batch;
+	uint16_t a_type, b_type, c_type, compute_type; /* the 32-bit type + 1: 0 is -1 (none) */
+	uint16_t api, ops;
+	uint32_t flags;
+	uint16_t device, clock;
+	uint32_t tid;
+};
+
+#define MFU_SENDER_GEMM_TICKS 1u
 
 struct mfu_sender_stats {
 	uint64_t records, frames, bytes, connects;
@@ -52,16 +74,15 @@ int mfu_sender_new(const struct mfu_sender_config *cfg, const struct mfu_rec_hel
  * reconnect.  Returns 0, or -ENOBUFS when the record was dropped (and
  * counted), -EINVAL for an invalid device or string record. */
 int mfu_sender_put(struct mfu_sender *s, const struct mfu_record *r);
-/* The hot path's put without the copy: a slot in the calling thread's
- * ring to build one fixed-size record in, or NULL when the ring is full or
- * cannot be made (the caller then builds the record elsewhere and calls
+/* The hot path's put, without a copy and in a cache line: a slot in the
+ * calling thread's gemm ring to build a packed gemm record in, or NULL when
+ * the ring is full or cannot be made (the caller then sends the record with
  * mfu_sender_put).  The record becomes visible to the sender thread at
- * mfu_sender_commit, which must follow before this thread reserves or puts
- * a fixed-size record again.  Every field the record's type encodes must be
- * written: the slot holds an older record.  Thread-safe in that each thread
- * has its own ring; not async-signal-safe. */
-struct mfu_record *mfu_sender_reserve(struct mfu_sender *s);
-void mfu_sender_commit(struct mfu_sender *s);
+ * mfu_sender_gemm_commit, which must follow before this thread reserves
+ * again.  Every field must be written: the slot holds an older record.
+ * Thread-safe in that each thread has its own ring; not async-signal-safe. */
+struct mfu_sender_gemm *mfu_sender_gemm_reserve(struct mfu_sender *s);
+void mfu_sender_gemm_commit(struct mfu_sender *s);
 /* Adds externally counted losses (e.g. CUPTI's) to the status counters. */
 void mfu_sender_count_drops(struct mfu_sender *s, enum mfu_drop_reason why, uint64_t n);
 /* MFU_STATUS_* flags sent in the next status record. */

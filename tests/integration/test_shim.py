@@ -344,6 +344,12 @@ def the_shim_exports_only_interposers_and_the_api_and_links_no_cuda():
 
 def archived_records(scenario, **extra):
     """mfu run --archive; returns (every record archived, stderr)."""
+    recs, err, _ = archived_records_and_want(scenario, **extra)
+    return recs, err
+
+
+def archived_records_and_want(scenario, **extra):
+    """mfu run --archive; returns (every record archived, stderr, the driver's expectations)."""
     import glob
     tmp = tempfile.mkdtemp(prefix="mfu-shim-")
     arch = os.path.join(tmp, "archive")
@@ -353,7 +359,32 @@ def archived_records(scenario, **extra):
     assert r.returncode == 0, (scenario, r.returncode, r.stderr)
     files = sorted(glob.glob(os.path.join(arch, "*.mfa")))
     assert files, os.listdir(arch)
-    return [rec for f in files for rec in wire_py.read_archive(f)], r.stderr
+    with open(os.path.join(tmp, "w.json")) as f:
+        want = json.load(f)
+    return [rec for f in files for rec in wire_py.read_archive(f)], r.stderr, want
+
+
+@tap.check
+def gemm_records_carry_every_field_and_a_time_inside_their_call():
+    # with the TSC clock forced on and off; the fields scenario makes one
+    # call before the shim calibrates the TSC (20 ms after start), the rest
+    # after, and one whose m is too wide for the packed ring record
+    for tsc in ("1", "0"):
+        recs, err, want = archived_records_and_want("fields", MFU_TSC=tsc, MFU_LOG="1")
+        assert ("host clock: TSC" in err) == (tsc == "1"), (tsc, err)
+        gemms = sorted((r for r in recs if r["type"] == "gemm"), key=lambda r: r["call"])
+        calls = want["fields"]
+        assert len(gemms) == len(calls) == 8, (len(gemms), calls)
+        for g, c in zip(gemms, calls):
+            for key in ("api", "m", "n", "k", "batch", "a_type", "b_type", "c_type", "compute_type", "ops",
+                        "flops"):
+                assert g[key] == c[key], (tsc, key, g, c)
+            assert g["flags"] & 0xf == c["cls"], (tsc, g, c)
+            # stamped once, when the call returned: inside the driver's
+            # bracket, give or take the TSC conversion (microseconds: a
+            # wrong rate or offset is off by milliseconds or more)
+            assert g["start_ns"] == g["end_ns"], g
+            assert c["before"] - 100_000 <= g["end_ns"] <= c["after"] + 100_000, (tsc, g["end_ns"] - c["before"], c)
 
 
 @tap.check

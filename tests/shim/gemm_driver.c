@@ -900,6 +900,79 @@ static void scenario_passthrough(void)
  * stream, an event and a context synchronize, all on stream 0 of device 0.
  * Copy records: 3; API records: 4 launches, 2 blocking (the synchronous
  * copy and set; the async copy is no host wait) and 3 syncs. */
+/* Calls whose records the test reads field by field from the archive, each
+ * bracketed by CLOCK_REALTIME reads: one before the shim's TSC clock is
+ * calibrated, the rest after (the shim measures it 20 ms after start), one
+ * of them too wide for the packed record. */
+struct field_call {
+	unsigned api;
+	long long m, n, k, batch;
+	int a, b, c, compute, ops, cls;
+	unsigned long long flops, before, after;
+};
+static struct field_call fields[16];
+static int nfields;
+
+static unsigned long long realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+#define FIELD_CALL(call, ...)                                                        \
+	do {                                                                         \
+		struct field_call *fc_ = &fields[nfields++];                         \
+		*fc_ = (struct field_call){__VA_ARGS__};                             \
+		fc_->before = realtime_ns();                                         \
+		CHECK((call) == 0);                                                  \
+		fc_->after = realtime_ns();                                          \
+		expect_gemm(fc_->cls, (unsigned long long)fc_->m, (unsigned long long)fc_->n, \
+			    (unsigned long long)fc_->k, (unsigned long long)fc_->batch,      \
+			    fc_->flops != 2ull * fc_->m * fc_->n * fc_->k * fc_->batch);      \
+	} while (0)
+
+static void scenario_fields(void)
+{
+	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
+	const cublasOperation_t N = CUBLAS_OP_N, T = CUBLAS_OP_T, C = CUBLAS_OP_C;
+
+	FIELD_CALL(cublasSgemm(h, T, N, 64, 32, 16, P(1), P(2), 16, P(3), 16, P(4), P(5), 64), .api = 1, .m = 64,
+		   .n = 32, .k = 16, .batch = 1, .a = CUDA_R_32F, .b = CUDA_R_32F, .c = CUDA_R_32F, .compute = -1,
+		   .ops = 1, .cls = FP32, .flops = 2ull * 64 * 32 * 16);
+	usleep(40000);
+	FIELD_CALL(cublasSgemm(h, N, T, 65, 33, 17, P(1), P(2), 65, P(3), 33, P(4), P(5), 65), .api = 1, .m = 65,
+		   .n = 33, .k = 17, .batch = 1, .a = CUDA_R_32F, .b = CUDA_R_32F, .c = CUDA_R_32F, .compute = -1,
+		   .ops = 4, .cls = FP32, .flops = 2ull * 65 * 33 * 17);
+	usleep(5000);
+	/* m over 2^32: too wide for the packed record */
+	FIELD_CALL(cublasGemmEx_64(h, N, C, 5000000000ll, 2, 3, P(1), P(2), CUDA_R_16BF, 5000000000ll, P(3),
+				   CUDA_R_16BF, 3, P(4), P(5), CUDA_R_32F, 5000000000ll, CUBLAS_COMPUTE_32F_FAST_16BF,
+				   CUBLAS_GEMM_DEFAULT),
+		   .api = 11 | 0x100, .m = 5000000000ll, .n = 2, .k = 3, .batch = 1, .a = CUDA_R_16BF, .b = CUDA_R_16BF,
+		   .c = CUDA_R_32F, .compute = CUBLAS_COMPUTE_32F_FAST_16BF, .ops = 0 | 2 << 2, .cls = BF16,
+		   .flops = 2ull * 5000000000ll * 2 * 3);
+	usleep(5000);
+	FIELD_CALL(cublasGemmStridedBatchedEx(h, C, T, 7, 9, 11, P(1), P(2), CUDA_C_32F, 11, 77, P(3), CUDA_C_32F, 9,
+					      99, P(4), P(5), CUDA_C_32F, 7, 63, 5, CUBLAS_COMPUTE_32F_FAST_TF32,
+					      CUBLAS_GEMM_DEFAULT),
+		   .api = 25, .m = 7, .n = 9, .k = 11, .batch = 5, .a = CUDA_C_32F, .b = CUDA_C_32F, .c = CUDA_C_32F,
+		   .compute = CUBLAS_COMPUTE_32F_FAST_TF32, .ops = 2 | 1 << 2, .cls = TF32,
+		   .flops = 8ull * 7 * 9 * 11 * 5);
+	/* every type different */
+	FIELD_CALL(cublasGemmEx(h, T, C, 40, 24, 96, P(1), P(2), CUDA_R_8F_E4M3, 96, P(3), CUDA_R_8F_E5M2, 96, P(4),
+				P(5), CUDA_R_16BF, 40, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+		   .api = 11, .m = 40, .n = 24, .k = 96, .batch = 1, .a = CUDA_R_8F_E4M3, .b = CUDA_R_8F_E5M2,
+		   .c = CUDA_R_16BF, .compute = CUBLAS_COMPUTE_32F, .ops = 1 | 2 << 2, .cls = FP8,
+		   .flops = 2ull * 40 * 24 * 96);
+	for (int i = 0; i < 3; i++) {
+		usleep(3000);
+		FIELD_CALL(cublasZgemm(h, N, N, 3 + i, 4, 5, P(1), P(2), 3 + i, P(3), 5, P(4), P(5), 3 + i), .api = 4,
+			   .m = 3 + i, .n = 4, .k = 5, .batch = 1, .a = CUDA_C_64F, .b = CUDA_C_64F, .c = CUDA_C_64F,
+			   .compute = -1, .ops = 0, .cls = FP64, .flops = 8ull * (3 + i) * 4 * 5);
+	}
+}
+
 static void scenario_copies(void)
 {
 	cublasHandle_t h = handle(CUBLAS_DEFAULT_MATH);
@@ -973,6 +1046,8 @@ int main(int argc, char **argv)
 		scenario_finalize();
 	else if (!strcmp(sc, "copies"))
 		scenario_copies();
+	else if (!strcmp(sc, "fields"))
+		scenario_fields();
 	else {
 		fprintf(stderr, "gemm_driver: unknown scenario %s\n", sc);
 		return 2;
@@ -1009,6 +1084,18 @@ int main(int argc, char **argv)
 			   "\"lat_over_1ms\":%zu",
 			nlat, lat[nlat - 1], lat[nlat * 999 / 1000], lat[nlat / 2], over);
 		free(lat);
+	}
+	if (nfields) {
+		fprintf(f, ",\"fields\":[");
+		for (int i = 0; i < nfields; i++) {
+			const struct field_call *c = &fields[i];
+			fprintf(f, "%s{\"api\":%u,\"m\":%lld,\"n\":%lld,\"k\":%lld,\"batch\":%lld,\"a_type\":%u,"
+				   "\"b_type\":%u,\"c_type\":%u,\"compute_type\":%u,\"ops\":%d,\"cls\":%d,"
+				   "\"flops\":%llu,\"before\":%llu,\"after\":%llu}",
+				i ? "," : "", c->api, c->m, c->n, c->k, c->batch, (unsigned)c->a, (unsigned)c->b,
+				(unsigned)c->c, (unsigned)c->compute, c->ops, c->cls, c->flops, c->before, c->after);
+		}
+		fprintf(f, "]");
 	}
 	fprintf(f, "}\n");
 	fclose(f);

@@ -169,6 +169,7 @@ struct reader {
 	int ack; /* acknowledge like mfud */
 	int rc[2];
 	uint64_t kernels[2];
+	uint64_t gemm_calls[2], gemm_flops[2];
 };
 
 static void send_ack(int fd, struct ingest *in)
@@ -213,8 +214,11 @@ static void *reader_main(void *arg)
 				send_ack(fd, in);
 		}
 		struct agg_source *src = ingest_source(in);
-		if (src && src->ndev)
+		if (src && src->ndev) {
 			r->kernels[c] = src->dev[0]->tot.kernels;
+			r->gemm_calls[c] = src->dev[0]->tot.gemm_calls;
+			r->gemm_flops[c] = (uint64_t)src->dev[0]->tot.gemm_flops;
+		}
 		if (!src && !r->rc[c])
 			r->rc[c] = -INGEST_E_NO_HELLO;
 		ingest_free(in);
@@ -272,6 +276,85 @@ static void test_records_arrive_exactly_through_a_live_collector(void **state)
 	assert_int_equal(r.agg->src[0]->pid, 4321);
 	assert_true(r.agg->src[0]->goodbye_ns >= T0); /* the goodbye made it too */
 	reader_free(&r);
+}
+
+/* The shim's converter stands in: a tick is a microsecond after T0. */
+static uint64_t ticks_to_ns(uint64_t ticks, void *arg)
+{
+	return *(const uint64_t *)arg + ticks * 1000;
+}
+
+static void put_packed(struct mfu_sender *s, uint64_t i)
+{
+	struct mfu_sender_gemm *p;
+	/* a lossless producer: a full ring waits for the sender */
+	while (!(p = mfu_sender_gemm_reserve(s)))
+		assert_int_equal(mfu_sender_flush(s, 10000), 0);
+	*p = (struct mfu_sender_gemm){
+		/* every tenth stamped in ns already */
+		.when = i % 10 ? i : T0 + i * 1000,
+		.clock = i % 10 ? MFU_SENDER_GEMM_TICKS : 0,
+		.call = i + 1,
+		.flops = 2 * i + 1,
+		.m = 1, .n = 1, .k = 1, .batch = 1,
+		.a_type = 1, .b_type = 1, .c_type = 1, .compute_type = 0,
+		.api = 1,
+		.flags = MFU_CLASS_FP32,
+		.tid = 7,
+	};
+	mfu_sender_gemm_commit(s);
+}
+
+static void test_packed_gemm_records_arrive_widened_with_their_ticks_converted(void **state)
+{
+	uint64_t t0 = T0;
+	struct mfu_sender_config cfg = {.target = target, .ticks_ns = ticks_to_ns, .ticks_arg = &t0};
+	struct mfu_rec_hello h;
+	struct mfu_sender *s;
+	struct mfu_sender_stats st;
+	struct reader r = {.connections = 1};
+	pthread_t t;
+	enum { N = 60000 }; /* more than the gemm ring holds */
+	uint64_t flops = 0;
+	(void)state;
+
+	reader_start(&r, &t);
+	hello(&h);
+	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
+	for (uint64_t i = 0; i < N; i++) {
+		put_packed(s, i);
+		flops += 2 * i + 1;
+	}
+	assert_int_equal(mfu_sender_flush(s, 10000), 0);
+	mfu_sender_stats(s, &st);
+	mfu_sender_free(s, 0, 5000);
+	pthread_join(t, NULL);
+	assert_int_equal(r.rc[0], 0);
+	assert_int_equal(st.records, N);
+	assert_int_equal(st.dropped[MFU_DROP_ENCODE], 0);
+	/* unconverted ticks (microseconds after 1970) would be implausibly far
+	 * from the hello, and not counted */
+	assert_int_equal(r.gemm_calls[0], N);
+	assert_int_equal(r.gemm_flops[0], flops);
+	reader_free(&r);
+}
+
+static void test_ticks_without_a_converter_are_dropped_and_counted(void **state)
+{
+	struct mfu_sender_config cfg = {.target = "unix:/nonexistent-dir/mfud.sock"};
+	struct mfu_rec_hello h;
+	struct mfu_sender *s;
+	struct mfu_sender_stats st;
+	(void)state;
+
+	hello(&h);
+	assert_int_equal(mfu_sender_new(&cfg, &h, &s), 0);
+	for (uint64_t i = 0; i < 20; i++)
+		put_packed(s, i);
+	mfu_sender_flush(s, 2000); /* nobody to send to: it only drains the ring */
+	mfu_sender_stats(s, &st);
+	assert_int_equal(st.dropped[MFU_DROP_ENCODE], 18); /* the two in ns are fine */
+	mfu_sender_free(s, 0, 200);
 }
 
 static void test_a_new_connection_starts_with_its_own_hello(void **state)
@@ -549,6 +632,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_absent_collector_never_blocks_and_counts_drops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stalled_collector_does_not_hold_exit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_records_arrive_exactly_through_a_live_collector, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_packed_gemm_records_arrive_widened_with_their_ticks_converted, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_ticks_without_a_converter_are_dropped_and_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_new_connection_starts_with_its_own_hello, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_cut_connection_loses_and_doubles_nothing_with_acks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spool_keeps_everything_while_the_collector_is_away, setup, teardown),
