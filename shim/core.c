@@ -30,8 +30,16 @@
 
 enum { ST_UNINIT, ST_STARTING, ST_ACTIVE, ST_DISABLED, ST_FINISHED };
 
-static _Atomic int state = ST_UNINIT;
-static struct mfu_sender *sender;
+/* What every GEMM call reads, in one cache line: after the framework's
+ * own work each line is a miss, so the fewer the better. */
+static struct {
+	_Atomic int state;
+	_Atomic int ctx_get_device_looked;
+	_Atomic int stamp_tsc; /* tsc_ready(), as last seen: its own line is one more miss */
+	struct mfu_sender *sender;
+	_Atomic uint64_t devices_described; /* bit i: device i sent (i < 64) */
+	int (*ctx_get_device)(int *);       /* the driver's, when it is loaded */
+} hot __attribute__((aligned(64))) = {.state = ST_UNINIT};
 static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
 /* Call ids are unique per process; threads take them in blocks so that a
  * GEMM call does not write a cache line every other thread writes too. */
@@ -39,7 +47,6 @@ static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint64_t next_call_block = 1;
 static _Atomic uint64_t next_step;
 static _Atomic uint64_t step_begin_ns;
-static _Atomic uint64_t devices_described; /* bit i: device i sent (i < 64) */
 static double model_flops_default;
 static unsigned model_class;
 
@@ -61,13 +68,16 @@ struct current_call {
  * from the static block and every access is one instruction, not a call to
  * __tls_get_addr on each GEMM. */
 #define TLS static __thread __attribute__((tls_model("initial-exec")))
-TLS int depth;
-TLS int remat_depth;
-TLS int region_depth;
+/* What a GEMM call reads and writes of its thread's, in one cache line. */
+struct thread_state {
+	int depth, remat_depth, region_depth;
+	uint32_t tid;                 /* gettid() is a system call: once per thread */
+	uint64_t call_next, call_end; /* this thread's block of call ids */
+	struct current_call cur;
+};
+_Static_assert(sizeof(struct thread_state) <= 64, "a GEMM call's thread state is one cache line");
+TLS struct thread_state th __attribute__((aligned(64)));
 TLS struct region regions[REGION_DEPTH_MAX];
-TLS struct current_call cur;
-TLS uint32_t tid; /* gettid() is a system call: once per thread */
-TLS uint64_t call_next, call_end; /* this thread's block of call ids */
 
 uint64_t shim_now_ns(void)
 {
@@ -78,11 +88,11 @@ uint64_t shim_now_ns(void)
 
 static uint64_t new_call_id(void)
 {
-	if (__builtin_expect(call_next == call_end, 0)) {
-		call_next = atomic_fetch_add_explicit(&next_call_block, CALL_BLOCK, memory_order_relaxed);
-		call_end = call_next + CALL_BLOCK;
+	if (__builtin_expect(th.call_next == th.call_end, 0)) {
+		th.call_next = atomic_fetch_add_explicit(&next_call_block, CALL_BLOCK, memory_order_relaxed);
+		th.call_end = th.call_next + CALL_BLOCK;
 	}
-	return call_next++;
+	return th.call_next++;
 }
 
 void *shim_real(const char *name)
@@ -140,14 +150,14 @@ static void fill_hello(struct mfu_rec_hello *h, char *host, size_t hostcap)
 static void finish(void)
 {
 	int s = ST_ACTIVE;
-	if (!atomic_compare_exchange_strong(&state, &s, ST_FINISHED))
+	if (!atomic_compare_exchange_strong(&hot.state, &s, ST_FINISHED))
 		return;
 	/* Other threads may still be inside a call: the sender is shut down,
 	 * not freed, so their late puts land in memory that stays valid. */
 	cupti_finish();
-	mfu_sender_shutdown(sender, 0, 1000);
+	mfu_sender_shutdown(hot.sender, 0, 1000);
 	struct mfu_sender_stats st;
-	mfu_sender_stats(sender, &st);
+	mfu_sender_stats(hot.sender, &st);
 	uint64_t lost = 0;
 	for (unsigned i = 0; i < MFU_DROP__COUNT; i++)
 		lost += st.dropped[i];
@@ -167,15 +177,15 @@ static void forked_child(void)
 {
 	/* The parent's sender, its thread and its lock are not ours: forget
 	 * them and start afresh if this process uses cuBLAS itself. */
-	if (atomic_load(&state) != ST_UNINIT)
+	if (atomic_load(&hot.state) != ST_UNINIT)
 		forked_after_start = 1;
-	sender = NULL;
-	tid = 0; /* the forking thread's id is not the child's */
+	hot.sender = NULL;
+	th.tid = 0; /* the forking thread's id is not the child's */
 	cupti_forked_child();
-	atomic_store(&state, ST_UNINIT);
-	atomic_store(&devices_described, 0);
+	atomic_store(&hot.state, ST_UNINIT);
+	atomic_store(&hot.devices_described, 0);
 	pthread_mutex_init(&start_mu, NULL);
-	depth = 0;
+	th.depth = 0;
 }
 
 /* The child handler is registered before start_mu is first taken, never
@@ -194,14 +204,14 @@ static void start(void)
 {
 	pthread_once(&fork_hook_once, fork_hook_install);
 	pthread_mutex_lock(&start_mu);
-	if (atomic_load(&state) != ST_UNINIT)
+	if (atomic_load(&hot.state) != ST_UNINIT)
 		goto out;
 	const char *off = getenv("MFU_DISABLE");
 	if (off && *off && strcmp(off, "0")) {
-		atomic_store(&state, ST_DISABLED);
+		atomic_store(&hot.state, ST_DISABLED);
 		goto out;
 	}
-	atomic_store(&state, ST_STARTING);
+	atomic_store(&hot.state, ST_STARTING);
 	const char *mf = getenv("MFU_MODEL_FLOPS_PER_STEP");
 	if (mf && *mf)
 		model_flops_default = strtod(mf, NULL);
@@ -220,62 +230,60 @@ static void start(void)
 		timed = cupti_start(why, sizeof(why)) && cupti_enable(why, sizeof(why));
 	if (!timed)
 		h.flags |= MFU_HELLO_DEGRADED;
-	if (mfu_sender_new(&cfg, &h, &sender)) {
+	if (mfu_sender_new(&cfg, &h, &hot.sender)) {
 		fprintf(stderr, "mfushim: cannot start its sender; passing calls through\n");
-		atomic_store(&state, ST_DISABLED);
+		atomic_store(&hot.state, ST_DISABLED);
 		goto out;
 	}
 	if (timed || cupti_waiting())
-		cupti_run(sender);
+		cupti_run(hot.sender);
 	if (!timed)
 		fprintf(stderr, "mfushim: kernel timing unavailable: %s; counting GEMM FLOPs from cuBLAS calls\n",
 			why);
 	static int hooks;
 	if (!hooks++)
 		atexit(finish);
-	atomic_store(&state, ST_ACTIVE);
+	atomic_store(&hot.state, ST_ACTIVE);
 out:
 	pthread_mutex_unlock(&start_mu);
 }
 
 int shim_active(void)
 {
-	int s = atomic_load_explicit(&state, memory_order_acquire);
+	int s = atomic_load_explicit(&hot.state, memory_order_acquire);
 	/* A thread arriving while another starts the shim waits for it (start
 	 * takes the lock), or its first calls would go uncounted. */
 	if (__builtin_expect(s == ST_UNINIT || s == ST_STARTING, 0)) {
 		start();
-		s = atomic_load(&state);
+		s = atomic_load(&hot.state);
 	}
 	return s == ST_ACTIVE;
 }
 
 /* Device of the calling thread's context, through the driver only when the
  * process already loaded it (the shim never loads libcuda itself). */
-static int (*ctx_get_device)(int *);
-static _Atomic int ctx_get_device_looked;
 
 static __attribute__((noinline, cold)) void find_ctx_get_device(void)
 {
 	void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
 	if (h)
-		ctx_get_device = (int (*)(int *))dlsym(h, "cuCtxGetDevice");
-	atomic_store_explicit(&ctx_get_device_looked, 1, memory_order_release);
+		hot.ctx_get_device = (int (*)(int *))dlsym(h, "cuCtxGetDevice");
+	atomic_store_explicit(&hot.ctx_get_device_looked, 1, memory_order_release);
 }
 
 static inline unsigned current_device(void)
 {
-	if (__builtin_expect(!atomic_load_explicit(&ctx_get_device_looked, memory_order_acquire), 0))
+	if (__builtin_expect(!atomic_load_explicit(&hot.ctx_get_device_looked, memory_order_acquire), 0))
 		find_ctx_get_device();
 	int dev = 0;
-	if (ctx_get_device && ctx_get_device(&dev) != 0)
+	if (hot.ctx_get_device && hot.ctx_get_device(&dev) != 0)
 		dev = 0;
 	return dev >= 0 && dev < 4096 ? (unsigned)dev : 0;
 }
 
 static __attribute__((noinline, cold)) void describe_device_once(unsigned dev, uint64_t bit)
 {
-	if (atomic_fetch_or(&devices_described, bit) & bit)
+	if (atomic_fetch_or(&hot.devices_described, bit) & bit)
 		return;
 	/* Name and SM count through the driver, when it is loaded; without it
 	 * there is nothing to say (CUPTI's device records say it otherwise). */
@@ -307,7 +315,7 @@ static __attribute__((noinline, cold)) void describe_device_once(unsigned dev, u
 	r.u.device.mem_clock_khz = (uint32_t)memclock;
 	r.u.device.cc_major = (uint32_t)major;
 	r.u.device.cc_minor = (uint32_t)minor;
-	mfu_sender_put(sender, &r);
+	mfu_sender_put(hot.sender, &r);
 }
 
 /* Says once per process what a device is.  Every GEMM call asks, so the
@@ -315,7 +323,7 @@ static __attribute__((noinline, cold)) void describe_device_once(unsigned dev, u
 static inline void describe_device(unsigned dev)
 {
 	uint64_t bit = dev < 64 ? UINT64_C(1) << dev : 0;
-	if (bit && !(atomic_load_explicit(&devices_described, memory_order_relaxed) & bit))
+	if (bit && !(atomic_load_explicit(&hot.devices_described, memory_order_relaxed) & bit))
 		describe_device_once(dev, bit);
 }
 
@@ -323,31 +331,31 @@ void shim_enter(struct shim_call *c)
 {
 	/* Nested (cuBLAS calling cublasLtMatmul through its PLT): forwarded, not
 	 * counted, so one GEMM is one record. */
-	c->counted = depth++ == 0 && shim_active();
+	c->counted = th.depth++ == 0 && shim_active();
 }
 
 void shim_begin(struct shim_call *c, const struct gemm_desc *g)
 {
 	c->call = new_call_id();
-	cur = (struct current_call){c->call, g->flops, g->cls, current_device(), 1};
+	th.cur = (struct current_call){c->call, g->flops, g->cls, current_device(), 1};
 	cupti_push(c->call);
 }
 
 int shim_launch_context(struct launch_info *out)
 {
-	uint32_t remat = remat_depth ? MFU_KF_REMAT : 0;
+	uint32_t remat = th.remat_depth ? MFU_KF_REMAT : 0;
 
-	if (cur.active) {
+	if (th.cur.active) {
 		/* the first kernel of a call carries all its FLOPs (split-K and
 		 * reductions follow with none), so they count once */
-		*out = (struct launch_info){cur.call, cur.flops_left, cur.cls | MFU_KF_GEMM | remat, cur.device};
-		cur.flops_left = 0;
+		*out = (struct launch_info){th.cur.call, th.cur.flops_left, th.cur.cls | MFU_KF_GEMM | remat, th.cur.device};
+		th.cur.flops_left = 0;
 		return 1;
 	}
 	/* Inside a declared region, every kernel is the region's work (so its
 	 * time counts as covered); the first one carries the FLOPs not yet
 	 * handed out, innermost region first. */
-	int d = region_depth < REGION_DEPTH_MAX ? region_depth : REGION_DEPTH_MAX;
+	int d = th.region_depth < REGION_DEPTH_MAX ? th.region_depth : REGION_DEPTH_MAX;
 	for (int i = d - 1; i >= 0; i--) {
 		if (!regions[i].flops_left)
 			continue;
@@ -357,15 +365,15 @@ int shim_launch_context(struct launch_info *out)
 		regions[i].flops_left = 0;
 		return 1;
 	}
-	*out = (struct launch_info){0, 0, (region_depth ? MFU_KF_DECLARED : 0) | remat, 0};
+	*out = (struct launch_info){0, 0, (th.region_depth ? MFU_KF_DECLARED : 0) | remat, 0};
 	return out->flags != 0;
 }
 
 static inline uint32_t thread_id(void)
 {
-	if (__builtin_expect(!tid, 0))
-		tid = (uint32_t)gettid();
-	return tid;
+	if (__builtin_expect(!th.tid, 0))
+		th.tid = (uint32_t)gettid();
+	return th.tid;
 }
 
 /* Completes a gemm record begun at start (0: a cuBLAS call, which is
@@ -378,14 +386,14 @@ static void finish_gemm(struct mfu_rec_gemm *m, uint64_t start, unsigned dev)
 	m->start_ns = start && start <= m->end_ns ? start : m->end_ns;
 	m->tid = thread_id();
 	m->device = dev;
-	m->flags |= remat_depth ? MFU_KF_REMAT : 0;
+	m->flags |= th.remat_depth ? MFU_KF_REMAT : 0;
 }
 
 static void put_gemm(struct mfu_record *r, uint64_t start, unsigned dev)
 {
 	describe_device(dev);
 	finish_gemm(&r->u.gemm, start, dev);
-	mfu_sender_put(sender, r);
+	mfu_sender_put(hot.sender, r);
 }
 
 _Static_assert(offsetof(struct gemm_desc, flops) == 0 &&
@@ -421,56 +429,58 @@ static __attribute__((noinline, cold)) void put_full(const struct shim_call *c, 
 	m->flags = flags;
 	m->flops = g->flops;
 	m->call = c->call;
-	finish_gemm(m, 0, cur.device);
-	mfu_sender_put(sender, &r);
+	finish_gemm(m, 0, th.cur.device);
+	mfu_sender_put(hot.sender, &r);
 }
 
 void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 {
-	depth--;
+	th.depth--;
 	if (!c->counted)
 		return;
 	cupti_pop();
 	/* FLOPs no kernel took (no kernel timing, or a launch path CUPTI did
 	 * not report) travel on the gemm record itself. */
 	int timing = cupti_timing();
-	int untimed = cur.flops_left != 0 || !timing;
-	if (__builtin_expect(cur.flops_left != 0 && timing, 0))
+	int untimed = th.cur.flops_left != 0 || !timing;
+	if (__builtin_expect(th.cur.flops_left != 0 && timing, 0))
 		cupti_note_callbackless();
-	cur.active = 0;
-	if (!succeeded || atomic_load_explicit(&state, memory_order_relaxed) != ST_ACTIVE)
+	th.cur.active = 0;
+	if (!succeeded || atomic_load_explicit(&hot.state, memory_order_relaxed) != ST_ACTIVE)
 		return;
-	describe_device(cur.device);
-	uint32_t flags = g->cls | (untimed ? MFU_KF_UNTIMED : 0) | (remat_depth ? MFU_KF_REMAT : 0);
+	describe_device(th.cur.device);
+	uint32_t flags = g->cls | (untimed ? MFU_KF_UNTIMED : 0) | (th.remat_depth ? MFU_KF_REMAT : 0);
 	/* The common case: one cache line in the thread's gemm ring, the
 	 * description in one copy, stamped with the TSC once it is calibrated. */
 	struct mfu_sender_gemm *p;
-	if (__builtin_expect(g->wide || !(p = mfu_sender_gemm_reserve(sender)), 0)) {
+	if (__builtin_expect(g->wide || !(p = mfu_sender_gemm_reserve(hot.sender)), 0)) {
 		put_full(c, g, flags);
 		return;
 	}
-	if (__builtin_expect(tsc_ready(), 1)) {
+	if (__builtin_expect(atomic_load_explicit(&hot.stamp_tsc, memory_order_acquire), 1)) {
 		p->when = tsc_ticks();
 		p->clock = MFU_SENDER_GEMM_TICKS;
 	} else {
 		p->when = shim_now_ns();
 		p->clock = 0;
 		tsc_maybe_calibrate(p->when);
+		if (tsc_ready())
+			atomic_store_explicit(&hot.stamp_tsc, 1, memory_order_release);
 	}
 	p->call = c->call;
 	memcpy(&p->flops, g, DESC_PACKED_BYTES);
 	p->flags = flags;
-	p->device = (uint16_t)cur.device;
+	p->device = (uint16_t)th.cur.device;
 	p->tid = thread_id();
-	mfu_sender_gemm_commit(sender);
+	mfu_sender_gemm_commit(hot.sender);
 }
 
 void shim_orphan_flops(const struct launch_info *info, uint64_t when_ns)
 {
 	/* also while finishing: the exit sweep runs after the state says so,
 	 * before the sender shuts down */
-	int st = atomic_load_explicit(&state, memory_order_relaxed);
-	if (!info->flops || !sender || (st != ST_ACTIVE && st != ST_FINISHED))
+	int st = atomic_load_explicit(&hot.state, memory_order_relaxed);
+	if (!info->flops || !hot.sender || (st != ST_ACTIVE && st != ST_FINISHED))
 		return;
 	/* Hardware FLOPs only: the call itself was counted by its gemm record. */
 	struct mfu_record r = {.type = MFU_REC_GEMM};
@@ -481,7 +491,7 @@ void shim_orphan_flops(const struct launch_info *info, uint64_t when_ns)
 	r.u.gemm.call = info->call;
 	r.u.gemm.start_ns = r.u.gemm.end_ns = when_ns;
 	r.u.gemm.device = info->device;
-	mfu_sender_put(sender, &r);
+	mfu_sender_put(hot.sender, &r);
 }
 
 /* ---- public API backends ---- */
@@ -508,7 +518,7 @@ void shim_step_end(double model_flops)
 	r.u.step.device = current_device();
 	r.u.step.model_flops = model_flops > 0 && model_flops < 1.8e19 ? (uint64_t)(model_flops + 0.5) : 0;
 	r.u.step.model_class = model_class;
-	mfu_sender_put(sender, &r);
+	mfu_sender_put(hot.sender, &r);
 }
 
 void shim_set_model_flops(double model_flops)
@@ -520,7 +530,7 @@ void shim_set_model_flops(double model_flops)
 void shim_region_push(double flops, const char *dtype)
 {
 	unsigned cls = class_from_name(dtype);
-	int d = region_depth++;
+	int d = th.region_depth++;
 	if (d < REGION_DEPTH_MAX && shim_active()) {
 		double f = flops > 0 && flops < 1.8e19 ? flops : 0;
 		regions[d] = (struct region){shim_now_ns(), (uint64_t)(f + 0.5), cls, current_device()};
@@ -529,9 +539,9 @@ void shim_region_push(double flops, const char *dtype)
 
 void shim_region_pop(void)
 {
-	if (region_depth <= 0)
+	if (th.region_depth <= 0)
 		return;
-	int d = --region_depth;
+	int d = --th.region_depth;
 	if (d >= REGION_DEPTH_MAX || !shim_active() || !regions[d].flops_left)
 		return;
 	/* FLOPs no kernel of the region took (no kernel timing, or no launch in
@@ -547,11 +557,11 @@ void shim_region_pop(void)
 
 void shim_remat_push(void)
 {
-	remat_depth++;
+	th.remat_depth++;
 }
 
 void shim_remat_pop(void)
 {
-	if (remat_depth > 0)
-		remat_depth--;
+	if (th.remat_depth > 0)
+		th.remat_depth--;
 }

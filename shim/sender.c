@@ -96,6 +96,10 @@ static uint32_t ring_unsent(struct ring *q)
 }
 
 struct mfu_sender {
+	/* Unique per sender: a new one at a freed one's address must not reuse
+	 * a thread's old ring.  Every put reads it: it shares its cache line
+	 * with nothing the sender thread writes. */
+	uint64_t id;
 	char target[4200];
 	size_t budget, frame_raw;
 	uint32_t flush_ms;
@@ -120,8 +124,6 @@ struct mfu_sender {
 
 	struct ring *rings;
 	uint64_t rings_retired; /* records put through rings since freed */
-	uint64_t id;            /* unique per sender: a new one at a freed one's
-				 * address must not reuse a thread's old ring */
 
 	/* preamble: hello + devices + strings, re-encoded on every connection */
 	uint8_t *pre;
