@@ -189,6 +189,12 @@ int offcpu_feed_enabled(const struct offcpu_feed *f, const char **reason)
 	return f && f->t;
 }
 
+void offcpu_feed_set_off_reason(struct offcpu_feed *f, const char *reason)
+{
+	if (!f->t)
+		snprintf(f->reason, sizeof(f->reason), "%s", reason);
+}
+
 void offcpu_feed_set_sink(struct offcpu_feed *f, offcpu_sink_fn fn)
 {
 	f->sink = fn;

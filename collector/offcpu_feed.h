@@ -62,6 +62,10 @@ void offcpu_feed_free(struct offcpu_feed *f);
  * f may be NULL (0, "not started"). */
 int offcpu_feed_enabled(const struct offcpu_feed *f, const char **reason);
 
+/* Why a feed made in mode OFF is off, as offcpu_feed_enabled says it
+ * (default "--bpf=off"); no effect on a running tracer. */
+void offcpu_feed_set_off_reason(struct offcpu_feed *f, const char *reason);
+
 /* Where records go; NULL restores the built-in per-source accounting. */
 void offcpu_feed_set_sink(struct offcpu_feed *f, offcpu_sink_fn fn);
 

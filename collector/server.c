@@ -523,6 +523,8 @@ int server_new(struct loop *l, const struct server_config *cfg, struct server **
 			fprintf(stderr, "mfud: --bpf=on: cannot start the eBPF scheduler tracer: %s\n", why);
 			goto fail;
 		}
+		if (cfg->agg.no_gaps) /* mfud turned the tracer off for it */
+			offcpu_feed_set_off_reason(s->offcpu, "--no-gaps");
 		offcpu_feed_set_sink(s->offcpu, agg_source_offcpu);
 		if (s->archive && (rc = offcpu_feed_set_archive(s->offcpu, on_frame, s)))
 			goto fail;

@@ -127,7 +127,7 @@ def no_gaps_leaves_idle_unattributed_and_hfu_as_it_was():
     c.wait_for(lambda s: s["sources"] == 1 and s["kernels"] == 9 * ROUNDS and not s["per_source"][0]["connected"])
     m = parse_metrics(c.metrics())
     assert samples(m, "mfud_gap_analysis_enabled") == [0]
-    assert samples(m, "mfud_bpf_enabled", reason="--bpf=off") == [0]
+    assert samples(m, "mfud_bpf_enabled", reason="--no-gaps") == [0]
     for cause in ("sync", "host_offcpu", "host_launch_bound", "kernel_wait", "other"):
         assert samples(m, "mfu_gpu_idle_seconds_total", cause=cause) == [0], cause
     assert samples(m, "mfu_gpu_idle_gap_seconds_count") == [0]
@@ -138,6 +138,7 @@ def no_gaps_leaves_idle_unattributed_and_hfu_as_it_was():
         for name in ("mfu_kernels_total", "mfu_gpu_busy_seconds_total", "mfu_kernel_seconds_total"):
             assert samples(m, name) == samples(mo, name), name
     assert "gap analysis off (--no-gaps)" in c.logtext()
+    assert "eBPF scheduler tracing off: --no-gaps" in c.logtext(), c.logtext()
     r = subprocess.run([tool("mfud"), "--no-gaps", "--bpf", "on", "--http", "off", "--socket",
                         os.path.join(c.dir, "x.sock")], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and "--no-gaps" in r.stderr, r.stderr
