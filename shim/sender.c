@@ -66,7 +66,7 @@ struct frame {
 struct gemm_ring {
 	struct {
 		_Atomic uint32_t head; /* records ever put */
-		uint32_t tail_seen;    /* gemm_tail, as last read */
+		uint32_t tail_seen;    /* tail, as this thread last read it */
 		uint32_t check_at;     /* head at which to read it again */
 	} __attribute__((aligned(64))) p;
 	_Atomic uint32_t tail __attribute__((aligned(64))); /* consumer: records ever taken */
@@ -83,16 +83,16 @@ struct ring {
 	struct gemm_ring g;
 };
 
-static uint32_t ring_records(struct ring *q)
+static uint64_t ring_records(struct ring *q)
 {
-	return atomic_load_explicit(&q->head, memory_order_acquire) +
+	return (uint64_t)atomic_load_explicit(&q->head, memory_order_acquire) +
 	       atomic_load_explicit(&q->g.p.head, memory_order_acquire);
 }
 
-static uint32_t ring_unsent(struct ring *q)
+static uint64_t ring_unsent(struct ring *q)
 {
-	return atomic_load_explicit(&q->head, memory_order_acquire) - atomic_load(&q->tail) +
-	       atomic_load_explicit(&q->g.p.head, memory_order_acquire) - atomic_load(&q->g.tail);
+	return (uint64_t)(atomic_load_explicit(&q->head, memory_order_acquire) - atomic_load(&q->tail)) +
+	       (atomic_load_explicit(&q->g.p.head, memory_order_acquire) - atomic_load(&q->g.tail));
 }
 
 struct mfu_sender {
