@@ -3,9 +3,12 @@
 plain Python, for tests that check what the C code wrote or feed it input it
 cannot produce itself.  Written from the specification, not from the C codec,
 so the two check each other.  zstd payloads are inflated with the zstd
-command-line tool; frames written here are stored uncompressed (flag bit 0
+command-line tool, or where it is missing (the GPU machine) with libzstd
+through ctypes; frames written here are stored uncompressed (flag bit 0
 clear), which the format allows."""
 
+import ctypes
+import ctypes.util
 import struct
 import subprocess
 import time
@@ -116,6 +119,33 @@ def decode_payload(raw):
     return recs
 
 
+def _inflate_libzstd(payload, rawlen):
+    name = ctypes.util.find_library("zstd") or "libzstd.so.1"
+    lib = ctypes.CDLL(name)
+    lib.ZSTD_decompress.restype = ctypes.c_size_t
+    lib.ZSTD_decompress.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t)
+    lib.ZSTD_isError.restype = ctypes.c_uint
+    lib.ZSTD_isError.argtypes = (ctypes.c_size_t,)
+    dst = ctypes.create_string_buffer(max(1, rawlen))
+    src = bytes(payload)
+    n = lib.ZSTD_decompress(dst, rawlen, src, len(src))
+    if lib.ZSTD_isError(n):
+        raise ValueError("libzstd: cannot inflate a payload of %d bytes" % len(src))
+    return dst.raw[:n]
+
+
+def inflate(payload, rawlen, cli=True):
+    """A zstd payload inflated: by the zstd tool, else (not installed, or
+    cli False) by libzstd."""
+    if cli:
+        try:
+            return subprocess.run(["zstd", "-d", "-c", "-q"], input=payload, capture_output=True,
+                                  check=True).stdout
+        except FileNotFoundError:
+            pass
+    return _inflate_libzstd(payload, rawlen)
+
+
 def read_archive(path):
     """All records of an archive file, frame by frame; raises on a bad frame."""
     data = open(path, "rb").read()
@@ -127,8 +157,7 @@ def read_archive(path):
         assert magic == FRAME_MAGIC and ver == 1, (path, off)
         payload = data[off + hlen:off + hlen + plen]
         if flags & 1:
-            payload = subprocess.run(["zstd", "-d", "-c", "-q"], input=payload, capture_output=True,
-                                     check=True).stdout
+            payload = inflate(payload, rawlen)
         assert len(payload) == rawlen
         recs += decode_payload(payload)
         off += hlen + plen

@@ -3,7 +3,8 @@
 
 tools/gpu/validate.py's pure logic (parsing `mfu run --json` summaries,
 train_gpt.py logs, FlopCounterMode counts, profiler traces and status lines;
-the comparisons, medians and ratios of the seven checks; the results table;
+the comparisons, medians and ratios of the eight checks, check 8's join of
+archived gemm, kernel and api records; the results table;
 the analytic FLOPs) is fed recorded-looking inputs with hand-computed
 answers, passing and failing ones.  Its runner is driven with a stand-in
 for `mfu run` and for python (time limits, process groups, logs).
@@ -32,6 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tools", "python"))
 
 import mfu  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import wire_py  # noqa: E402
 
 
 def _load(name, path):
@@ -382,7 +386,16 @@ def test_plan_is_bounded():
     assert len(names) == len(set(names)) == len(p1) + len(p2)
     assert all(s.timeout <= 300 for s in p1 + p2)
     # only exact-count runs share the GPU
-    assert {s.name for s in p1 if s.parallel} == {n for n, _, _ in V.C1_CASES} | {"c3-ckpt"}
+    assert {s.name for s in p1 if s.parallel} == {n for n, _, _ in V.C1_CASES} | {"c3-ckpt", "c8-tsc", "c8-clock"}
+    # check 8: archived, the clock forced each way, the shim saying which
+    c8 = {s.name: s for s in p1 if s.name.startswith("c8-")}
+    assert {n: s.env.get("MFU_TSC") for n, s in c8.items()} == {"c8-tsc": "1", "c8-clock": "0"}
+    for s in c8.values():
+        assert s.archive and s.env.get("MFU_LOG") == "1" and "--dtype" in s.flags and s.timeout <= 120
+        cmd = V.Runner("/b", "/w", 60, "python3").command(s, "/w/" + s.name)
+        assert cmd[cmd.index("--archive") + 1] == "/w/%s/archive" % s.name, cmd
+        assert cmd.index("--archive") < cmd.index("--")
+    assert not any(s.archive for s in p1 + p2 if not s.name.startswith("c8-"))
     assert not any(s.parallel for s in p2)
     for s in p1 + p2:
         a = s.train_args()
@@ -395,6 +408,223 @@ def test_plan_is_bounded():
     for s in p1 + p2:
         argv = [a if a != "@trace" else "/tmp/t.json" for a in s.train_args()] + ["--log", "/dev/null"]
         G.parse_args(argv)
+
+
+# --------------------------------------------------------------------------
+# Check 8: host clocks
+# --------------------------------------------------------------------------
+
+T0 = 1_760_000_000_000_000_000  # CLOCK_REALTIME ns, 2025
+
+
+def clock_records(n=100, gap_ns=3_000, gemm_shift_ns=0, api_tid=None, kernels_per_call=1):
+    """A source's records as read_archive yields them: n cuBLAS calls, call
+    i on thread 4242 launching kernels_per_call kernels (corr 1000 + ...)
+    whose launch api records end gap_ns (+ i ns) before the call's stamp,
+    moved by gemm_shift_ns; api_tid: the api records' thread id (default
+    the gemm's)."""
+    recs = [{"type": 1}, {"type": "string", "id": 1, "text": b"sm90_gemm"}]
+    corr = 1000
+    for i in range(n):
+        call = i + 1
+        g_end = T0 + i * 50_000 + gap_ns + i
+        for _ in range(kernels_per_call):
+            corr += 1
+            a_end = g_end - gap_ns - i - 400 * (kernels_per_call - 1)
+            recs.append({"type": "api", "start_ns": a_end - 4_000, "end_ns": a_end, "tid": api_tid or 4242,
+                         "cbid": 307, "corr": corr, "kind": 1})
+            recs.append({"type": "kernel", "start_ns": a_end + 8_000, "end_ns": a_end + 30_000, "device": 0,
+                         "stream": 7, "name_id": 1, "corr": corr, "call": call, "flags": 0x45, "flops": 10 ** 9})
+        recs.append({"type": "gemm", "start_ns": g_end + gemm_shift_ns, "end_ns": g_end + gemm_shift_ns, "tid": 4242,
+                     "device": 0, "api": 11, "m": 512, "n": 512, "k": 512, "batch": 1, "a_type": 14, "b_type": 14,
+                     "c_type": 14, "compute_type": 68, "ops": 0, "flags": 0x45, "flops": 10 ** 9, "call": call})
+    # not a cuBLAS call: an orphan gemm record with a call id, ignored
+    recs.append({"type": "gemm", "start_ns": T0, "end_ns": T0, "tid": 0, "api": 31, "flags": 0x400 | 5,
+                 "flops": 10 ** 9, "call": 5})
+    # a synchronize api record on the same corr space: not a launch
+    recs.append({"type": "api", "start_ns": T0, "end_ns": T0 + 10 ** 9, "tid": 4242, "cbid": 131, "corr": 1001,
+                 "kind": 2})
+    return recs
+
+
+def encode_payload(recs):
+    """Records (dicts, as wire_py decodes them) as one raw payload, through
+    wire_py.FIELDS: deltas against the payload's previous record of the
+    type, durations from end_ns.  Test input only; wire_py decodes it."""
+    by_name = {name: (typ, fields) for typ, (name, fields) in wire_py.FIELDS.items()}
+    out, base = b"", {}
+    for r in recs:
+        if r["type"] not in by_name:
+            continue
+        typ, fields = by_name[r["type"]]
+        vals = []
+        for fname, enc in fields:
+            if fname == "dur":
+                v = r["end_ns"] - r.get("start_ns", r.get("begin_ns", 0))
+            else:
+                v = r.get(fname, 0)
+            if enc == "s":
+                vals.append(wire_py.string(v))
+                continue
+            if "d" in enc:
+                v, base[(typ, fname)] = v - base.get((typ, fname), 0), v
+            vals.append(wire_py.zigzag(v) if "z" in enc else v)
+        out += wire_py.record(typ, *vals)
+    return out
+
+
+def write_clock_archive(d, recs, stem="node1-4242-1760000000-c1", files=2, frames=3):
+    """recs archived under d as `files` rotated files of `frames` frames each."""
+    os.makedirs(d, exist_ok=True)
+    n = files * frames
+    chunks = [recs[i * len(recs) // n:(i + 1) * len(recs) // n] for i in range(n)]
+    for f in range(files):
+        fr = [wire_py.frame(encode_payload(chunks[f * frames + j]), f * frames + j) for j in range(frames)]
+        wire_py.write_archive(os.path.join(d, "%s.%d.mfa" % (stem, f)), fr)
+
+
+def by_case(rows):
+    return {r["case"]: r for r in rows}
+
+
+def test_host_clock_join_and_stats():
+    j = V.host_clock_join(clock_records(100))
+    assert len(j["pairs"]) == 100 and j["gemms"] == 100 and j["gemms_with_kernels"] == 100
+    assert j["kernels_no_gemm"] == j["kernels_no_api"] == 0
+    st = V.host_clock_stats(j)
+    assert st["n"] == 100 and st["ordered"] == 1.0 and st["same_tid"] == 1.0 and st["tid_example"] is None
+    # gaps 3000 + i ns, i = 0..99: the median between the 50th and 51st
+    assert st["median_ns"] == 3049.5 and st["p99_ns"] == 3098 and st["min_ns"] == 3000 and st["max_ns"] == 3099
+    assert V.percentile([5, 1, 3], 50) == 3 and V.percentile([], 99) is None and V.percentile([7], 99) == 7
+    # two kernels per call: two pairs, each to its own launch
+    j2 = V.host_clock_join(clock_records(60, kernels_per_call=2))
+    assert len(j2["pairs"]) == 120 and j2["gemms_with_kernels"] == 60
+    # two kernels of one launch (one corr): one pair
+    recs = clock_records(100)
+    recs += [dict(r, start_ns=r["start_ns"] + 40_000) for r in recs if r["type"] == "kernel"][:10]
+    assert len(V.host_clock_join(recs)["pairs"]) == 100
+    # graph replays of a captured call: launched later by cuGraphLaunch, left out and counted
+    recs = clock_records(100)
+    late = [dict(r, flags=r["flags"] | 0x80, corr=9000 + i) for i, r in enumerate(recs) if r["type"] == "kernel"][:7]
+    recs += late + [{"type": "api", "start_ns": T0 + 10 ** 9, "end_ns": T0 + 10 ** 9 + 5_000, "tid": 4242, "cbid": 514,
+                     "corr": k["corr"], "kind": 1} for k in late]
+    jr = V.host_clock_join(recs)
+    assert len(jr["pairs"]) == 100 and jr["kernels_replayed"] == 7 and V.host_clock_stats(jr)["ordered"] == 1.0
+    assert "7 graph-replay kernels left out" in V.check_host_clocks("x", True, jr)[0]["detail"]
+    # a second source adds up
+    m = V.host_clock_merge([j, j2])
+    assert len(m["pairs"]) == 220 and m["gemms"] == 160
+
+
+def test_host_clocks_pass():
+    rows = V.check_host_clocks("c8-tsc", True, V.host_clock_join(clock_records(100)), "TSC", "TSC")
+    c = by_case(rows)
+    assert statuses(rows) == ["PASS", "PASS", "INFO", "PASS"], rows
+    assert c["c8-tsc order"]["value"] == "100.00% of 100 pairs", c
+    assert c["c8-tsc gap"]["value"] == "median 3.0 us, p99 3.1 us", c
+    assert c["c8-tsc tid"]["value"] == "100.00% same tid"
+    # a launch that ends up to 2 us after the stamp is still in order
+    rows = V.check_host_clocks("c8-clock", True, V.host_clock_join(clock_records(100, gemm_shift_ns=-4_900)))
+    assert statuses(rows) == ["PASS", "INFO", "PASS"], rows
+
+
+def test_host_clocks_gemm_stamp_1ms_early_fails():
+    j = V.host_clock_join(clock_records(100, gemm_shift_ns=-1_000_000))
+    rows = V.check_host_clocks("c8-tsc", True, j, "TSC", "TSC")
+    c = by_case(rows)
+    assert c["c8-tsc order"]["status"] == "FAIL" and c["c8-tsc order"]["value"] == "0.00% of 100 pairs", c
+    assert c["c8-tsc gap"]["value"] == "median -997.0 us, p99 -996.9 us", c
+    assert c["c8-tsc tid"]["status"] == "PASS"
+    # 2 of 100 early by more than the slack: under 99 %, a failure
+    recs = clock_records(100)
+    early = [r for r in recs if r["type"] == "gemm" and r.get("api") == 11][:2]
+    for r in early:
+        r["end_ns"] = r["start_ns"] = r["end_ns"] - 10_000
+    rows = V.check_host_clocks("c8-tsc", True, V.host_clock_join(recs))
+    assert by_case(rows)["c8-tsc order"]["status"] == "FAIL" and "98.00%" in by_case(rows)["c8-tsc order"]["value"]
+
+
+def test_host_clocks_mismatched_tids_fail():
+    rows = V.check_host_clocks("c8-tsc", True, V.host_clock_join(clock_records(100, api_tid=17)), "TSC", "TSC")
+    c = by_case(rows)
+    assert c["c8-tsc tid"]["status"] == "FAIL" and c["c8-tsc tid"]["value"] == "0.00% same tid", c
+    assert "gemm tid 4242, api tid 17" in c["c8-tsc tid"]["detail"]
+    assert c["c8-tsc order"]["status"] == "PASS"
+    # one thread id off in 100 is a failure too: the target is all of them
+    recs = clock_records(100)
+    next(r for r in recs if r["type"] == "api" and r["kind"] == 1)["tid"] = 4243
+    rows = V.check_host_clocks("c8-tsc", True, V.host_clock_join(recs))
+    assert by_case(rows)["c8-tsc tid"]["status"] == "FAIL" and by_case(rows)["c8-tsc tid"]["value"] == "99.00% same tid"
+
+
+def test_host_clocks_missing_joins_are_reported():
+    recs = clock_records(100)
+    # drop 30 launch api records and 10 gemm records; 5 gemms launch nothing
+    launches = [r for r in recs if r["type"] == "api" and r["kind"] == 1]
+    gone = {id(r) for r in launches[:30]}
+    calls = [r for r in recs if r["type"] == "gemm" and r.get("api") == 11]
+    gone |= {id(r) for r in calls[90:]}
+    kern = [r for r in recs if r["type"] == "kernel"]
+    gone |= {id(r) for r in kern[80:85]}
+    recs = [r for r in recs if id(r) not in gone]
+    j = V.host_clock_join(recs)
+    assert (len(j["pairs"]), j["gemms"], j["gemms_with_kernels"], j["kernels_no_gemm"], j["kernels_no_api"]) == (
+        55, 90, 85, 10, 30), j
+    rows = V.check_host_clocks("c8-tsc", True, j, "TSC", "TSC")
+    c = by_case(rows)
+    assert c["c8-tsc order"]["status"] == "PASS"
+    assert "90 cuBLAS gemm records, 85 with kernels; 10 kernels name no gemm record, 30 have no launch api record" in \
+        c["c8-tsc order"]["detail"], c
+    # nothing joins (no api records at all): reported, failed, no crash
+    j = V.host_clock_join([r for r in clock_records(100) if r["type"] != "api"])
+    rows = V.check_host_clocks("c8-clock", True, j)
+    assert statuses(rows) == ["FAIL", "FAIL"] and rows[0]["value"] == "0 joined pairs", rows
+    assert "100 have no launch api record" in rows[0]["detail"]
+    # too few pairs to say anything
+    rows = V.check_host_clocks("c8-clock", True, V.host_clock_join(clock_records(10)))
+    assert statuses(rows) == ["FAIL", "FAIL"] and rows[0]["value"] == "10 joined pairs", rows
+    # empty input, a failed run, no archive
+    assert V.host_clock_join([])["pairs"] == [] and V.host_clock_stats(V.host_clock_join([]))["ordered"] is None
+    assert statuses(V.check_host_clocks("c8-tsc", False, None)) == ["FAIL"]
+    assert V.check_host_clocks("c8-tsc", True, None)[0]["value"] == "no archive"
+
+
+def test_host_clocks_say_which_clock_stamped():
+    err = "mfushim: host clock: TSC at 2.1000 GHz, against CLOCK_MONOTONIC_RAW\n"
+    assert V.shim_host_clock(err) == "TSC" and V.shim_host_clock("") == "clock_gettime"
+    j = V.host_clock_join(clock_records(100))
+    # a TSC run whose shim fell back to clock_gettime has not tested the TSC
+    rows = V.check_host_clocks("c8-tsc", True, j, "TSC", V.shim_host_clock(""))
+    assert by_case(rows)["c8-tsc clock"]["status"] == "FAIL" and by_case(rows)["c8-tsc clock"]["value"] == "clock_gettime"
+    rows = V.check_host_clocks("c8-clock", True, j, "clock_gettime", V.shim_host_clock(err))
+    assert by_case(rows)["c8-clock clock"]["status"] == "FAIL"
+
+
+def test_host_clocks_from_archive_files():
+    tmp = _tmpdir()
+    d = os.path.join(tmp, "archive")
+    # two sources, each in rotated files of several frames (deltas restart per payload)
+    write_clock_archive(d, clock_records(100))
+    write_clock_archive(d, clock_records(70, api_tid=9), stem="node1-4300-1760000001-c2", files=1)
+    j = V.read_archive_dir(d)
+    want = V.host_clock_merge([V.host_clock_join(clock_records(100)), V.host_clock_join(clock_records(70, api_tid=9))])
+    assert j["pairs"] == want["pairs"] and j == want, (len(j["pairs"]), len(want["pairs"]))
+    assert V.read_archive_dir(os.path.join(tmp, "none")) is None
+    os.makedirs(os.path.join(tmp, "empty"))
+    assert V.read_archive_dir(os.path.join(tmp, "empty")) is None
+
+
+def test_archive_payloads_inflate_without_the_zstd_tool():
+    # the GPU machine has libzstd (the shim needs it) but maybe no zstd tool
+    if not shutil.which("zstd"):
+        return
+    raw = encode_payload(clock_records(20))
+    packed = subprocess.run(["zstd", "-c", "-q"], input=raw, capture_output=True, check=True).stdout
+    try:
+        got = wire_py.inflate(packed, len(raw), cli=False)
+    except OSError:
+        return  # no libzstd here
+    assert got == raw and wire_py.inflate(packed, len(raw)) == raw
 
 
 def _result(spec, ok=True, events=(), mfu=None, stderr="", d=None):
@@ -459,19 +689,43 @@ def test_evaluate_part1_end_to_end():
                                 mfu=mfu_json(kernels=100000 - 60 * 300),
                                 stderr="[mfu 1s] 1 TFLOP/s  kernels/s n/a  (1 source)\n"
                                        "[mfu 1s] 1 TFLOP/s  7000 kernels/s  (1 source)\n")
+    for name, err in (("c8-tsc", "mfushim: host clock: TSC at 2.1000 GHz, against CLOCK_MONOTONIC_RAW\n"),
+                      ("c8-clock", "")):
+        d = os.path.join(tmp, name)
+        write_clock_archive(os.path.join(d, "archive"), clock_records(120))
+        res[name] = _result(specs[name], events=_steps(20, 0.005, {"optimizer_steps": 21}), mfu=mfu_json(),
+                            stderr=err, d=d)
     rows = V.evaluate(res, "1")
     by = {(r["check"], r["case"]): r["status"] for r in rows}
     bad = {k: v for k, v in by.items() if v not in ("PASS", "INFO")}
     assert not bad, (bad, [r for r in rows if r["status"] not in ("PASS", "INFO")])
-    assert {r["check"] for r in rows} == {1, 2, 3, 4, 5, 7}
+    assert {r["check"] for r in rows} == {1, 2, 3, 4, 5, 7, 8}
+    assert [r["case"] for r in rows if r["check"] == 8] == [
+        "c8-tsc clock", "c8-tsc order", "c8-tsc gap", "c8-tsc tid",
+        "c8-clock clock", "c8-clock order", "c8-clock gap", "c8-clock tid"]
     assert by[(5, "--cuda-graphs")] == "INFO"
     assert os.path.exists(os.path.join(pdir, "trace-stats.json"))
     # one wrong number anywhere turns its row red
     res2 = copy.copy(res)
     res2["c1-fp16"] = _result(specs["c1-fp16"], events=res["c1-fp16"].events,
                               mfu=mfu_json(gemm_flops=gemm - 2, hw_flops_by_dtype={"fp16": gemm}))
+    # the TSC run's gemm stamps 1 ms early, in its archive
+    d = os.path.join(tmp, "c8-tsc-early")
+    write_clock_archive(os.path.join(d, "archive"), clock_records(120, gemm_shift_ns=-1_000_000))
+    res2["c8-tsc"] = _result(specs["c8-tsc"], events=res["c8-tsc"].events, mfu=mfu_json(),
+                             stderr=res["c8-tsc"].stderr, d=d)
+    # the clock_gettime run's archive is cut short: a failure, not a crash
+    d = os.path.join(tmp, "c8-clock-broken")
+    write_clock_archive(os.path.join(d, "archive"), clock_records(120))
+    path = os.path.join(d, "archive", "node1-4242-1760000000-c1.1.mfa")
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:len(data) - 7])
+    res2["c8-clock"] = _result(specs["c8-clock"], events=res["c8-clock"].events, mfu=mfu_json(), d=d)
     rows2 = V.evaluate(res2, "1")
-    assert [r["case"] for r in rows2 if r["status"] == "FAIL"] == ["c1-fp16"], rows2
+    assert [r["case"] for r in rows2 if r["status"] == "FAIL"] == ["c1-fp16", "c8-tsc order", "c8-clock"], rows2
+    assert [r["value"] for r in rows2 if r["case"] == "c8-clock"] == ["archive unreadable"]
     # missing runs are SKIP, not PASS
     rows3 = V.evaluate({}, "1")
     assert rows3 and all(r["status"] == "SKIP" for r in rows3), rows3

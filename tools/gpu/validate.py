@@ -20,8 +20,14 @@ checks:
     a launch-bound config and a stock torch.profiler run (reported).
   7 torch.profiler started and stopped mid-run under the shim: no crash, the
     degraded interval is reported, kernel timing resumes.
+  8 host clocks agree: in a small bf16 run's archive (`mfu run --archive`),
+    each cuBLAS call's gemm record (stamped by the shim when the call
+    returns, from the TSC or clock_gettime) is joined through its kernels
+    (call) to CUPTI's launch api records (corr): the launch ends inside the
+    call, so api.end <= gemm.end + 2 us for >= 99 % of the pairs, on the
+    same thread id for all; once with MFU_TSC=1, once with MFU_TSC=0.
 
-Part 1 runs checks 1-5 and 7, part 2 check 6: each fits one device call of
+Part 1 runs checks 1-5, 7 and 8, part 2 check 6: each fits one device call of
 10 minutes.  Every run has a time limit and the whole part a budget; what
 does not fit is reported as SKIP.  Logs go to a tarball, the table to
 results-partN.txt and every number to results-partN.json under --out.
@@ -56,6 +62,9 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "python"))
 
 import mfu  # noqa: E402  (standard library only; no shim in this process)
 
+# the archive decoder (doc/wire-format.md), imported where check 8 reads one
+WIRE_PY_DIR = os.path.join(ROOT, "tests", "integration")
+
 PASS, FAIL, INFO, SKIP = "PASS", "FAIL", "INFO", "SKIP"
 
 # Tolerances of the issue.
@@ -66,6 +75,14 @@ MFU_TOL = 0.01
 OVERHEAD_TARGET = 1.01
 OVERHEAD_MIN_STEP_S = 0.100
 OVERHEAD_MIN_STEPS = 50
+#: check 8: a launch's api record may end at most this long after the gemm
+#: stamp of the cuBLAS call that made it (the two clocks' read windows and
+#: the TSC conversion are tens of ns; 2 us leaves room, a wrong offset or
+#: rate is off by far more), in this share of the pairs at least.
+CLOCK_SLACK_NS = 2000
+CLOCK_ORDERED_MIN = 0.99
+#: fewer joined pairs than this prove nothing either way
+CLOCK_MIN_PAIRS = 50
 
 # Dense peaks (FLOP/s) by the names CUDA reports, from doc/metrics.md: an
 # independent copy, so a wrong row in collector/peak.c shows up here.
@@ -479,6 +496,181 @@ def check_coexist(rc, summ, status, per_step_kernels, ref_kernels, window_steps,
     return rows
 
 
+# gemm records that are not a cuBLAS call: a declared region (api 30) or
+# orphan FLOPs (api 31), flagged declared 0x20 / orphan 0x400
+_NOT_A_CALL_APIS = (30, 31)
+_NOT_A_CALL_FLAGS = 0x20 | 0x400
+# a kernel of a CUDA graph replay: launched by cuGraphLaunch, after the call
+KF_GRAPH_REPLAY = 0x80
+API_KIND_LAUNCH = 1
+
+
+def host_clock_join(records):
+    """Check 8's join over one source's archived records (dicts as
+    wire_py.read_archive yields them): each cuBLAS gemm record -> its kernel
+    records (kernel.call == gemm.call) -> the launch api records of those
+    kernels (api.corr == kernel.corr, kind 1; an api record without a kind
+    is a launch).  Returns a dict: pairs, a list of (gemm_end_ns,
+    api_end_ns, gemm_tid, api_tid), one per distinct (call, corr); and the
+    counts of what did not join: gemms (cuBLAS calls), gemms_with_kernels,
+    kernels_no_gemm (kernel.call set, no such gemm record), kernels_no_api
+    (no launch api record with the kernel's corr), kernels_replayed (graph
+    replays, left out: their launch is not inside the call)."""
+    gemms, api = {}, {}
+    kernels = []
+    for r in records:
+        t = r.get("type")
+        if t == "gemm":
+            if r.get("api") in _NOT_A_CALL_APIS or int(r.get("flags", 0)) & _NOT_A_CALL_FLAGS or not r.get("call"):
+                continue
+            gemms[r["call"]] = r
+        elif t == "kernel":
+            if r.get("call"):
+                kernels.append(r)
+        elif t == "api":
+            if r.get("kind", API_KIND_LAUNCH) == API_KIND_LAUNCH:
+                api[r.get("corr")] = r
+    out = {"pairs": [], "gemms": len(gemms), "gemms_with_kernels": 0, "kernels_no_gemm": 0, "kernels_no_api": 0,
+           "kernels_replayed": 0}
+    seen, with_kernels = set(), set()
+    for k in kernels:
+        if int(k.get("flags", 0)) & KF_GRAPH_REPLAY:
+            out["kernels_replayed"] += 1
+            continue
+        g = gemms.get(k["call"])
+        if g is None:
+            out["kernels_no_gemm"] += 1
+            continue
+        with_kernels.add(k["call"])
+        a = api.get(k.get("corr"))
+        if a is None:
+            out["kernels_no_api"] += 1
+            continue
+        key = (k["call"], k.get("corr"))
+        if key in seen:  # several kernels of one launch (a graph): one pair
+            continue
+        seen.add(key)
+        out["pairs"].append((g["end_ns"], a["end_ns"], g.get("tid"), a.get("tid")))
+    out["gemms_with_kernels"] = len(with_kernels)
+    return out
+
+
+def host_clock_merge(joins):
+    """host_clock_join() results of several sources as one."""
+    out = {"pairs": [], "gemms": 0, "gemms_with_kernels": 0, "kernels_no_gemm": 0, "kernels_no_api": 0,
+           "kernels_replayed": 0}
+    for j in joins:
+        for k in out:
+            out[k] = out[k] + j[k]
+    return out
+
+
+def percentile(xs, q):
+    """The nearest-rank q-th percentile (0 < q <= 100) of xs, or None."""
+    xs = sorted(xs)
+    if not xs:
+        return None
+    return xs[max(0, int(math.ceil(q / 100.0 * len(xs))) - 1)]
+
+
+def host_clock_stats(join, slack_ns=CLOCK_SLACK_NS):
+    """Check 8's numbers from a host_clock_join(): n pairs, the share with
+    api.end <= gemm.end + slack_ns, the median, p99, min and max of
+    gemm.end - api.end in ns, the share with equal thread ids and the first
+    pair whose tids differ."""
+    pairs = join["pairs"]
+    gaps = [g - a for g, a, _, _ in pairs]
+    n = len(pairs)
+    same = [p for p in pairs if p[2] == p[3]]
+    diff = [p for p in pairs if p[2] != p[3]]
+    return {
+        "n": n,
+        "ordered": sum(1 for d in gaps if d >= -slack_ns) / float(n) if n else None,
+        "median_ns": median(gaps),
+        "p99_ns": percentile(gaps, 99),
+        "min_ns": min(gaps) if gaps else None,
+        "max_ns": max(gaps) if gaps else None,
+        "same_tid": len(same) / float(n) if n else None,
+        "tid_example": (diff[0][2], diff[0][3]) if diff else None,
+    }
+
+
+def _us(ns):
+    return "n/a" if ns is None else "%.1f us" % (ns / 1e3)
+
+
+def check_host_clocks(case, run_ok, join, clock_want=None, clock_seen=None, slack_ns=CLOCK_SLACK_NS,
+                      ordered_min=CLOCK_ORDERED_MIN, min_pairs=CLOCK_MIN_PAIRS):
+    """Check 8 on one run.  join: host_clock_join() (merged over sources) of
+    its archive, or None when there is none.  clock_want / clock_seen: the
+    clock the shim should have stamped gemm records with ('TSC' or
+    'clock_gettime') and the one its MFU_LOG stderr says it used; a TSC run
+    that fell back to clock_gettime has not tested the TSC."""
+    target_order = ">= %g%% within %g us" % (ordered_min * 100, slack_ns / 1e3)
+    if not run_ok:
+        return [row(8, case, "run failed", target_order, FAIL, "the run exited non-zero or timed out")]
+    if join is None:
+        return [row(8, case, "no archive", target_order, FAIL, "no *.mfa under the run's archive folder")]
+    st = host_clock_stats(join, slack_ns)
+    missing = "%d cuBLAS gemm records, %d with kernels; %d kernels name no gemm record, %d have no launch api record" % (
+        join["gemms"], join["gemms_with_kernels"], join["kernels_no_gemm"], join["kernels_no_api"])
+    if join["kernels_replayed"]:
+        missing += "; %d graph-replay kernels left out" % join["kernels_replayed"]
+    rows = []
+    if clock_want is not None:
+        rows.append(row(8, case + " clock", clock_seen or "unknown", clock_want,
+                        PASS if clock_seen == clock_want else FAIL,
+                        "from the shim's MFU_LOG line 'host clock: TSC'"))
+    if st["n"] < min_pairs:
+        rows.append(row(8, case + " order", "%d joined pairs" % st["n"], ">= %d pairs, %s" % (min_pairs, target_order),
+                        FAIL, missing))
+        rows.append(row(8, case + " tid", "%d joined pairs" % st["n"], "100% same tid", FAIL, missing))
+        return rows
+    detail = "%d pairs; gemm.end - api.end min %s, max %s; %s" % (
+        st["n"], _us(st["min_ns"]), _us(st["max_ns"]), missing)
+    rows.append(row(8, case + " order", "%.2f%% of %d pairs" % (100.0 * st["ordered"], st["n"]), target_order,
+                    PASS if st["ordered"] >= ordered_min else FAIL, detail))
+    rows.append(row(8, case + " gap", "median %s, p99 %s" % (_us(st["median_ns"]), _us(st["p99_ns"])),
+                    "reported (expect us)", INFO, "gemm.end - api.end: from the launch's end to the call's return"))
+    ex = st["tid_example"]
+    rows.append(row(8, case + " tid", "%.2f%% same tid" % (100.0 * st["same_tid"]), "100% same tid",
+                    PASS if st["same_tid"] == 1.0 else FAIL,
+                    "first mismatch: gemm tid %s, api tid %s (CUPTI's thread ids not SYSTEM?)" % ex if ex else ""))
+    return rows
+
+
+def shim_host_clock(stderr):
+    """The clock the shim stamped gemm records with, from its MFU_LOG=1
+    stderr: 'TSC' when it says 'host clock: TSC', else 'clock_gettime'."""
+    return "TSC" if "mfushim: host clock: TSC" in (stderr or "") else "clock_gettime"
+
+
+def read_archive_dir(d):
+    """host_clock_join() over every source archived in folder d (files
+    <host>-<pid>-<start>-c<conn>.<n>.mfa, one stream per name without
+    .<n>.mfa, read in order of n), merged; None when d holds no *.mfa."""
+    if WIRE_PY_DIR not in sys.path:
+        sys.path.insert(0, WIRE_PY_DIR)
+    import wire_py
+    try:
+        names = [n for n in os.listdir(d) if n.endswith(".mfa")]
+    except OSError:
+        return None
+    if not names:
+        return None
+    streams = {}
+    for n in names:
+        stem, _, num = n[:-len(".mfa")].rpartition(".")
+        streams.setdefault(stem, []).append((int(num) if num.isdigit() else 0, n))
+    joins = []
+    for stem in sorted(streams):
+        recs = []
+        for _, n in sorted(streams[stem]):
+            recs += wire_py.read_archive(os.path.join(d, n))
+        joins.append(host_clock_join(recs))
+    return host_clock_merge(joins)
+
+
 def tally(rows):
     n = {PASS: 0, FAIL: 0, INFO: 0, SKIP: 0}
     for r in rows:
@@ -517,13 +709,20 @@ PROFILER_STEPS = 15
 #: status records can show both the degraded interval and the recovery.
 COEXIST = dict(batch=32, steps=210)
 COEXIST_WINDOW = (50, 110)
+#: check 8: the small bf16 configuration archived, with the shim's clock
+#: forced to the TSC (even where the clocksource is another) and to
+#: clock_gettime; about 27 cuBLAS calls a step (9 GEMMs forward, 18
+#: backward), so 21 steps give some 550 call-launch pairs, at a few ms a
+#: step: the run is torch's start-up.
+C8_CASES = [("c8-tsc", "1"), ("c8-clock", "0")]
+C8_STEPS = 20
 
 
 class Spec:
     """One process: train_gpt.py with a configuration, under `mfu run` or not."""
 
     def __init__(self, name, config, flags=(), shim=True, timeout=120, parallel=False, interval=0, env=None,
-                 expected_class="bf16", **over):
+                 expected_class="bf16", archive=False, **over):
         self.name = name
         self.cfg = dict(CONFIGS[config])
         self.cfg.update(over)
@@ -535,6 +734,7 @@ class Spec:
         self.interval = interval
         self.env = dict(env or {})
         self.expected_class = expected_class
+        self.archive = archive  # mfu run --archive RUNDIR/archive
 
     def train_args(self):
         a = []
@@ -560,6 +760,9 @@ def plan(part):
         for name, flags, cls in C1_CASES:
             specs.append(Spec(name, "small", flags + ["--flop-counter"], parallel=True, timeout=150, expected_class=cls))
         specs.append(Spec("c3-ckpt", "small", ["--checkpoint"], parallel=True, timeout=150, steps=3))
+        for name, tsc in C8_CASES:
+            specs.append(Spec(name, "small", ["--dtype", "bf16"], parallel=True, timeout=120, archive=True,
+                              env={"MFU_TSC": tsc, "MFU_LOG": "1"}, steps=C8_STEPS))
         specs.append(Spec("c2-short", "medium", [], steps=MEDIUM_SHORT_STEPS))
         specs.append(Spec("c2-long", "medium", []))
         specs.append(Spec("c2-prof", "medium", ["--torch-profiler", "--trace", "@trace"], shim=False,
@@ -641,7 +844,9 @@ class Runner:
         train = [self.python, TRAIN] + args + ["--log", os.path.join(d, "steps.jsonl")]
         if not spec.shim:
             return train
-        return [self.mfu, "run", "--interval", str(spec.interval), "--json", os.path.join(d, "mfu.json"), "--"] + train
+        archive = ["--archive", os.path.join(d, "archive")] if spec.archive else []
+        return [self.mfu, "run", "--interval", str(spec.interval)] + archive + [
+            "--json", os.path.join(d, "mfu.json"), "--"] + train
 
     def run(self, spec):
         res = Result(spec)
@@ -799,6 +1004,23 @@ def evaluate(results, part):
             rows += check_coexist(None if r.timed_out else r.rc, r.mfu, status_lines(r.stderr), k, ref_kernels,
                                   b - a, r.spec.cfg["steps"] - b)
 
+        # 8: host clocks agree, TSC and clock_gettime
+        for name, tsc in C8_CASES:
+            r = get(name)
+            target = ">= %g%% within %g us" % (CLOCK_ORDERED_MIN * 100, CLOCK_SLACK_NS / 1e3)
+            if r is None or r.skipped:
+                rows.append(row(8, name, "not run", target, SKIP, r.skipped if r else ""))
+                continue
+            join = None
+            if r.ok:
+                try:
+                    join = read_archive_dir(os.path.join(r.dir, "archive"))
+                except Exception as e:  # noqa: BLE001 - a broken archive fails this check, not the validator
+                    rows.append(row(8, name, "archive unreadable", target, FAIL, "%s: %s" % (type(e).__name__, e)))
+                    continue
+            rows += check_host_clocks(name, r.ok, join, "TSC" if tsc == "1" else "clock_gettime",
+                                      shim_host_clock(r.stderr))
+
     if part in ("2", "all"):
         def steps_of(names):
             return [step_seconds(get(n).events) if get(n) is not None and get(n).ok else None for n in names]
@@ -817,6 +1039,16 @@ def evaluate(results, part):
     return rows
 
 
+def plan_limits(specs, jobs, budget_s):
+    """One line on the plan's time: its runs' limits against the budget.
+    Limits, not durations: no part has been timed on a GPU yet."""
+    par = [s.timeout for s in specs if s.parallel]
+    ser = [s.timeout for s in specs if not s.parallel]
+    return ("# limits: %d parallel runs, %d at a time (%d s in all), then %d serial runs (%d s in all); "
+            "budget %g s: a run that no longer fits is SKIP" % (len(par), max(1, jobs), sum(par), len(ser), sum(ser),
+                                                               budget_s))
+
+
 def environment(python, build):
     env = {"build": build}
     for key, cmd in (("nvidia_smi", ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
@@ -828,6 +1060,13 @@ def environment(python, build):
             env[key] = (p.stdout or p.stderr).strip()
         except (OSError, subprocess.TimeoutExpired) as e:
             env[key] = "unavailable: %s" % e
+    # the shim stamps with the TSC by default only where this says tsc
+    # (check 8 forces it either way)
+    try:
+        with open("/sys/devices/system/clocksource/clocksource0/current_clocksource") as f:
+            env["clocksource"] = f.read().strip()
+    except OSError as e:
+        env["clocksource"] = "unavailable: %s" % e
     return env
 
 
@@ -856,7 +1095,7 @@ def write_outputs(out, part, rows, results, env, work):
 def main(argv=None):
     p = argparse.ArgumentParser(description="GPU validation of mfushim (doc/validation.md)")
     p.add_argument("--part", choices=("1", "2", "all"), default="1",
-                   help="1: checks 1-5 and 7; 2: check 6 (overhead); all: both (default 1)")
+                   help="1: checks 1-5, 7 and 8; 2: check 6 (overhead); all: both (default 1)")
     p.add_argument("--build", default=os.path.join(ROOT, "build-h1"), help="meson build dir with tools/mfu and shim/")
     p.add_argument("--out", default=os.environ.get("OUT") or os.path.join(ROOT, "validate-out"))
     p.add_argument("--work", default="/tmp/mfu-validate", help="per-run logs (tarred into --out)")
@@ -875,8 +1114,10 @@ def main(argv=None):
     if a.plan:
         for s in specs:
             d = os.path.join(a.work, s.name)
-            print("%-14s %-8s %s limit %ds: %s" % (s.name, "parallel" if s.parallel else "serial", s.config,
-                                                   s.timeout, " ".join(shlex.quote(c) for c in runner.command(s, d))))
+            env = "".join("%s=%s " % kv for kv in sorted(s.env.items()))
+            print("%-14s %-8s %s limit %ds: %s%s" % (s.name, "parallel" if s.parallel else "serial", s.config,
+                                                     s.timeout, env, " ".join(shlex.quote(c) for c in runner.command(s, d))))
+        print(plan_limits(specs, a.jobs, a.budget_s))
         return 0
     for path in (runner.mfu, os.path.join(os.path.abspath(a.build), "shim", "libmfushim.so")):
         if not os.path.exists(path):

@@ -5,7 +5,7 @@
 # every check with a time limit, writes results-partN.{txt,json} and
 # logs-partN.tar.gz under $OUT and prints the results table last.
 #
-#   tools/gpu/validate.sh --part 1    # checks 1-5 and 7 (about 6 minutes)
+#   tools/gpu/validate.sh --part 1    # checks 1-5, 7 and 8 (about 6 minutes)
 #   tools/gpu/validate.sh --part 2    # check 6, overhead (about 4 minutes)
 #
 # Other arguments go to validate.py (--budget-s, --only, --plan, ...).
