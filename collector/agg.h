@@ -115,6 +115,13 @@ int agg_hello(struct agg *a, const struct mfu_rec_hello *h, const char *peer,
 /* Applies one record of a source that has said hello.  Returns 0, or a
  * negated mfu_wire_error for a record that breaks a rule of the stream. */
 int agg_source_record(struct agg_source *s, const struct mfu_record *r, uint64_t now_mono_ns);
+/* Decodes the records left in d and applies each as agg_source_record
+ * does, stopping at the first error.  Returns 0 when d is used up, a
+ * negated mfu_wire_error (the decoder's or a record's), or 1 when
+ * s->span_work - work0 passed work_max (the record that passed it is
+ * applied). */
+int agg_source_feed(struct agg_source *s, struct mfu_dec *d, uint64_t now_mono_ns, uint64_t work0,
+		    uint64_t work_max);
 /* Applies an off-CPU interval of one of the source's threads (from the
  * collector's scheduler tracer, or an archive).  Returns 0, or -ENOMEM when
  * it could not be kept (counted, nothing else lost).  Not thread-safe: call

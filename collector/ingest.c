@@ -163,30 +163,27 @@ int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t n
 	}
 	mfu_dec_init(&dec, raw, raw_len);
 	uint64_t work0 = in->src ? in->src->span_work : 0;
-	while ((rc = mfu_dec_next(&dec, &r)) == 1) {
-		if (__builtin_expect(!in->src, 0)) {
-			if (r.type != MFU_REC_HELLO)
-				return -INGEST_E_NO_HELLO;
-			const struct mfu_rec_hello *hh = &r.u.hello;
-			if (hh->host_len > INGEST_HELLO_TEXT_MAX || hh->job_len > INGEST_HELLO_TEXT_MAX ||
-			    hh->producer_len > INGEST_HELLO_TEXT_MAX || hh->token_len > INGEST_HELLO_TEXT_MAX ||
-			    (hh->has_device && hh->device.name_len > INGEST_HELLO_TEXT_MAX))
-				return -INGEST_E_HELLO_SIZE;
-			if (in->on_hello && (rc = in->on_hello(in->on_hello_arg, hh)))
-				return rc;
-			rc = agg_hello(in->agg, &r.u.hello, in->peer, now_mono_ns, &in->src);
-			if (rc)
-				return rc == -ENOSPC ? -INGEST_E_SOURCES : -MFU_WIRE_E_NOMEM;
-			/* A reconnect reuses the source: a socket must not inherit an
-			 * archive's permission, nor the reverse. */
-			agg_source_accept_offcpu(in->src, in->accept_offcpu);
-			continue;
-		}
-		if ((rc = agg_source_record(in->src, &r, now_mono_ns)))
+	/* Only a connection's first frame starts without a source: its first
+	 * record must be the hello, and the feed takes the rest. */
+	while (!in->src && (rc = mfu_dec_next(&dec, &r)) == 1) {
+		if (r.type != MFU_REC_HELLO)
+			return -INGEST_E_NO_HELLO;
+		const struct mfu_rec_hello *hh = &r.u.hello;
+		if (hh->host_len > INGEST_HELLO_TEXT_MAX || hh->job_len > INGEST_HELLO_TEXT_MAX ||
+		    hh->producer_len > INGEST_HELLO_TEXT_MAX || hh->token_len > INGEST_HELLO_TEXT_MAX ||
+		    (hh->has_device && hh->device.name_len > INGEST_HELLO_TEXT_MAX))
+			return -INGEST_E_HELLO_SIZE;
+		if (in->on_hello && (rc = in->on_hello(in->on_hello_arg, hh)))
 			return rc;
-		if (__builtin_expect(in->src->span_work - work0 > INGEST_SPAN_WORK_MAX, 0))
-			return -INGEST_E_SPANS;
+		rc = agg_hello(in->agg, &r.u.hello, in->peer, now_mono_ns, &in->src);
+		if (rc)
+			return rc == -ENOSPC ? -INGEST_E_SOURCES : -MFU_WIRE_E_NOMEM;
+		/* A reconnect reuses the source: a socket must not inherit an
+		 * archive's permission, nor the reverse. */
+		agg_source_accept_offcpu(in->src, in->accept_offcpu);
 	}
+	if (in->src && (rc = agg_source_feed(in->src, &dec, now_mono_ns, work0, INGEST_SPAN_WORK_MAX)) == 1)
+		return -INGEST_E_SPANS;
 	if (rc < 0)
 		return rc;
 	if (!in->src)
