@@ -179,8 +179,12 @@ int ingest_frame(struct ingest *in, const uint8_t *frame, size_t len, uint64_t n
 		if (rc)
 			return rc == -ENOSPC ? -INGEST_E_SOURCES : -MFU_WIRE_E_NOMEM;
 		/* A reconnect reuses the source: a socket must not inherit an
-		 * archive's permission, nor the reverse. */
+		 * archive's permission, nor the reverse; and the work bound is
+		 * this frame's, not what the source did over earlier
+		 * connections (that refused every reconnect of a source past
+		 * INGEST_SPAN_WORK_MAX in all). */
 		agg_source_accept_offcpu(in->src, in->accept_offcpu);
+		work0 = in->src->span_work;
 	}
 	if (in->src && (rc = agg_source_feed(in->src, &dec, now_mono_ns, work0, INGEST_SPAN_WORK_MAX)) == 1)
 		return -INGEST_E_SPANS;

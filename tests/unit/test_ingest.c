@@ -151,6 +151,31 @@ static void test_replayed_frames_on_a_new_connection_count_once(void **state)
 	assert_int_equal(next, 7);
 }
 
+static void test_a_source_that_did_much_work_can_reconnect(void **state)
+{
+	struct fixture *f = *state;
+	put_hello(f);
+	put_kernel(f, T0, T0 + 10);
+	assert_int_equal(send_frame(f, 0), 0);
+	/* a source that has run for hours: the bound is per frame, and what it
+	 * did over earlier connections is not the reconnect's first frame's */
+	ingest_source(f->in)->span_work = 3 * (uint64_t)INGEST_SPAN_WORK_MAX;
+	ingest_free(f->in);
+	assert_int_equal(ingest_new(f->agg, f->codec, "test", &f->in), 0);
+	put_hello(f);
+	put_kernel(f, T0 + 20, T0 + 30);
+	assert_int_equal(send_frame(f, 1), 0);
+	assert_int_equal(f->agg->nsrc, 1);
+	assert_int_equal(ingest_source(f->in)->dev[0]->tot.kernels, 2);
+	/* and the bound still holds for that first frame */
+	ingest_free(f->in);
+	assert_int_equal(ingest_new(f->agg, f->codec, "test", &f->in), 0);
+	put_hello(f);
+	for (int i = 0; i < 20000; i++)
+		put_kernel(f, T0 + (uint64_t)i, T0 + (uint64_t)i + 1024 * UINT64_C(100000000));
+	assert_int_equal(send_frame(f, 2), -INGEST_E_SPANS);
+}
+
 static int contains(struct strbuf *sb, const char *needle)
 {
 	return sb->buf && strstr(sb->buf, needle) != NULL;
@@ -300,6 +325,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_implausible_timestamps_are_dropped_and_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sequence_gaps_count_forward_jumps_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replayed_frames_on_a_new_connection_count_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_source_that_did_much_work_can_reconnect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_collectors_offcpu_frames_are_outside_the_sequence, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interned_strings_stay_within_their_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_producer_gone_without_its_goodbye_is_cut_off, setup, teardown),
