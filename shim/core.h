@@ -29,9 +29,8 @@ struct gemm_desc {
 	} full; /* only when wide */
 };
 
-/* A type as the wire carries it: the 32-bit enum's bits (-1, none, is 2^32 - 1). */
-#define GEMM_TYPE(t) ((uint64_t)(uint32_t)(t))
-/* As the packed record carries it: the type + 1, so that -1 is 0. */
+/* A type as the packed record carries it: the 32-bit enum's bits + 1, so
+ * that -1 (none) is 0; the wire carries the bits themselves. */
 #define GEMM_TYPE16(t) ((uint16_t)((uint32_t)(t) + 1u))
 #define GEMM_TYPE16_FITS(t) ((uint32_t)(t) + 1u <= 0xffffu)
 
