@@ -22,6 +22,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -359,6 +360,61 @@ static void say_where_stuck(pid_t pid)
 	fclose(f);
 }
 
+/* Every thread of a stuck child, from /proc: its name, system call, wait
+ * channel and kernel stack (the stack needs root); then, where gdb is
+ * installed, every thread's user stack.  A lock held across the fork is
+ * named by the frames, which the futex's mapping alone does not give. */
+static void dump_stuck(pid_t pid)
+{
+	char path[320], line[512], cmd[256];
+	DIR *d;
+	struct dirent *e;
+	FILE *f;
+	static const char *const files[] = {"comm", "syscall", "wchan", "stack"};
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!(d = opendir(path)))
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/%s", (int)pid, e->d_name, files[i]);
+			if (!(f = fopen(path, "r")))
+				continue;
+			while (fgets(line, sizeof(line), f))
+				fprintf(stderr, "gemm_driver: child %d task %s %s: %s%s", (int)pid, e->d_name, files[i],
+					line, strchr(line, '\n') ? "" : "\n");
+			fclose(f);
+		}
+	}
+	closedir(d);
+	/* posix_spawn, not fork: this process has threads, and a forked copy
+	 * could stop on a lock one of them holds, as the child did.  gdb must
+	 * not get the shim preloaded, nor the ASan runtime it needs. */
+	extern char **environ;
+	size_t n = 0;
+	while (environ[n])
+		n++;
+	char **envp = calloc(n + 1, sizeof(*envp));
+	if (!envp)
+		return;
+	for (size_t i = 0, j = 0; i < n; i++)
+		if (strncmp(environ[i], "LD_PRELOAD=", 11))
+			envp[j++] = environ[i];
+	snprintf(cmd, sizeof(cmd),
+		 "command -v gdb >/dev/null && timeout 60 gdb -p %d -batch -nx -ex 'info sharedlibrary' "
+		 "-ex 'thread apply all bt' 2>&1 | sed 's/^/gemm_driver: gdb: /' >&2",
+		 (int)pid);
+	char *argv[] = {"sh", "-c", cmd, NULL};
+	pid_t sh;
+	int status;
+	fflush(stderr);
+	if (!posix_spawn(&sh, "/bin/sh", NULL, NULL, argv, envp))
+		waitpid(sh, &status, 0);
+	free(envp);
+}
+
 /* Waits up to secs for a child.  One still running then is deadlocked: it
  * is killed and the run fails, rather than hanging until the test's own
  * timeout with nothing to show. */
@@ -376,6 +432,7 @@ static int child_ok(pid_t pid, int secs)
 	}
 	fprintf(stderr, "gemm_driver: child %d still running after %d s (deadlocked?); killed\n", (int)pid, secs);
 	say_where_stuck(pid);
+	dump_stuck(pid);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	return 0;
