@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -463,8 +464,71 @@ static int thread_count(void)
  * another thread is inside start() is fork_starting's case, and here, under
  * ASan (GCC 12's libasan has no fork handlers), a worker forked while the
  * shim dlopen()s CUPTI inherits ASan's globals lock held and hangs in
- * exit(). */
+ * exit().  Under ASan the late child is forked with the GEMM threads
+ * stopped and the allocator quiet (wait_allocator_quiet). */
 static volatile int stop_bg;
+
+static void stop_bg_threads(pthread_t *t, int n)
+{
+	if (stop_bg)
+		return;
+	stop_bg = 1;
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define DRIVER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DRIVER_ASAN 1
+#endif
+#endif
+
+#ifdef DRIVER_ASAN
+/* GCC 12's libasan has no fork handlers (LLVM's asan has locked its
+ * allocator and stack depot around fork since PR 75290, 2023): a lock of
+ * either that another thread holds at the fork stays held in the child,
+ * by nobody, and the child's first malloc that needs it spins for good.
+ * Seen twice in about 2,300 runs, both in the late child: its shim's
+ * 512 KiB buffer waiting for the secondary allocator's mutex, and its
+ * sender thread for a stack depot bucket.  The parent's GEMM threads make
+ * about 2,000 allocator calls a second; a few hundred ms after they stop,
+ * its shim's threads make almost none.  A fork is safe once no thread is
+ * inside the allocator, which ASan's malloc and free hooks tell.
+ * (sanitizer/allocator_interface.h is clang's; GCC ships no copy.) */
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
+					      void (*free_hook)(const volatile void *));
+
+static atomic_ulong allocator_calls;
+
+static void count_malloc(const volatile void *p, size_t size)
+{
+	(void)p, (void)size;
+	atomic_fetch_add_explicit(&allocator_calls, 1, memory_order_relaxed);
+}
+
+static void count_free(const volatile void *p)
+{
+	(void)p;
+	atomic_fetch_add_explicit(&allocator_calls, 1, memory_order_relaxed);
+}
+
+/* Returns once no malloc or free has run for 100 ms, or after 5 s. */
+static void wait_allocator_quiet(void)
+{
+	static int hooked;
+	struct timespec step = {0, 10000000};
+
+	if (!hooked++)
+		__sanitizer_install_malloc_and_free_hooks(count_malloc, count_free);
+	for (int quiet = 0, i = 0; quiet < 10 && i < 500; i++) {
+		unsigned long n = atomic_load(&allocator_calls);
+		nanosleep(&step, NULL);
+		quiet = atomic_load(&allocator_calls) == n ? quiet + 1 : 0;
+	}
+}
+#endif
 
 static void *bg_main(void *arg)
 {
@@ -520,7 +584,13 @@ static void scenario_fork(void)
 	/* one more, forked while the parent's shim runs, that makes GEMMs: it
 	 * must count them (untimed: it never touches the parent's CUPTI), with
 	 * no thread but its sender's (no CUPTI flush thread either, even when
-	 * the parent waits for CUPTI) */
+	 * the parent waits for CUPTI).  Plain builds fork it with the GEMM
+	 * threads inside calls, so a lock of the shim's or a fake's that one of
+	 * them holds must not stop it; under ASan its every malloc could. */
+#ifdef DRIVER_ASAN
+	stop_bg_threads(t, 4);
+	wait_allocator_quiet();
+#endif
 	pid_t late = fork();
 	if (late == 0) {
 		cublasHandle_t h;
@@ -534,9 +604,7 @@ static void scenario_fork(void)
 		exit(n == 2 ? 0 : 1);
 	}
 	CHECK(child_ok(late, 30));
-	stop_bg = 1;
-	for (int i = 0; i < 4; i++)
-		pthread_join(t[i], NULL);
+	stop_bg_threads(t, 4);
 }
 
 /* A fork while another thread is inside the shim's start(), holding its
