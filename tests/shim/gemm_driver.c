@@ -22,6 +22,8 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -359,6 +361,61 @@ static void say_where_stuck(pid_t pid)
 	fclose(f);
 }
 
+/* Every thread of a stuck child, from /proc: its name, system call, wait
+ * channel and kernel stack (the stack needs root); then, where gdb is
+ * installed, every thread's user stack.  A lock held across the fork is
+ * named by the frames, which the futex's mapping alone does not give. */
+static void dump_stuck(pid_t pid)
+{
+	char path[320], line[512], cmd[256];
+	DIR *d;
+	struct dirent *e;
+	FILE *f;
+	static const char *const files[] = {"comm", "syscall", "wchan", "stack"};
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!(d = opendir(path)))
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/%s", (int)pid, e->d_name, files[i]);
+			if (!(f = fopen(path, "r")))
+				continue;
+			while (fgets(line, sizeof(line), f))
+				fprintf(stderr, "gemm_driver: child %d task %s %s: %s%s", (int)pid, e->d_name, files[i],
+					line, strchr(line, '\n') ? "" : "\n");
+			fclose(f);
+		}
+	}
+	closedir(d);
+	/* posix_spawn, not fork: this process has threads, and a forked copy
+	 * could stop on a lock one of them holds, as the child did.  gdb must
+	 * not get the shim preloaded, nor the ASan runtime it needs. */
+	extern char **environ;
+	size_t n = 0;
+	while (environ[n])
+		n++;
+	char **envp = calloc(n + 1, sizeof(*envp));
+	if (!envp)
+		return;
+	for (size_t i = 0, j = 0; i < n; i++)
+		if (strncmp(environ[i], "LD_PRELOAD=", 11))
+			envp[j++] = environ[i];
+	snprintf(cmd, sizeof(cmd),
+		 "command -v gdb >/dev/null && timeout 60 gdb -p %d -batch -nx -ex 'info sharedlibrary' "
+		 "-ex 'thread apply all bt' 2>&1 | sed 's/^/gemm_driver: gdb: /' >&2",
+		 (int)pid);
+	char *argv[] = {"sh", "-c", cmd, NULL};
+	pid_t sh;
+	int status;
+	fflush(stderr);
+	if (!posix_spawn(&sh, "/bin/sh", NULL, NULL, argv, envp))
+		waitpid(sh, &status, 0);
+	free(envp);
+}
+
 /* Waits up to secs for a child.  One still running then is deadlocked: it
  * is killed and the run fails, rather than hanging until the test's own
  * timeout with nothing to show. */
@@ -376,6 +433,7 @@ static int child_ok(pid_t pid, int secs)
 	}
 	fprintf(stderr, "gemm_driver: child %d still running after %d s (deadlocked?); killed\n", (int)pid, secs);
 	say_where_stuck(pid);
+	dump_stuck(pid);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	return 0;
@@ -406,8 +464,71 @@ static int thread_count(void)
  * another thread is inside start() is fork_starting's case, and here, under
  * ASan (GCC 12's libasan has no fork handlers), a worker forked while the
  * shim dlopen()s CUPTI inherits ASan's globals lock held and hangs in
- * exit(). */
+ * exit().  Under ASan the late child is forked with the GEMM threads
+ * stopped and the allocator quiet (wait_allocator_quiet). */
 static volatile int stop_bg;
+
+static void stop_bg_threads(pthread_t *t, int n)
+{
+	if (stop_bg)
+		return;
+	stop_bg = 1;
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define DRIVER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DRIVER_ASAN 1
+#endif
+#endif
+
+#ifdef DRIVER_ASAN
+/* GCC 12's libasan has no fork handlers (LLVM's asan has locked its
+ * allocator and stack depot around fork since PR 75290, 2023): a lock of
+ * either that another thread holds at the fork stays held in the child,
+ * by nobody, and the child's first malloc that needs it spins for good.
+ * Seen twice in about 2,300 runs, both in the late child: its shim's
+ * 512 KiB buffer waiting for the secondary allocator's mutex, and its
+ * sender thread for a stack depot bucket.  The parent's GEMM threads make
+ * about 2,000 allocator calls a second; a few hundred ms after they stop,
+ * its shim's threads make almost none.  A fork is safe once no thread is
+ * inside the allocator, which ASan's malloc and free hooks tell.
+ * (sanitizer/allocator_interface.h is clang's; GCC ships no copy.) */
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
+					      void (*free_hook)(const volatile void *));
+
+static atomic_ulong allocator_calls;
+
+static void count_malloc(const volatile void *p, size_t size)
+{
+	(void)p, (void)size;
+	atomic_fetch_add_explicit(&allocator_calls, 1, memory_order_relaxed);
+}
+
+static void count_free(const volatile void *p)
+{
+	(void)p;
+	atomic_fetch_add_explicit(&allocator_calls, 1, memory_order_relaxed);
+}
+
+/* Returns once no malloc or free has run for 100 ms, or after 5 s. */
+static void wait_allocator_quiet(void)
+{
+	static int hooked;
+	struct timespec step = {0, 10000000};
+
+	if (!hooked++)
+		__sanitizer_install_malloc_and_free_hooks(count_malloc, count_free);
+	for (int quiet = 0, i = 0; quiet < 10 && i < 500; i++) {
+		unsigned long n = atomic_load(&allocator_calls);
+		nanosleep(&step, NULL);
+		quiet = atomic_load(&allocator_calls) == n ? quiet + 1 : 0;
+	}
+}
+#endif
 
 static void *bg_main(void *arg)
 {
@@ -463,7 +584,13 @@ static void scenario_fork(void)
 	/* one more, forked while the parent's shim runs, that makes GEMMs: it
 	 * must count them (untimed: it never touches the parent's CUPTI), with
 	 * no thread but its sender's (no CUPTI flush thread either, even when
-	 * the parent waits for CUPTI) */
+	 * the parent waits for CUPTI).  Plain builds fork it with the GEMM
+	 * threads inside calls, so a lock of the shim's or a fake's that one of
+	 * them holds must not stop it; under ASan its every malloc could. */
+#ifdef DRIVER_ASAN
+	stop_bg_threads(t, 4);
+	wait_allocator_quiet();
+#endif
 	pid_t late = fork();
 	if (late == 0) {
 		cublasHandle_t h;
@@ -477,9 +604,7 @@ static void scenario_fork(void)
 		exit(n == 2 ? 0 : 1);
 	}
 	CHECK(child_ok(late, 30));
-	stop_bg = 1;
-	for (int i = 0; i < 4; i++)
-		pthread_join(t[i], NULL);
+	stop_bg_threads(t, 4);
 }
 
 /* A fork while another thread is inside the shim's start(), holding its
