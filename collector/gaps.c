@@ -72,10 +72,10 @@ void lat_sketch_add(struct lat_sketch *k, uint64_t v)
 		k->max_ns = v;
 }
 
+/* Also a sketch with a count of 0: lat_past can hold a live slot's
+ * wrapped carry (lat_record) before any latency of its own. */
 void lat_sketch_merge(struct lat_sketch *dst, const struct lat_sketch *src)
 {
-	if (!src->count)
-		return;
 	for (unsigned i = 0; i < LAT_BUCKETS; i++)
 		dst->n[i] += src->n[i];
 	dst->count += src->count;
@@ -101,6 +101,16 @@ double lat_sketch_quantile(const struct lat_sketch *k, double q)
 	return (double)k->max_ns;
 }
 
+static void lat_slot_merge(struct lat_sketch *dst, const struct lat_slot *sl)
+{
+	for (unsigned i = 0; i < LAT_BUCKETS; i++)
+		dst->n[i] += sl->n[i];
+	dst->count += sl->count;
+	dst->sum_ns += sl->sum_ns;
+	if (sl->max_ns > dst->max_ns)
+		dst->max_ns = sl->max_ns;
+}
+
 /* The slot of start_ns's second, made current; NULL when the slot could
  * not be allocated or the second is older than the ring.  A slot taken over
  * by a newer second first gives its latencies to lat_past. */
@@ -120,14 +130,8 @@ static __attribute__((noinline)) struct lat_slot *lat_slot_find(struct gaps_dev 
 	if (sl->sec != sec) {
 		if (sl->sec != UINT64_MAX && sl->sec > sec)
 			return NULL; /* older than the ring */
-		if (sl->sec != UINT64_MAX && sl->count) {
-			for (unsigned i = 0; i < LAT_BUCKETS; i++)
-				g->lat_past.n[i] += sl->n[i];
-			g->lat_past.count += sl->count;
-			g->lat_past.sum_ns += sl->sum_ns;
-			if (sl->max_ns > g->lat_past.max_ns)
-				g->lat_past.max_ns = sl->max_ns;
-		}
+		if (sl->sec != UINT64_MAX && sl->count)
+			lat_slot_merge(&g->lat_past, sl);
 		memset(sl, 0, sizeof(*sl));
 		sl->sec = sec;
 	}
@@ -160,24 +164,11 @@ static inline void lat_record(struct gaps_dev *g, uint64_t start_ns, uint64_t v)
 void gaps_lat_window(const struct gaps_dev *g, uint64_t end_ns, uint64_t len_ns, struct lat_sketch *out)
 {
 	if (!len_ns) {
-		/* Not lat_sketch_merge: lat_past can hold a wrapped slot's
-		 * carry with a count of 0. */
-		for (unsigned b = 0; b < LAT_BUCKETS; b++)
-			out->n[b] += g->lat_past.n[b];
-		out->count += g->lat_past.count;
-		out->sum_ns += g->lat_past.sum_ns;
-		if (g->lat_past.max_ns > out->max_ns)
-			out->max_ns = g->lat_past.max_ns;
+		lat_sketch_merge(out, &g->lat_past);
 		for (unsigned i = 0; i < GAPS_LAT_SLOTS; i++) {
 			const struct lat_slot *sl = g->slots[i];
-			if (!sl || sl->sec == UINT64_MAX || !sl->count)
-				continue;
-			for (unsigned b = 0; b < LAT_BUCKETS; b++)
-				out->n[b] += sl->n[b];
-			out->count += sl->count;
-			out->sum_ns += sl->sum_ns;
-			if (sl->max_ns > out->max_ns)
-				out->max_ns = sl->max_ns;
+			if (sl && sl->sec != UINT64_MAX && sl->count)
+				lat_slot_merge(out, sl);
 		}
 		return;
 	}
@@ -186,14 +177,8 @@ void gaps_lat_window(const struct gaps_dev *g, uint64_t end_ns, uint64_t len_ns,
 		n = GAPS_LAT_SLOTS - 1;
 	for (uint64_t sec = last > n ? last - n : 0; sec < last; sec++) {
 		const struct lat_slot *sl = g->slots[sec % GAPS_LAT_SLOTS];
-		if (!sl || sl->sec != sec || !sl->count)
-			continue;
-		for (unsigned i = 0; i < LAT_BUCKETS; i++)
-			out->n[i] += sl->n[i];
-		out->count += sl->count;
-		out->sum_ns += sl->sum_ns;
-		if (sl->max_ns > out->max_ns)
-			out->max_ns = sl->max_ns;
+		if (sl && sl->sec == sec && sl->count)
+			lat_slot_merge(out, sl);
 	}
 }
 
