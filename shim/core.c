@@ -35,7 +35,6 @@ enum { ST_UNINIT, ST_STARTING, ST_ACTIVE, ST_DISABLED, ST_FINISHED };
 static struct {
 	_Atomic int state;
 	_Atomic int ctx_get_device_looked;
-	_Atomic int stamp_tsc; /* tsc_ready(), as last seen: its own line is one more miss */
 	struct mfu_sender *sender;
 	_Atomic uint64_t devices_described; /* bit i: device i sent (i < 64) */
 	int (*ctx_get_device)(int *);       /* the driver's, when it is loaded */
@@ -457,15 +456,13 @@ void shim_leave(struct shim_call *c, const struct gemm_desc *g, int succeeded)
 		put_full(c, g, flags);
 		return;
 	}
-	if (__builtin_expect(atomic_load_explicit(&hot.stamp_tsc, memory_order_acquire), 1)) {
+	if (__builtin_expect(tsc_ready(), 1)) {
 		p->when = tsc_ticks();
 		p->clock = MFU_SENDER_GEMM_TICKS;
 	} else {
 		p->when = shim_now_ns();
 		p->clock = 0;
 		tsc_maybe_calibrate(p->when);
-		if (tsc_ready())
-			atomic_store_explicit(&hot.stamp_tsc, 1, memory_order_release);
 	}
 	p->call = c->call;
 	memcpy(&p->flops, g, DESC_PACKED_BYTES);
